@@ -1,0 +1,120 @@
+# drlmem build. `make` builds ./drlmem and build/drlmem.so; `make test` runs
+# every suite; `make train` makes the default data and trains on it.
+#
+# BUILD selects the build folder, so several builds (a plain one, the
+# sanitizer one, a developer's scratch one) can live side by side:
+#   make BUILD=build-asan SAN=1 test
+# Sources are found by wildcard: a new src/core/*.c, src/bind/*.c,
+# tests/c/test_*.c or tests/lua/*_spec.lua is picked up without editing this.
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+SAN     ?=
+CC      ?= cc
+LUA     ?= lua5.4
+BUSTED  ?= busted
+
+PKGS      := lua5.4 yaml-0.1 openblas jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fPIC \
+               -Wall -Wextra -Wno-unused-parameter -g
+ifeq ($(SAN),1)
+  OPT := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
+else
+  OPT := -O2 -march=x86-64-v2
+  LDSAN :=
+endif
+CFLAGS ?=
+CFLAGS += $(CFLAGS_BASE) $(OPT) -Isrc $(PKG_CFLAGS)
+LDLIBS := $(PKG_LIBS) -lm
+
+CORE_SRC := $(wildcard src/core/*.c)
+BIND_SRC := $(wildcard src/bind/*.c)
+HOST_SRC := $(wildcard src/host/*.c)
+CORE_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/%.o)
+BIND_OBJ := $(BIND_SRC:src/%.c=$(BUILD)/%.o)
+HOST_OBJ := $(HOST_SRC:src/%.c=$(BUILD)/%.o)
+CTEST_SRC := $(wildcard tests/c/test_*.c)
+CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+
+EXE := $(BUILD)/drlmem
+SO  := $(BUILD)/drlmem.so
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all deps test test-c test-lua test-host test-asan train bench install clean fixtures
+
+all: $(EXE) $(SO) drlmem
+
+# The dependency script runs once per build folder; it does nothing when the
+# packages are already there.
+$(DEPS_STAMP):
+	@bash .ci/install-deps
+	@mkdir -p $(BUILD) && touch $@
+deps: $(DEPS_STAMP)
+
+$(BUILD)/%.o: src/%.c $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libdmcore.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(EXE): $(HOST_OBJ) $(BIND_OBJ) $(BUILD)/libdmcore.a
+	$(CC) $(LDSAN) -o $@ $(HOST_OBJ) $(BIND_OBJ) $(BUILD)/libdmcore.a $(LDLIBS) -ledit -Wl,-E
+
+# The Lua C module leaves lua_* symbols to the interpreter that loads it.
+$(SO): $(BIND_OBJ) $(BUILD)/libdmcore.a
+	$(CC) $(LDSAN) -shared -o $@ $(BIND_OBJ) $(BUILD)/libdmcore.a \
+	  $(shell pkg-config --libs yaml-0.1 openblas jansson) -lm
+
+# ./drlmem is what the README runs; it points at the default build.
+drlmem: $(BUILD)/drlmem
+	@if [ "$(BUILD)" = "build" ]; then ln -sf build/drlmem drlmem; fi
+
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libdmcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libdmcore.a $(LDSAN) $(LDLIBS) -lcmocka
+
+-include $(CORE_OBJ:.o=.d) $(BIND_OBJ:.o=.d) $(HOST_OBJ:.o=.d)
+
+# --- tests ------------------------------------------------------------------
+# tests/run collects TAP from every suite and prints `N passed, M failed`.
+LUA_ENV := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;" \
+           LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" DRLMEM_EXE="$(CURDIR)/$(EXE)" \
+           DRLMEM_BUILD="$(CURDIR)/$(BUILD)"
+ifeq ($(SAN),1)
+  # Stock lua5.4 is not instrumented: preload the sanitizer runtime into it.
+  LUA_ENV += LD_PRELOAD="$(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)" \
+             ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+endif
+
+test: all $(CTEST_BIN)
+	@$(LUA_ENV) SAN=$(SAN) bash tests/run $(BUILD)
+
+test-asan:
+	$(MAKE) BUILD=build-asan SAN=1 test
+
+# --- user commands ----------------------------------------------------------
+train: all
+	./drlmem scripts/train.lua
+
+bench: all
+	./drlmem scripts/bench.lua
+
+# Regenerates tests/fixtures from ../shared/reference/golden.py (needs torch).
+fixtures:
+	bash tests/fixtures/make-fixtures
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/drlmem/lua/drlmem \
+	  $(DESTDIR)$(PREFIX)/lib/lua/5.4
+	install -m 755 $(EXE) $(DESTDIR)$(PREFIX)/bin/drlmem
+	install -m 644 $(SO) $(DESTDIR)$(PREFIX)/lib/lua/5.4/drlmem.so
+	install -m 644 lua/drlmem/*.lua $(DESTDIR)$(PREFIX)/share/drlmem/lua/drlmem/
+
+clean:
+	rm -rf build build-asan drlmem
