@@ -19,6 +19,9 @@
 
 /* Raises a Lua error with the core's message; never returns. */
 int dm_bind_error(lua_State *L, const dm_error *err);
+/* Raises a Lua error formatted by vsnprintf (so PRId64, %g, %zu work, which
+ * luaL_error's own formatter does not support); never returns. */
+int dm_bind_errorf(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The tensor at idx, or a Lua error "FN: argument ARG: expected Tensor, got
  * TYPE". fn and arg name the caller for the message. */
@@ -37,8 +40,30 @@ dm_tensor *dm_bind_pushtensor(lua_State *L, dm_tensor *t);
 /* Pushes a contiguous float32 view of borrowed memory; the value at
  * owner_idx (a userdata) is kept alive as long as the view exists. */
 dm_tensor *dm_bind_pushview(lua_State *L, float *data, int ndim, const int64_t *shape, int owner_idx);
+/* Pushes an empty tensor userdata (storage NULL, metatable set) for a core
+ * function to initialise: create it BEFORE acquiring anything, so that an
+ * error leaves nothing to free by hand. */
+dm_tensor *dm_bind_newempty(lua_State *L);
+/* dm_bind_newtensor with the caller's name in error messages ("zeros: ..."). */
+dm_tensor *dm_bind_newtensor_named(lua_State *L, dm_dtype dtype, int ndim, const int64_t *shape,
+                                   const char *who);
+/* Gives the tensor userdata at dst_idx the owner kept alive by the one at
+ * src_idx: call it for every view made of a tensor that may be borrowed. */
+void dm_bind_shareowner(lua_State *L, int src_idx, int dst_idx);
 
 /* Part openers, called in order by luaopen_drlmem with the module on top. */
 void dm_open_tensor(lua_State *L);
+/* dm.manual_seed, dm.get_rng_state/set_rng_state, dm.randperm and
+ * dm.Generator (bind/random.c); called by dm_open_tensor. */
+void dm_open_random(lua_State *L);
+/* The dm.Generator at idx, or NULL when the value is not one. */
+dm_rng *dm_bind_testgenerator(lua_State *L, int idx);
+void dm_open_yaml(lua_State *L);     /* dm.yaml (yaml.c) */
+void dm_open_datautil(lua_State *L); /* dm.datautil (datautil.c) */
+void dm_open_nn(lua_State *L);       /* dm.nn layers and cross_entropy (nn.c) */
+void dm_open_memory(lua_State *L);   /* dm.Memory (memory.c) */
+void dm_open_optim(lua_State *L);    /* dm.optim, dm.clip_grad_norm (optim.c) */
+void dm_open_safetensors(lua_State *L); /* dm.save/load_safetensors (safetensors.c) */
+void dm_open_json(lua_State *L);     /* dm.json (json.c) */
 
 #endif

@@ -1,0 +1,128 @@
+/* bind.c: the helpers every binding file uses to pass tensors between Lua
+ * and the core (see bind.h).
+ *
+ * A dm.Tensor userdata holds a dm_tensor by value and one user value: the
+ * Lua object whose memory a borrowed view points into (a layer, the
+ * memory), so that object outlives every view of it. A userdata is always
+ * created empty (storage NULL) with its metatable set before any storage is
+ * acquired, so an error at any point leaves only a harmless empty userdata
+ * for the collector. */
+#include "bind/bind.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int dm_bind_error(lua_State *L, const dm_error *err)
+{
+    return luaL_error(L, "%s", err->msg);
+}
+
+int dm_bind_errorf(lua_State *L, const char *fmt, ...)
+{
+    char msg[DM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return luaL_error(L, "%s", msg);
+}
+
+/* Type name for messages: __name of a userdata's metatable when it has
+ * one ("drlmem.Memory"), else the Lua type. */
+static const char *type_name(lua_State *L, int idx)
+{
+    int t = luaL_getmetafield(L, idx, "__name");
+    if (t == LUA_TSTRING) {
+        const char *s = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the metatable (and so the string) stays referenced */
+        return s;
+    }
+    if (t != LUA_TNIL) lua_pop(L, 1);
+    return luaL_typename(L, idx);
+}
+
+dm_tensor *dm_bind_testtensor(lua_State *L, int idx)
+{
+    return (dm_tensor *)luaL_testudata(L, idx, DM_TENSOR_MT);
+}
+
+dm_tensor *dm_bind_checktensor(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    idx = lua_absindex(L, idx);
+    dm_tensor *t = dm_bind_testtensor(L, idx);
+    if (!t) {
+        const char *tn = idx > lua_gettop(L) ? "no value" : type_name(L, idx);
+        dm_bind_errorf(L, "%s: argument %s: expected Tensor, got %s", fn, arg, tn);
+        return NULL;
+    }
+    if (!t->storage) dm_bind_errorf(L, "%s: argument %s: tensor has been freed (closed)", fn, arg);
+    return t;
+}
+
+dm_tensor *dm_bind_checkf32(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    dm_tensor *t = dm_bind_checktensor(L, idx, fn, arg);
+    if (t->dtype != DM_F32)
+        dm_bind_errorf(L, "%s: argument %s: expected a float32 tensor, got %s", fn, arg,
+                   dm_dtype_name(t->dtype));
+    return t;
+}
+
+dm_tensor *dm_bind_checki32(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    dm_tensor *t = dm_bind_checktensor(L, idx, fn, arg);
+    if (t->dtype != DM_I32)
+        dm_bind_errorf(L, "%s: argument %s: expected an int32 tensor, got %s", fn, arg,
+                   dm_dtype_name(t->dtype));
+    return t;
+}
+
+dm_tensor *dm_bind_newempty(lua_State *L)
+{
+    dm_tensor *t = (dm_tensor *)lua_newuserdatauv(L, sizeof(dm_tensor), 1);
+    memset(t, 0, sizeof *t);
+    luaL_setmetatable(L, DM_TENSOR_MT);
+    return t;
+}
+
+dm_tensor *dm_bind_newtensor_named(lua_State *L, dm_dtype dtype, int ndim, const int64_t *shape,
+                                   const char *who)
+{
+    dm_error err;
+    dm_tensor *t = dm_bind_newempty(L);
+    if (dm_tensor_init(t, dtype, ndim, shape, who, &err) != 0) dm_bind_error(L, &err);
+    return t;
+}
+
+dm_tensor *dm_bind_newtensor(lua_State *L, dm_dtype dtype, int ndim, const int64_t *shape)
+{
+    return dm_bind_newtensor_named(L, dtype, ndim, shape, "Tensor");
+}
+
+dm_tensor *dm_bind_pushtensor(lua_State *L, dm_tensor *t)
+{
+    dm_tensor *u = dm_bind_newempty(L);
+    *u = *t;
+    t->storage = NULL;
+    return u;
+}
+
+dm_tensor *dm_bind_pushview(lua_State *L, float *data, int ndim, const int64_t *shape, int owner_idx)
+{
+    dm_error err;
+    owner_idx = lua_absindex(L, owner_idx);
+    dm_tensor *t = dm_bind_newempty(L);
+    if (dm_tensor_init_borrowed(t, data, DM_F32, ndim, shape, &err) != 0) dm_bind_error(L, &err);
+    lua_pushvalue(L, owner_idx);
+    lua_setiuservalue(L, -2, 1);
+    return t;
+}
+
+void dm_bind_shareowner(lua_State *L, int src_idx, int dst_idx)
+{
+    src_idx = lua_absindex(L, src_idx);
+    dst_idx = lua_absindex(L, dst_idx);
+    lua_getiuservalue(L, src_idx, 1);
+    lua_setiuservalue(L, dst_idx, 1);
+}

@@ -1,0 +1,672 @@
+/* nn.c (bind): dm.nn, the layers of core/nn.h and core/gru.h as Lua
+ * modules in torch7's manner: m:forward(x) keeps what its backward needs,
+ * m:backward(dy) returns dx and ADDS the parameter gradients, one
+ * m:zero_grad() clears them.
+ *
+ *   dm.nn.Linear(in, out [, {bias = true, init = "default" | "kaiming"}])
+ *   dm.nn.Embedding(V, E)          forward(ids) with 0-based ids; backward -> nil
+ *   dm.nn.GELU()   dm.nn.Dropout(p)   dm.nn.GRU(input, hidden [, layers])
+ *   dm.nn.cross_entropy(logits, targets [, {ignore_index =, scale =}])
+ *       -> loss (number), dlogits (tensor), count
+ *
+ * Each module owns a parameter arena and a gradient arena of the same
+ * layout, named as PyTorch's state_dict (weight, bias, weight_ih_l0, ...);
+ * m:parameters() hands out tensor views into them that keep the module
+ * alive, so writing into a view changes the module. The forward copies its
+ * input (and token ids, dropout mask, GRU cache) into buffers the module
+ * owns, so changing the input tensor afterwards cannot corrupt a backward.
+ * Linear, GELU and Dropout take any leading dims ((N,I) or (B,T,I)); the
+ * GRU takes (B,T,I) batch-first, or (T,I) as one sequence. Initialisers
+ * draw from the global generator (dm.manual_seed): Linear "default" is
+ * PyTorch's U(+-1/sqrt(in)) for weight and bias, "kaiming" the seed model's
+ * U(+-sqrt(6/in)) weight with a zero bias; Embedding N(0, 0.1^2) as the
+ * seed model; GRU U(+-1/sqrt(hidden)) for everything, as PyTorch. */
+#include "bind/bind.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/gru.h"
+#include "core/nn.h"
+#include "core/rng.h"
+
+enum { NN_LINEAR, NN_EMBEDDING, NN_GELU, NN_DROPOUT, NN_GRU, NN_KINDS };
+
+static const char *const kind_mt[NN_KINDS] = {"drlmem.nn.Linear", "drlmem.nn.Embedding",
+                                              "drlmem.nn.GELU", "drlmem.nn.Dropout",
+                                              "drlmem.nn.GRU"};
+static const char *const kind_name[NN_KINDS] = {"Linear", "Embedding", "GELU", "Dropout", "GRU"};
+
+typedef struct nn_mod {
+    int kind;
+    int training;
+    dm_arena params, grads;
+    size_t in, out;   /* Linear in/out; Embedding V/E; GRU input/hidden */
+    size_t layers;    /* GRU */
+    int has_bias;     /* Linear */
+    float p;          /* Dropout */
+    /* The last forward, for backward. */
+    int ready;
+    size_t n;                         /* rows (N = product of leading dims) */
+    int in_ndim, out_ndim;
+    int64_t in_shape[DM_MAX_DIMS], out_shape[DM_MAX_DIMS];
+    float *x;        size_t x_cap;      /* input copy (bytes cap) */
+    int32_t *ids;    size_t ids_cap;
+    float *mask;     size_t mask_cap;
+    float *cache;    size_t cache_cap;
+    float *scratch;  size_t scratch_cap;
+    dm_gru_dims gd;
+} nn_mod;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static nn_mod *test_mod(lua_State *L, int idx)
+{
+    for (int k = 0; k < NN_KINDS; k++) {
+        nn_mod *m = luaL_testudata(L, idx, kind_mt[k]);
+        if (m) return m;
+    }
+    return NULL;
+}
+
+static nn_mod *check_mod(lua_State *L, int idx, const char *method)
+{
+    nn_mod *m = test_mod(L, idx);
+    if (!m)
+        dm_bind_errorf(L, "nn:%s: expected an nn module as self (use m:%s(...), not m.%s(...))",
+                   method, method, method);
+    return m;
+}
+
+static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
+{
+    if (ndim == 0) {
+        snprintf(buf, n, "scalar");
+        return buf;
+    }
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, i ? "x%lld" : "%lld", (long long)shape[i]);
+    return buf;
+}
+
+static const char *tshape(const dm_tensor *t, char *buf, size_t n)
+{
+    return shape_str(t->ndim, t->shape, buf, n);
+}
+
+/* Makes *buf hold at least `bytes`; contents are not kept. */
+static void *grow(lua_State *L, void **buf, size_t *cap, size_t bytes, const char *who)
+{
+    if (bytes > *cap || !*buf) {
+        dm_free(*buf);
+        *buf = dm_alloc(bytes);
+        *cap = 0;
+        if (!*buf) dm_bind_errorf(L, "%s: out of memory (%zu bytes)", who, bytes);
+        *cap = bytes;
+    }
+    return *buf;
+}
+
+/* Copies t's elements in row-major order into dst as float32. */
+static void gather_f32(const dm_tensor *t, float *dst)
+{
+    size_t n = dm_tensor_numel(t);
+    if (t->dtype == DM_F32 && dm_tensor_is_contiguous(t)) {
+        memcpy(dst, dm_tensor_f32(t), n * sizeof *dst);
+        return;
+    }
+    dm_iter it;
+    size_t i = 0;
+    for (dm_iter_init(&it, t); it.pos < it.n; dm_iter_next(&it))
+        dst[i++] = (float)dm_tensor_get_at(t, it.off);
+}
+
+static dm_tensor *push_result(lua_State *L, int ndim, const int64_t *shape, const char *who)
+{
+    return dm_bind_newtensor_named(L, DM_F32, ndim, shape, who);
+}
+
+/* Common front of a forward on features: x must be float32 with at least
+ * one dim whose last is `feat` (0: any). Copies x into m->x and records
+ * shapes; returns the rows N. */
+static size_t take_input(lua_State *L, nn_mod *m, const dm_tensor *x, size_t feat,
+                         const char *who, const char *want)
+{
+    char a[96];
+    if (x->ndim < 1)
+        dm_bind_errorf(L, "%s: expected an input with at least one dimension (%s), got a scalar",
+                       who, want);
+    if (feat && (size_t)x->shape[x->ndim - 1] != feat)
+        dm_bind_errorf(L, "%s: input of shape %s does not match %s (last dim %lld != %zu)", who,
+                   tshape(x, a, sizeof a), want, (long long)x->shape[x->ndim - 1], feat);
+    size_t numel = dm_tensor_numel(x);
+    m->ready = 0;
+    grow(L, (void **)&m->x, &m->x_cap, numel * sizeof(float) + 1, who);
+    gather_f32(x, m->x);
+    m->in_ndim = x->ndim;
+    memcpy(m->in_shape, x->shape, sizeof m->in_shape);
+    m->n = feat ? numel / feat : numel;
+    return m->n;
+}
+
+/* Checks dy (argument idx) against the last forward's output shape and
+ * returns its data contiguous: the tensor's own, or a copy in a Lua-owned
+ * userdata pushed on the stack (so an error later cannot leak it). */
+static const float *take_grad(lua_State *L, nn_mod *m, int idx, const char *who)
+{
+    if (!m->ready)
+        dm_bind_errorf(L, "%s:backward: no forward to go back through (call forward first)", who);
+    dm_tensor *dy = dm_bind_checkf32(L, idx, who, "dy");
+    int same = dy->ndim == m->out_ndim;
+    for (int i = 0; same && i < dy->ndim; i++) same = dy->shape[i] == m->out_shape[i];
+    if (!same) {
+        char a[96], b[96];
+        dm_bind_errorf(L, "%s:backward: gradient of shape %s does not match the forward's output %s",
+                   who, tshape(dy, a, sizeof a), shape_str(m->out_ndim, m->out_shape, b, sizeof b));
+    }
+    if (dm_tensor_is_contiguous(dy)) return dm_tensor_f32(dy);
+    float *buf = lua_newuserdatauv(L, dm_tensor_numel(dy) * sizeof(float) + 1, 0);
+    gather_f32(dy, buf);
+    return buf;
+}
+
+static void add_param(lua_State *L, nn_mod *m, const char *name, int ndim, int64_t d0, int64_t d1)
+{
+    dm_error err;
+    int64_t shape[2] = {d0, d1};
+    if (dm_arena_add(&m->params, name, ndim, shape, &err) < 0) dm_bind_error(L, &err);
+}
+
+static void alloc_params(lua_State *L, nn_mod *m)
+{
+    dm_error err;
+    if (m->params.n == 0) return;
+    if (dm_arena_alloc(&m->params, &err) != 0) dm_bind_error(L, &err);
+    if (dm_arena_init_like(&m->grads, &m->params, &err) != 0) dm_bind_error(L, &err);
+}
+
+static float *param(nn_mod *m, int i) { return dm_arena_ptr(&m->params, i); }
+static float *grad(nn_mod *m, int i) { return dm_arena_ptr(&m->grads, i); }
+
+/* The module userdata, zeroed, with its metatable, before anything that can
+ * fail is acquired, so __gc can always clean up. */
+static nn_mod *new_mod(lua_State *L, int kind)
+{
+    nn_mod *m = lua_newuserdatauv(L, sizeof *m, 0);
+    memset(m, 0, sizeof *m);
+    dm_arena_init(&m->params);
+    dm_arena_init(&m->grads);
+    m->kind = kind;
+    m->training = 1;
+    luaL_setmetatable(L, kind_mt[kind]);
+    return m;
+}
+
+static size_t check_size(lua_State *L, int idx, const char *who, const char *arg)
+{
+    if (!lua_isinteger(L, idx))
+        dm_bind_errorf(L, "%s: argument %s: expected a positive integer, got %s", who, arg,
+                   lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
+    lua_Integer v = lua_tointeger(L, idx);
+    if (v < 1 || v > ((lua_Integer)1 << 31))
+        dm_bind_errorf(L, "%s: argument %s: expected a positive integer, got %lld", who, arg,
+                   (long long)v);
+    return (size_t)v;
+}
+
+/* ---- constructors --------------------------------------------------------- */
+
+static int l_linear(lua_State *L)
+{
+    size_t in = check_size(L, 1, "Linear", "in_features");
+    size_t out = check_size(L, 2, "Linear", "out_features");
+    int bias = 1;
+    const char *init = "default";
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        if (lua_getfield(L, 3, "bias") != LUA_TNIL) bias = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "init") != LUA_TNIL) {
+            if (lua_type(L, -1) != LUA_TSTRING)
+                dm_bind_errorf(L, "Linear: option init: expected \"default\" or \"kaiming\", got %s",
+                           luaL_typename(L, -1));
+            init = lua_tostring(L, -1);
+        }
+        if (strcmp(init, "default") != 0 && strcmp(init, "kaiming") != 0)
+            dm_bind_errorf(L, "Linear: option init: expected \"default\" or \"kaiming\", got \"%s\"",
+                       init);
+        /* init stays valid: the options table holds the string. */
+        lua_pop(L, 1);
+    }
+    nn_mod *m = new_mod(L, NN_LINEAR);
+    m->in = in, m->out = out, m->has_bias = bias;
+    add_param(L, m, "weight", 2, (int64_t)out, (int64_t)in);
+    if (bias) add_param(L, m, "bias", 1, (int64_t)out, 0);
+    alloc_params(L, m);
+    if (strcmp(init, "kaiming") == 0) {
+        dm_init_uniform(param(m, 0), out * in, dm_init_kaiming_bound(in), &dm_rng_global);
+    } else {
+        float b = dm_init_default_bound(in);
+        dm_init_uniform(param(m, 0), out * in, b, &dm_rng_global);
+        if (bias) dm_init_uniform(param(m, 1), out, b, &dm_rng_global);
+    }
+    return 1;
+}
+
+static int l_embedding(lua_State *L)
+{
+    size_t V = check_size(L, 1, "Embedding", "num_embeddings");
+    size_t E = check_size(L, 2, "Embedding", "embedding_dim");
+    nn_mod *m = new_mod(L, NN_EMBEDDING);
+    m->in = V, m->out = E;
+    add_param(L, m, "weight", 2, (int64_t)V, (int64_t)E);
+    alloc_params(L, m);
+    dm_init_normal(param(m, 0), V * E, DM_INIT_EMBEDDING_STD, &dm_rng_global);
+    return 1;
+}
+
+static int l_gelu(lua_State *L)
+{
+    new_mod(L, NN_GELU);
+    return 1;
+}
+
+static int l_dropout(lua_State *L)
+{
+    double p = luaL_optnumber(L, 1, 0.5);
+    if (!(p >= 0.0 && p <= 1.0))
+        dm_bind_errorf(L, "Dropout: p must be in [0, 1], got %s", lua_tostring(L, 1));
+    nn_mod *m = new_mod(L, NN_DROPOUT);
+    m->p = (float)p;
+    return 1;
+}
+
+static int l_gru(lua_State *L)
+{
+    size_t in = check_size(L, 1, "GRU", "input_size");
+    size_t H = check_size(L, 2, "GRU", "hidden_size");
+    size_t layers = lua_isnoneornil(L, 3) ? 1 : check_size(L, 3, "GRU", "num_layers");
+    if (layers > DM_GRU_MAX_LAYERS)
+        dm_bind_errorf(L, "GRU: num_layers must be in 1..%d, got %zu", DM_GRU_MAX_LAYERS, layers);
+    nn_mod *m = new_mod(L, NN_GRU);
+    m->in = in, m->out = H, m->layers = layers;
+    char name[DM_ARENA_NAME_MAX];
+    for (size_t l = 0; l < layers; l++) {
+        snprintf(name, sizeof name, "weight_ih_l%zu", l);
+        add_param(L, m, name, 2, (int64_t)(3 * H), (int64_t)(l == 0 ? in : H));
+        snprintf(name, sizeof name, "weight_hh_l%zu", l);
+        add_param(L, m, name, 2, (int64_t)(3 * H), (int64_t)H);
+        snprintf(name, sizeof name, "bias_ih_l%zu", l);
+        add_param(L, m, name, 1, (int64_t)(3 * H), 0);
+        snprintf(name, sizeof name, "bias_hh_l%zu", l);
+        add_param(L, m, name, 1, (int64_t)(3 * H), 0);
+    }
+    alloc_params(L, m);
+    /* PyTorch's reset_parameters: every tensor in registration order. */
+    float b = dm_init_default_bound(H);
+    for (int i = 0; i < m->params.n; i++)
+        dm_init_uniform(param(m, i), m->params.entries[i].numel, b, &dm_rng_global);
+    return 1;
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+static void set_out_shape(nn_mod *m, int ndim, const int64_t *shape)
+{
+    m->out_ndim = ndim;
+    memcpy(m->out_shape, shape, (size_t)ndim * sizeof *shape);
+}
+
+static int fwd_linear(lua_State *L, nn_mod *m)
+{
+    char want[64];
+    snprintf(want, sizeof want, "weight %zux%zu", m->out, m->in);
+    dm_tensor *x = dm_bind_checkf32(L, 2, "Linear", "x");
+    size_t N = take_input(L, m, x, m->in, "Linear", want);
+    int64_t shape[DM_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = (int64_t)m->out;
+    dm_tensor *y = push_result(L, x->ndim, shape, "Linear");
+    dm_linear_forward(dm_tensor_f32(y), m->x, param(m, 0), m->has_bias ? param(m, 1) : NULL, N,
+                      m->in, m->out);
+    set_out_shape(m, x->ndim, shape);
+    return 1;
+}
+
+/* Token ids: an int32 tensor, or a float32 one holding whole numbers. */
+static int fwd_embedding(lua_State *L, nn_mod *m)
+{
+    dm_tensor *t = dm_bind_checktensor(L, 2, "Embedding", "ids");
+    char a[96];
+    if (t->ndim < 1 || t->ndim >= DM_MAX_DIMS)
+        dm_bind_errorf(L, "Embedding: expected token ids of shape (N) or (B,T), got %s",
+                   tshape(t, a, sizeof a));
+    size_t N = dm_tensor_numel(t);
+    m->ready = 0;
+    grow(L, (void **)&m->ids, &m->ids_cap, N * sizeof(int32_t) + 1, "Embedding");
+    dm_iter it;
+    size_t i = 0;
+    for (dm_iter_init(&it, t); it.pos < it.n; dm_iter_next(&it), i++) {
+        double v = dm_tensor_get_at(t, it.off);
+        if (v != floor(v) || v < -2147483648.0 || v > 2147483647.0)
+            dm_bind_errorf(L, "Embedding: token id %g at position %zu is not an integer", v, i);
+        m->ids[i] = (int32_t)v;
+    }
+    int64_t shape[DM_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[t->ndim] = (int64_t)m->out;
+    dm_tensor *y = push_result(L, t->ndim + 1, shape, "Embedding");
+    dm_error err;
+    if (dm_embedding_forward(dm_tensor_f32(y), m->ids, param(m, 0), N, m->in, m->out, &err) != 0)
+        dm_bind_error(L, &err);
+    m->n = N;
+    set_out_shape(m, t->ndim + 1, shape);
+    return 1;
+}
+
+static int fwd_elementwise(lua_State *L, nn_mod *m)
+{
+    const char *who = kind_name[m->kind];
+    dm_tensor *x = dm_bind_checkf32(L, 2, who, "x");
+    size_t n = take_input(L, m, x, 0, who, "any shape");
+    dm_tensor *y = push_result(L, x->ndim, x->shape, who);
+    if (m->kind == NN_GELU) {
+        dm_gelu_forward(dm_tensor_f32(y), m->x, n);
+    } else {
+        grow(L, (void **)&m->mask, &m->mask_cap, n * sizeof(float) + 1, who);
+        dm_dropout_forward(dm_tensor_f32(y), m->mask, m->x, n, m->p, m->training, &dm_rng_global);
+    }
+    set_out_shape(m, x->ndim, x->shape);
+    return 1;
+}
+
+static int fwd_gru(lua_State *L, nn_mod *m)
+{
+    dm_tensor *x = dm_bind_checkf32(L, 2, "GRU", "x");
+    char a[96], want[96];
+    snprintf(want, sizeof want, "(B,T,%zu) or (T,%zu)", m->in, m->in);
+    if (x->ndim != 2 && x->ndim != 3)
+        dm_bind_errorf(L, "GRU: expected an input of shape %s, got %s", want, tshape(x, a, sizeof a));
+    size_t B = x->ndim == 3 ? (size_t)x->shape[0] : 1, T = (size_t)x->shape[x->ndim - 2];
+    if (B == 0 || T == 0)
+        dm_bind_errorf(L, "GRU: input of shape %s has no timesteps", tshape(x, a, sizeof a));
+    take_input(L, m, x, m->in, "GRU", want);
+    m->gd = (dm_gru_dims){.B = B, .T = T, .In = m->in, .H = m->out, .L = m->layers};
+    dm_error err;
+    if (dm_gru_dims_check(&m->gd, &err) != 0) dm_bind_error(L, &err);
+    grow(L, (void **)&m->cache, &m->cache_cap, dm_gru_cache_numel(&m->gd) * sizeof(float),
+         "GRU");
+    dm_gru_params p;
+    for (size_t l = 0; l < m->layers; l++) {
+        p.w_ih[l] = param(m, (int)(4 * l)), p.w_hh[l] = param(m, (int)(4 * l + 1));
+        p.b_ih[l] = param(m, (int)(4 * l + 2)), p.b_hh[l] = param(m, (int)(4 * l + 3));
+    }
+    int64_t shape[DM_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = (int64_t)m->out;
+    dm_tensor *y = push_result(L, x->ndim, shape, "GRU");
+    dm_gru_forward(dm_tensor_f32(y), m->cache, m->x, &p, &m->gd);
+    /* h_n is (layers,B,H), or (layers,H) for one unbatched sequence. */
+    int64_t hshape[3] = {(int64_t)m->layers, (int64_t)B, (int64_t)m->out};
+    if (x->ndim == 2) hshape[1] = hshape[2];
+    dm_tensor *hn = push_result(L, x->ndim, hshape, "GRU");
+    dm_gru_final_hidden(dm_tensor_f32(hn), m->cache, &m->gd);
+    set_out_shape(m, x->ndim, shape);
+    return 2;
+}
+
+/* m:forward(x) -> y (the GRU also returns h_n, (layers,B,H)). */
+static int m_forward(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "forward");
+    int nret;
+    switch (m->kind) {
+    case NN_LINEAR: nret = fwd_linear(L, m); break;
+    case NN_EMBEDDING: nret = fwd_embedding(L, m); break;
+    case NN_GRU: nret = fwd_gru(L, m); break;
+    default: nret = fwd_elementwise(L, m); break;
+    }
+    m->ready = 1;
+    return nret;
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+/* m:backward(dy) -> dx (nil for Embedding); adds parameter gradients. */
+static int m_backward(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "backward");
+    const char *who = kind_name[m->kind];
+    const float *dy = take_grad(L, m, 2, who);
+    switch (m->kind) {
+    case NN_LINEAR: {
+        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
+        dm_linear_backward(dm_tensor_f32(dx), grad(m, 0), m->has_bias ? grad(m, 1) : NULL, dy,
+                           m->x, param(m, 0), m->n, m->in, m->out);
+        return 1;
+    }
+    case NN_EMBEDDING:
+        dm_embedding_backward(grad(m, 0), dy, m->ids, m->n, m->out);
+        return 0;
+    case NN_GELU: {
+        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
+        dm_gelu_backward(dm_tensor_f32(dx), dy, m->x, m->n);
+        return 1;
+    }
+    case NN_DROPOUT: {
+        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
+        dm_dropout_backward(dm_tensor_f32(dx), dy, m->mask, m->n);
+        return 1;
+    }
+    default: {
+        grow(L, (void **)&m->scratch, &m->scratch_cap,
+             dm_gru_scratch_numel(&m->gd) * sizeof(float), who);
+        dm_gru_params p;
+        dm_gru_grads g;
+        for (size_t l = 0; l < m->layers; l++) {
+            p.w_ih[l] = param(m, (int)(4 * l)), p.w_hh[l] = param(m, (int)(4 * l + 1));
+            p.b_ih[l] = param(m, (int)(4 * l + 2)), p.b_hh[l] = param(m, (int)(4 * l + 3));
+            g.w_ih[l] = grad(m, (int)(4 * l)), g.w_hh[l] = grad(m, (int)(4 * l + 1));
+            g.b_ih[l] = grad(m, (int)(4 * l + 2)), g.b_hh[l] = grad(m, (int)(4 * l + 3));
+        }
+        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
+        dm_gru_backward(dm_tensor_f32(dx), &g, dy, m->cache, m->x, &p, &m->gd, m->scratch);
+        return 1;
+    }
+    }
+}
+
+/* ---- the rest of the methods ------------------------------------------------ */
+
+/* m:parameters() -> { {name=, value=, grad=}, ... } in registration order. */
+static int m_parameters(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "parameters");
+    lua_createtable(L, m->params.n, 0);
+    for (int i = 0; i < m->params.n; i++) {
+        const dm_arena_entry *e = &m->params.entries[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, e->name);
+        lua_setfield(L, -2, "name");
+        dm_bind_pushview(L, param(m, i), e->ndim, e->shape, 1);
+        lua_setfield(L, -2, "value");
+        dm_bind_pushview(L, grad(m, i), e->ndim, e->shape, 1);
+        lua_setfield(L, -2, "grad");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int m_zero_grad(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "zero_grad");
+    dm_arena_zero(&m->grads);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_train(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "train");
+    m->training = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_eval(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "eval");
+    m->training = 0;
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_is_training(lua_State *L)
+{
+    lua_pushboolean(L, check_mod(L, 1, "is_training")->training);
+    return 1;
+}
+
+static int m_tostring(lua_State *L)
+{
+    nn_mod *m = check_mod(L, 1, "__tostring");
+    switch (m->kind) {
+    case NN_LINEAR:
+        lua_pushfstring(L, "Linear(in=%I, out=%I%s)", (lua_Integer)m->in, (lua_Integer)m->out,
+                        m->has_bias ? "" : ", bias=false");
+        break;
+    case NN_EMBEDDING:
+        lua_pushfstring(L, "Embedding(vocab=%I, dim=%I)", (lua_Integer)m->in, (lua_Integer)m->out);
+        break;
+    case NN_GELU: lua_pushliteral(L, "GELU()"); break;
+    case NN_DROPOUT: {
+        char buf[64];
+        snprintf(buf, sizeof buf, "Dropout(p=%g)", (double)m->p);
+        lua_pushstring(L, buf);
+        break;
+    }
+    default:
+        lua_pushfstring(L, "GRU(input=%I, hidden=%I, layers=%I)", (lua_Integer)m->in,
+                        (lua_Integer)m->out, (lua_Integer)m->layers);
+    }
+    return 1;
+}
+
+static int m_gc(lua_State *L)
+{
+    nn_mod *m = test_mod(L, 1);
+    if (!m) return 0;
+    dm_arena_free(&m->params);
+    dm_arena_free(&m->grads);
+    dm_free(m->x), dm_free(m->ids), dm_free(m->mask), dm_free(m->cache), dm_free(m->scratch);
+    m->x = NULL, m->ids = NULL, m->mask = NULL, m->cache = NULL, m->scratch = NULL;
+    m->x_cap = m->ids_cap = m->mask_cap = m->cache_cap = m->scratch_cap = 0;
+    m->ready = 0;
+    return 0;
+}
+
+/* ---- dm.nn.cross_entropy ----------------------------------------------------- */
+
+/* cross_entropy(logits (N,V) or (B,T,V), targets (N) or (B,T) [, {ignore_index
+ * = i, scale = s}]) -> loss, dlogits (shape of logits), count. ignore_index
+ * absent or negative: nothing ignored. All targets ignored: loss is NaN and
+ * dlogits zero. scale multiplies dlogits (e.g. 1/accumulation_steps). */
+static int l_cross_entropy(lua_State *L)
+{
+    dm_tensor *x = dm_bind_checkf32(L, 1, "cross_entropy", "logits");
+    dm_tensor *t = dm_bind_checktensor(L, 2, "cross_entropy", "targets");
+    int32_t ignore = -1;
+    double scale = 1.0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        if (lua_getfield(L, 3, "ignore_index") != LUA_TNIL) {
+            if (!lua_isinteger(L, -1))
+                dm_bind_errorf(L, "cross_entropy: option ignore_index: expected an integer, got %s",
+                           luaL_typename(L, -1));
+            lua_Integer v = lua_tointeger(L, -1);
+            ignore = v < 0 ? -1 : v > INT32_MAX ? INT32_MAX : (int32_t)v;
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "scale") != LUA_TNIL) scale = luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+    }
+    char a[96], b[96], c[96];
+    if (x->ndim < 2 || x->shape[x->ndim - 1] < 1)
+        dm_bind_errorf(L, "cross_entropy: expected logits of shape (N,V) or (B,T,V), got %s",
+                   tshape(x, a, sizeof a));
+    size_t V = (size_t)x->shape[x->ndim - 1], N = dm_tensor_numel(x) / V;
+    int same = t->ndim == x->ndim - 1;
+    for (int i = 0; same && i < t->ndim; i++) same = t->shape[i] == x->shape[i];
+    if (!same && !(t->ndim == 1 && (size_t)t->shape[0] == N)) {
+        char n[32] = "";
+        if (x->ndim > 2) snprintf(n, sizeof n, " or %zu", N);
+        dm_bind_errorf(L, "cross_entropy: targets of shape %s do not match logits %s (expected %s%s)",
+                       tshape(t, a, sizeof a), tshape(x, b, sizeof b),
+                       shape_str(x->ndim - 1, x->shape, c, sizeof c), n);
+    }
+    /* Lua-owned temporaries: an error below frees them with the stack. */
+    int32_t *tg = lua_newuserdatauv(L, N * sizeof(int32_t) + 1, 0);
+    dm_iter it;
+    size_t i = 0;
+    for (dm_iter_init(&it, t); it.pos < it.n; dm_iter_next(&it), i++) {
+        double v = dm_tensor_get_at(t, it.off);
+        if (v != floor(v) || v < -2147483648.0 || v > 2147483647.0)
+            dm_bind_errorf(L, "cross_entropy: target %g at position %zu is not an integer", v, i);
+        tg[i] = (int32_t)v;
+    }
+    const float *lx;
+    if (dm_tensor_is_contiguous(x)) {
+        lx = dm_tensor_f32(x);
+    } else {
+        float *buf = lua_newuserdatauv(L, N * V * sizeof(float) + 1, 0);
+        gather_f32(x, buf);
+        lx = buf;
+    }
+    dm_tensor *dl = push_result(L, x->ndim, x->shape, "cross_entropy");
+    int dl_idx = lua_gettop(L);
+    float loss;
+    size_t count;
+    dm_error err;
+    if (dm_cross_entropy(&loss, &count, dm_tensor_f32(dl), lx, tg, N, V, ignore, (float)scale,
+                         &err) != 0)
+        dm_bind_error(L, &err);
+    lua_pushnumber(L, loss);
+    lua_pushvalue(L, dl_idx);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 3;
+}
+
+/* ---- registration ----------------------------------------------------------- */
+
+static const luaL_Reg mod_methods[] = {
+    {"forward", m_forward},       {"backward", m_backward}, {"parameters", m_parameters},
+    {"zero_grad", m_zero_grad},   {"train", m_train},       {"eval", m_eval},
+    {"is_training", m_is_training}, {NULL, NULL},
+};
+
+static const luaL_Reg mod_meta[] = {
+    {"__gc", m_gc}, {"__close", m_gc}, {"__tostring", m_tostring}, {NULL, NULL},
+};
+
+static const luaL_Reg nn_funcs[] = {
+    {"Linear", l_linear}, {"Embedding", l_embedding}, {"GELU", l_gelu},
+    {"Dropout", l_dropout}, {"GRU", l_gru}, {"cross_entropy", l_cross_entropy},
+    {NULL, NULL},
+};
+
+void dm_open_nn(lua_State *L)
+{
+    for (int k = 0; k < NN_KINDS; k++) {
+        luaL_newmetatable(L, kind_mt[k]);
+        luaL_setfuncs(L, mod_meta, 0);
+        luaL_newlib(L, mod_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pop(L, 1);
+    }
+    luaL_newlib(L, nn_funcs);
+    lua_setfield(L, -2, "nn");
+}

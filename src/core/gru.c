@@ -1,0 +1,176 @@
+/* gru.c: multi-layer GRU forward and backward through time (contract in
+ * gru.h). Buffers are batch-first (B,T,.), so the rows of one timestep are
+ * T rows apart: each per-step sgemm reads and writes them in place with a
+ * leading dimension of T*width instead of gathering them into a copy. */
+#include "core/gru.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+int dm_gru_dims_check(const dm_gru_dims *d, dm_error *err)
+{
+    if (d->B == 0 || d->T == 0 || d->In == 0 || d->H == 0)
+        return dm_fail(err, "gru: sizes must be positive (B=%zu T=%zu In=%zu H=%zu)", d->B, d->T,
+                       d->In, d->H);
+    if (d->L < 1 || d->L > DM_GRU_MAX_LAYERS)
+        return dm_fail(err, "gru: num_layers must be in 1..%d, got %zu", DM_GRU_MAX_LAYERS, d->L);
+    /* BLAS takes int dimensions and leading dimensions (up to T*3H), and
+     * the cache is L*B*T*7H floats: refuse anything that overflows either. */
+    const size_t lim = INT32_MAX;
+    if (d->B > lim / d->T || d->In > lim / d->T || d->H > lim / (7 * d->T) ||
+        d->B * d->T > lim / (7 * d->H) || d->L * d->B * d->T * 7 * d->H > ((size_t)1 << 40))
+        return dm_fail(err, "gru: sizes too large (B=%zu T=%zu In=%zu H=%zu L=%zu)", d->B, d->T,
+                       d->In, d->H, d->L);
+    return 0;
+}
+
+size_t dm_gru_w_ih_numel(const dm_gru_dims *d, size_t l) { return 3 * d->H * (l == 0 ? d->In : d->H); }
+
+size_t dm_gru_cache_numel(const dm_gru_dims *d) { return d->L * d->B * d->T * 7 * d->H; }
+
+size_t dm_gru_scratch_numel(const dm_gru_dims *d)
+{
+    size_t bt = d->B * d->T;
+    return 2 * bt * 3 * d->H + bt * d->H + d->B * d->H;
+}
+
+/* Layer l's three cache regions. */
+static float *cache_gates(const float *cache, const dm_gru_dims *d, size_t l)
+{
+    return (float *)cache + l * d->B * d->T * 7 * d->H;
+}
+static float *cache_hg(const float *cache, const dm_gru_dims *d, size_t l)
+{
+    return cache_gates(cache, d, l) + d->B * d->T * 3 * d->H;
+}
+static float *cache_h(const float *cache, const dm_gru_dims *d, size_t l)
+{
+    return cache_gates(cache, d, l) + d->B * d->T * 6 * d->H;
+}
+
+const float *dm_gru_layer_output(const float *cache, const dm_gru_dims *d, size_t l)
+{
+    return cache_h(cache, d, l);
+}
+
+void dm_gru_final_hidden(float *h_n, const float *cache, const dm_gru_dims *d)
+{
+    for (size_t l = 0; l < d->L; l++) {
+        const float *h = cache_h(cache, d, l);
+        for (size_t b = 0; b < d->B; b++)
+            memcpy(h_n + (l * d->B + b) * d->H, h + (b * d->T + d->T - 1) * d->H,
+                   d->H * sizeof *h_n);
+    }
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void dm_gru_forward(float *out, float *cache, const float *in, const dm_gru_params *p,
+                    const dm_gru_dims *d)
+{
+    const size_t B = d->B, T = d->T, H = d->H, BT = B * T, G = 3 * H;
+    for (size_t l = 0; l < d->L; l++) {
+        const size_t In_l = l == 0 ? d->In : H;
+        const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
+        float *gates = cache_gates(cache, d, l), *hg = cache_hg(cache, d, l),
+              *h = cache_h(cache, d, l);
+        /* Input projections of every timestep at once; gates holds them until
+         * each step overwrites its rows with the activated r, z, n. */
+        for (size_t r = 0; r < BT; r++) memcpy(gates + r * G, p->b_ih[l], G * sizeof *gates);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
+                    (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
+        for (size_t t = 0; t < T; t++) {
+            for (size_t b = 0; b < B; b++)
+                memcpy(hg + (b * T + t) * G, p->b_hh[l], G * sizeof *hg);
+            /* h0 = 0, so step 0's hidden projection is the bias alone. */
+            if (t > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
+                            h + (t - 1) * H, (int)(T * H), p->w_hh[l], (int)H, 1.0f,
+                            hg + t * G, (int)(T * G));
+            for (size_t b = 0; b < B; b++) {
+                size_t row = b * T + t;
+                float *gr = gates + row * G;
+                const float *hr = hg + row * G;
+                const float *hp = t > 0 ? h + (row - 1) * H : NULL;
+                float *ho = h + row * H;
+                for (size_t j = 0; j < H; j++) {
+                    float r = sigmoidf(gr[j] + hr[j]);
+                    float z = sigmoidf(gr[H + j] + hr[H + j]);
+                    float n = tanhf(gr[2 * H + j] + r * hr[2 * H + j]);
+                    float prev = hp ? hp[j] : 0.0f;
+                    gr[j] = r;
+                    gr[H + j] = z;
+                    gr[2 * H + j] = n;
+                    ho[j] = (1.0f - z) * n + z * prev;
+                }
+            }
+        }
+    }
+    memcpy(out, cache_h(cache, d, d->L - 1), BT * H * sizeof *out);
+}
+
+void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const float *cache,
+                     const float *in, const dm_gru_params *p, const dm_gru_dims *d, float *scratch)
+{
+    const size_t B = d->B, T = d->T, H = d->H, BT = B * T, G = 3 * H;
+    /* dxg: gradient of the input projection pre-activations; dhg: of the
+     * hidden projections (they differ only in the n rows, scaled by r). */
+    float *dxg = scratch, *dhg = dxg + BT * G, *dy_below = dhg + BT * G, *dh = dy_below + BT * H;
+    for (size_t l = d->L; l-- > 0;) {
+        const size_t In_l = l == 0 ? d->In : H;
+        const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
+        const float *gates = cache_gates(cache, d, l), *hg = cache_hg(cache, d, l),
+                    *h = cache_h(cache, d, l);
+        /* The layer above left this layer's output gradient in dy_below. */
+        const float *dy = l == d->L - 1 ? dout : dy_below;
+        memset(dh, 0, B * H * sizeof *dh);
+        for (size_t t = T; t-- > 0;) {
+            for (size_t b = 0; b < B; b++) {
+                size_t row = b * T + t;
+                const float *gr = gates + row * G, *hr = hg + row * G, *dyr = dy + row * H;
+                const float *hp = t > 0 ? h + (row - 1) * H : NULL;
+                float *dx = dxg + row * G, *dhh = dhg + row * G, *dhb = dh + b * H;
+                for (size_t j = 0; j < H; j++) {
+                    float r = gr[j], z = gr[H + j], n = gr[2 * H + j];
+                    float prev = hp ? hp[j] : 0.0f;
+                    float gh = dyr[j] + dhb[j];
+                    float dn = gh * (1.0f - z) * (1.0f - n * n);
+                    float dz = gh * (prev - n) * z * (1.0f - z);
+                    float dr = dn * hr[2 * H + j] * r * (1.0f - r);
+                    dx[j] = dr;
+                    dx[H + j] = dz;
+                    dx[2 * H + j] = dn;
+                    dhh[j] = dr;
+                    dhh[H + j] = dz;
+                    dhh[2 * H + j] = dn * r;
+                    dhb[j] = gh * z;
+                }
+            }
+            if (t > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)H, (int)G,
+                            1.0f, dhg + t * G, (int)(T * G), p->w_hh[l], (int)H, 1.0f, dh,
+                            (int)H);
+        }
+        for (size_t r = 0; r < BT; r++)
+            for (size_t k = 0; k < G; k++) {
+                g->b_ih[l][k] += dxg[r * G + k];
+                g->b_hh[l][k] += dhg[r * G + k];
+            }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dxg,
+                    (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
+        /* dW_hh pairs row i of dhg with row i-1 of h. With the t = 0 rows of
+         * dhg zeroed (h0 is constant), the pairs that straddle two sequences
+         * add nothing, so one sgemm over BT-1 rows covers every step. */
+        for (size_t b = 0; b < B; b++) memset(dhg + b * T * G, 0, G * sizeof *dhg);
+        if (BT > 1)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1),
+                        1.0f, dhg + G, (int)G, h, (int)H, 1.0f, g->w_hh[l], (int)H);
+        if (l > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f,
+                        dxg, (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
+        else if (din)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
+                        dxg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
+    }
+}

@@ -1,0 +1,204 @@
+/* nn.c: the stateless layers (Linear, GELU, Embedding, Dropout,
+ * log-softmax, cross-entropy) and the initialisers; contracts in nn.h.
+ * Matrix products go through cblas_sgemm with the transposes handed to BLAS;
+ * every backward adds into its gradients. */
+#include "core/nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- Linear ---- */
+
+void dm_linear_forward(float *out, const float *in, const float *weight, const float *bias,
+                       size_t N, size_t C, size_t OC)
+{
+    if (N == 0 || OC == 0) return;
+    /* Seeding out with the bias lets one sgemm (beta = 1) add the product. */
+    if (bias) {
+        for (size_t n = 0; n < N; n++) memcpy(out + n * OC, bias, OC * sizeof *out);
+    } else {
+        memset(out, 0, N * OC * sizeof *out);
+    }
+    if (C == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, in,
+                (int)C, weight, (int)C, 1.0f, out, (int)OC);
+}
+
+void dm_linear_backward(float *din, float *dweight, float *dbias, const float *dout,
+                        const float *in, const float *weight, size_t N, size_t C, size_t OC)
+{
+    if (N == 0 || OC == 0) return;
+    if (din && C > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f,
+                    dout, (int)OC, weight, (int)C, 1.0f, din, (int)C);
+    if (dweight && C > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout,
+                    (int)OC, in, (int)C, 1.0f, dweight, (int)C);
+    if (dbias) {
+        for (size_t n = 0; n < N; n++) {
+            const float *row = dout + n * OC;
+            for (size_t o = 0; o < OC; o++) dbias[o] += row[o];
+        }
+    }
+}
+
+/* ---- GELU ---- */
+
+void dm_gelu_forward(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    }
+}
+
+void dm_gelu_backward(float *din, const float *dout, const float *in, size_t n)
+{
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+        float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+        din[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+/* ---- Embedding ---- */
+
+int dm_embedding_forward(float *out, const int32_t *ids, const float *weight, size_t N, size_t V,
+                         size_t E, dm_error *err)
+{
+    for (size_t i = 0; i < N; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || (size_t)id >= V)
+            return dm_fail(err,
+                           "embedding: token id %d at position %zu is out of range for "
+                           "vocabulary size %zu (valid ids are 0..%zu)",
+                           (int)id, i, V, V ? V - 1 : 0);
+        memcpy(out + i * E, weight + (size_t)id * E, E * sizeof *out);
+    }
+    return 0;
+}
+
+void dm_embedding_backward(float *dweight, const float *dout, const int32_t *ids, size_t N,
+                           size_t E)
+{
+    for (size_t i = 0; i < N; i++) {
+        float *row = dweight + (size_t)ids[i] * E;
+        const float *g = dout + i * E;
+        for (size_t e = 0; e < E; e++) row[e] += g[e];
+    }
+}
+
+/* ---- Dropout ---- */
+
+void dm_dropout_forward(float *out, float *mask, const float *in, size_t n, float p, int training,
+                        dm_rng *rng)
+{
+    if (!training || p <= 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            mask[i] = 1.0f;
+            out[i] = in[i];
+        }
+        return;
+    }
+    /* 1/(1-p) in double, as PyTorch; p >= 1 would scale by infinity, and
+     * PyTorch returns zeros there too. */
+    float keep = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
+    for (size_t i = 0; i < n; i++) {
+        float u = dm_rng_uniform(rng);
+        mask[i] = u < p ? 0.0f : keep;
+        out[i] = in[i] * mask[i];
+    }
+}
+
+void dm_dropout_backward(float *din, const float *dout, const float *mask, size_t n)
+{
+    for (size_t i = 0; i < n; i++) din[i] += dout[i] * mask[i];
+}
+
+/* ---- log-softmax, cross-entropy ---- */
+
+/* max + log(sum exp(x - max)) in double: exact enough for any logit size and
+ * immune to overflow, since every exponent is <= 0. */
+static double row_logsumexp(const float *x, size_t V)
+{
+    float mx = x[0];
+    for (size_t v = 1; v < V; v++)
+        if (x[v] > mx) mx = x[v];
+    double s = 0.0;
+    for (size_t v = 0; v < V; v++) s += exp((double)x[v] - (double)mx);
+    return (double)mx + log(s);
+}
+
+void dm_log_softmax_forward(float *out, const float *in, size_t N, size_t V)
+{
+    if (V == 0) return;
+    for (size_t n = 0; n < N; n++) {
+        double lse = row_logsumexp(in + n * V, V);
+        for (size_t v = 0; v < V; v++) out[n * V + v] = (float)((double)in[n * V + v] - lse);
+    }
+}
+
+int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *logits,
+                     const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
+                     dm_error *err)
+{
+    /* Validate everything first so that a failure writes nothing. */
+    size_t cnt = 0;
+    for (size_t n = 0; n < N; n++) {
+        int32_t t = targets[n];
+        if (ignore_index >= 0 && t == ignore_index) continue;
+        if (t < 0 || (size_t)t >= V)
+            return dm_fail(err,
+                           "cross_entropy: target %d at position %zu is out of range for "
+                           "vocabulary size %zu (valid targets are 0..%zu)",
+                           (int)t, n, V, V ? V - 1 : 0);
+        cnt++;
+    }
+    *count = cnt;
+    if (cnt == 0) {
+        *loss = NAN;
+        return 0;
+    }
+    double total = 0.0;
+    double scale = (double)dloss / (double)cnt;
+    for (size_t n = 0; n < N; n++) {
+        int32_t t = targets[n];
+        if (ignore_index >= 0 && t == ignore_index) continue;
+        const float *x = logits + n * V;
+        double lse = row_logsumexp(x, V);
+        total += lse - (double)x[t];
+        if (dlogits) {
+            float *g = dlogits + n * V;
+            for (size_t v = 0; v < V; v++) {
+                double p = exp((double)x[v] - lse);
+                g[v] += (float)(scale * (p - (v == (size_t)t ? 1.0 : 0.0)));
+            }
+        }
+    }
+    *loss = (float)(total / (double)cnt);
+    return 0;
+}
+
+/* ---- initialisers ---- */
+
+void dm_init_uniform(float *x, size_t n, float bound, dm_rng *rng)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (2.0f * dm_rng_uniform(rng) - 1.0f) * bound;
+}
+
+void dm_init_normal(float *x, size_t n, float std, dm_rng *rng)
+{
+    for (size_t i = 0; i < n; i++) x[i] = std * dm_rng_normal(rng);
+}
+
+void dm_init_fill(float *x, size_t n, float value)
+{
+    for (size_t i = 0; i < n; i++) x[i] = value;
+}
+
+float dm_init_kaiming_bound(size_t fan_in) { return fan_in ? sqrtf(6.0f / (float)fan_in) : 0.0f; }
+
+float dm_init_default_bound(size_t fan_in) { return fan_in ? 1.0f / sqrtf((float)fan_in) : 0.0f; }
