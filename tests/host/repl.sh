@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# The drlmem REPL: through a pipe (forced with -i, lines read with plain
+# stdio) and through a pseudo-terminal (libedit, prompts, Ctrl-C, Ctrl-D,
+# history). The pty side uses tests/host/pty.c, compiled into
+# $DRLMEM_BUILD; every run is bounded by `timeout`, so a broken REPL fails
+# instead of hanging. Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
+set -u
+cd "$(dirname "$0")/../.."
+E=${DRLMEM_EXE:-./build/drlmem}
+E=$(realpath "$E")
+B=${DRLMEM_BUILD:-./build}
+# The exe carries its own sanitizer runtime; helpers (cc) must not get it.
+unset LD_PRELOAD
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+export HOME=$tmp/home  # keep the user's ~/.drlmem_history out of it
+mkdir -p "$HOME"
+n=0
+ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+has() { case "$1" in *"$2"*) return 0 ;; esac; return 1; }
+clean() { ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$tmp/err"; }
+t() { if eval "$2"; then ok 0 "$1"; else ok 1 "$1"; echo "#   rc=$rc stdout: ${out:0:600}" | sed '2,$s/^/#   /'; echo "#   stderr: ${err:0:600}" | sed '2,$s/^/#   /'; fi; }
+# pipe ARGS... <<< lines: the REPL fed through a pipe.
+pipe() { timeout 20 "$E" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err"); }
+
+# --- through a pipe --------------------------------------------------------
+pipe -i <<'IN'
+1+1
+IN
+t "a bare expression prints its value" '[ $rc -eq 0 ] && clean && has "$out" "> 2"'
+t "the banner names drlmem" '[[ "$out" == "drlmem "* ]]'
+
+pipe -i <<'IN'
+function triple(x)
+  return x * 3
+end
+triple(14)
+IN
+t "a function spread over 3 lines, then called" \
+  '[ $rc -eq 0 ] && has "$out" ">> >> " && has "$out" "> 42"'
+
+pipe -i <<'IN'
+1, "two", nil, {} ~= nil
+IN
+t "all returned values print, tab-separated" '[ $rc -eq 0 ] && has "$out" "$(printf "1\ttwo\tnil\ttrue")"'
+
+pipe -i <<'IN'
+error("first fails")
+nosuch.field = 1
+print("still" .. " alive")
+IN
+t "errors print with a traceback and the REPL goes on" \
+  '[ $rc -eq 0 ] && clean && has "$err" "stdin:1: first fails" && has "$err" "stack traceback:" &&
+   has "$err" "attempt to index a nil value (global '"'"'nosuch'"'"')" && has "$out" "still alive"'
+
+pipe -i <<'IN'
+x = = 1
+print("after syntax error")
+IN
+t "a syntax error is reported and the REPL goes on" \
+  '[ $rc -eq 0 ] && has "$err" "unexpected symbol" && has "$out" "after syntax error"'
+
+pipe -i </dev/null
+t "end of input exits 0" '[ $rc -eq 0 ] && has "$out" "> "'
+
+pipe -i <<'IN'
+local t = {
+IN
+t "end of input inside a chunk reports it and exits 0" '[ $rc -eq 0 ] && has "$err" "<eof>"'
+
+pipe -i <<'IN'
+print(type(dm), require("drlmem") == dm)
+=3*3
+IN
+t "dm is there; '=expr' prints like lua 5.1" '[ $rc -eq 0 ] && has "$out" "$(printf "table\ttrue")" && has "$out" "> 9"'
+
+pipe -i <<'IN'
+print("before exit")
+os.exit(5)
+print("not reached")
+IN
+t "os.exit works in the REPL" '[ $rc -eq 5 ] && has "$out" "before exit" && ! has "$out" "not reached"'
+
+printf 'shared = 40\n' >"$tmp/pre.lua"
+pipe -i "$tmp/pre.lua" <<'IN'
+shared + 2
+IN
+t "-i enters the REPL after the script, keeping its globals" '[ $rc -eq 0 ] && has "$out" "> 42"'
+
+pipe -i <<'IN'
+_PROMPT = "dm> "
+1
+IN
+t "_PROMPT changes the prompt" '[ $rc -eq 0 ] && has "$out" "dm> "'
+
+# SIGINT while the REPL waits for a line only clears it. A fifo holds the
+# REPL at its prompt; the banner in the output shows it got that far.
+mkfifo "$tmp/fifo"
+timeout 20 "$E" -i <"$tmp/fifo" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+exec 3>"$tmp/fifo"
+for _ in $(seq 200); do grep -q "> " "$tmp/out" 2>/dev/null && break; sleep 0.05; done
+kill -INT "$pid"
+sleep 0.2
+echo 'print("sur" .. "vived")' >&3
+exec 3>&-
+wait "$pid"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+t "SIGINT at the prompt does not end the REPL" '[ $rc -eq 0 ] && has "$out" "survived"'
+
+# --- through a pseudo-terminal ---------------------------------------------
+PTY=$B/tests/host-pty
+if [ ! -x "$PTY" ] || [ tests/host/pty.c -nt "$PTY" ]; then
+  mkdir -p "$B/tests"
+  cc -std=c11 -O1 -o "$PTY.tmp$$" tests/host/pty.c -lutil && mv "$PTY.tmp$$" "$PTY"
+fi
+# tty SECONDS: runs the REPL on a pty, directives from stdin (see pty.c).
+tty() { TERM=${TERM:-xterm} timeout 25 "$PTY" "$1" "$E" >"$tmp/out" 2>&1; rc=$?; out=$(tr -d '\r' <"$tmp/out"); err=""; }
+
+tty 10 <<'IN'
+expect drlmem
+expect > 
+send 1+1\n
+expect 2
+expect > 
+send function sq(x)\n
+expect >> 
+send   return x * x end\n
+expect > 
+send print(sq(12))\n
+expect 144
+expect > 
+send abc
+sleep 150
+send \x03
+expect > 
+send 1+2\n
+expect 3
+expect > 
+send print("st".."art") while true do end\n
+expect start
+sleep 200
+send \x03
+expect interrupted!
+expect > 
+send print("al".."ive")\n
+expect alive
+expect > 
+send \x04
+wait
+IN
+t "pty: the prompt appears and an expression prints" '[ $rc -eq 0 ] && has "$out" "> 1+1
+2
+> "'
+t "pty: a continuation prompt for an unfinished function" '[ $rc -eq 0 ] && has "$out" "144"'
+t "pty: Ctrl-C at the prompt clears the line" '[ $rc -eq 0 ] && has "$out" "> 1+2
+3" && ! has "$out" "abc1+2"'
+t "pty: Ctrl-C during a loop prints 'interrupted!' and the REPL goes on" \
+  '[ $rc -eq 0 ] && has "$out" "interrupted!" && has "$out" "alive"'
+t "pty: Ctrl-D exits with status 0, no sanitizer report" \
+  '[ $rc -eq 0 ] && has "$out" "pty: exit 0" && ! has "$out" "Sanitizer" && ! has "$out" "runtime error:"'
+t "pty: lines go to ~/.drlmem_history" \
+  '[ -f "$HOME/.drlmem_history" ] && grep -q "^1+1$" "$HOME/.drlmem_history" && ! grep -q abc "$HOME/.drlmem_history"'
+
+tty 10 <<'IN'
+expect > 
+send for i = 1, 3 do\n
+expect >> 
+send \x03
+expect > 
+send print("fr".."esh")\n
+expect fresh
+expect > 
+send os.exit(3)\n
+wait
+IN
+t "pty: Ctrl-C at a continuation prompt drops the chunk" '[ $rc -eq 0 ] && has "$out" "fresh" && ! has "$out" "<eof>"'
+t "pty: os.exit sets the status" '[ $rc -eq 0 ] && has "$out" "pty: exit 3"'
+
+tty 10 <<'IN'
+expect > 
+send x = 20\nx + 1\nx * 2\n
+expect 40
+expect > 
+send \x04
+wait
+IN
+t "pty: lines typed ahead in one burst are each read once" \
+  '[ $rc -eq 0 ] && has "$out" "21" && has "$out" "40" && [ "$(grep -c "x + 1" <<<"$out")" -eq 1 ]'
+
+HOME=/nonexistent/dir tty 10 <<'IN'
+expect > 
+send 6*7\n
+expect 42
+expect > 
+send \x04
+wait
+IN
+t "pty: an unwritable HOME does not break the REPL" '[ $rc -eq 0 ] && has "$out" "pty: exit 0"'
