@@ -37,6 +37,8 @@ int luaopen_drlmem(lua_State *L)
     /* C parts: each opener adds its functions to the table on top. */
     dm_open_tensor(L);
     dm_open_nn(L);
+    dm_open_memory(L);
+    dm_open_optim(L);
 
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");

@@ -1,0 +1,711 @@
+/* optim.c (bind): dm.optim.SGD / Adam / AdamW, the lr schedulers
+ * (CosineAnnealingLR, ReduceLROnPlateau, StepLR) and dm.clip_grad_norm,
+ * the Lua face of core/optim.h.
+ *
+ * An optimizer takes a list of {name=, value=Tensor, grad=Tensor} entries,
+ * as :parameters() of a layer or of dm.Memory returns (or the object
+ * itself, when it has a :parameters() method). It keeps raw pointers into
+ * those tensors, so it holds the list in its user value: the tensors (and
+ * the arenas they view) stay alive as long as the optimizer does, and every
+ * step re-checks that none was closed. An entry without grad is frozen.
+ * A scheduler holds its optimizer in its user value and writes the new lr
+ * into it on each :step(). State tables (:state() / :load_state()) hold
+ * only numbers, strings and tensors, keyed by parameter name, so a
+ * checkpoint can store them. */
+#include "bind/bind.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/optim.h"
+
+#define DM_OPTIM_MT "drlmem.Optimizer"
+#define DM_SCHED_MT "drlmem.LRScheduler"
+
+typedef struct loptim {
+    dm_optim o;
+    int alive;
+} loptim;
+
+static const char *kind_name(dm_optim_kind k)
+{
+    return k == DM_OPTIM_SGD ? "SGD" : k == DM_OPTIM_ADAM ? "Adam" : "AdamW";
+}
+
+/* ---- parameter lists ----------------------------------------------------- */
+
+/* Replaces the value at idx by a list when it is an object with a
+ * :parameters() method; leaves the list on top of the stack either way. */
+static void push_param_list(lua_State *L, int idx, const char *fn)
+{
+    idx = lua_absindex(L, idx);
+    int t = lua_type(L, idx);
+    if (t == LUA_TTABLE || t == LUA_TUSERDATA) {
+        lua_getfield(L, idx, "parameters");
+        if (lua_isfunction(L, -1)) {
+            lua_pushvalue(L, idx);
+            lua_call(L, 1, 1);
+            if (!lua_istable(L, -1))
+                dm_bind_errorf(L, "%s: :parameters() returned %s, expected a list", fn,
+                               luaL_typename(L, -1));
+            return;
+        }
+        lua_pop(L, 1);
+        if (t == LUA_TTABLE) {
+            lua_pushvalue(L, idx);
+            return;
+        }
+    }
+    dm_bind_errorf(L, "%s: expected a list of {name=, value=, grad=} or an object with "
+                      ":parameters(), got %s", fn, luaL_typename(L, idx));
+}
+
+/* A contiguous float tensor field of entry (table on top) or NULL when the
+ * field is nil and optional. Leaves the stack as it found it. */
+static dm_tensor *entry_tensor(lua_State *L, const char *field, int optional, const char *fn,
+                               size_t i, const char *name)
+{
+    lua_getfield(L, -1, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (optional) return NULL;
+        dm_bind_errorf(L, "%s: parameter %zu ('%s') has no %s tensor", fn, i, name, field);
+    }
+    dm_tensor *t = dm_bind_testtensor(L, -1);
+    if (!t || !t->storage || t->dtype != DM_F32 || !dm_tensor_is_contiguous(t))
+        dm_bind_errorf(L, "%s: parameter %zu ('%s'): %s must be a contiguous float32 tensor, got %s",
+                       fn, i, name, field, t ? (t->storage ? "another kind of tensor" : "a freed tensor")
+                                             : luaL_typename(L, -1));
+    lua_pop(L, 1); /* the entry still references it */
+    return t;
+}
+
+/* Reads the list on top into refs (n entries, storage from a userdata
+ * pushed above the list). Names default to "p<i>". With need_value = 0
+ * (clipping) an entry needs only a grad. */
+static dm_param_ref *read_params(lua_State *L, const char *fn, size_t *n_out, int need_value)
+{
+    int list = lua_gettop(L);
+    size_t n = (size_t)luaL_len(L, list);
+    dm_param_ref *refs = (dm_param_ref *)lua_newuserdatauv(L, (n ? n : 1) * sizeof *refs, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        if (!lua_istable(L, -1))
+            dm_bind_errorf(L, "%s: parameter %zu: expected a table {name=, value=, grad=}, got %s",
+                           fn, i + 1, luaL_typename(L, -1));
+        lua_getfield(L, -1, "name");
+        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        lua_pop(L, 1); /* still referenced by the entry, which the list holds */
+        char buf[32];
+        if (!name) snprintf(buf, sizeof buf, "p%zu", i + 1);
+        const char *shown = name ? name : buf;
+        dm_tensor *v = entry_tensor(L, "value", !need_value, fn, i + 1, shown);
+        dm_tensor *g = entry_tensor(L, "grad", 1, fn, i + 1, shown);
+        if (v && g && dm_tensor_numel(v) != dm_tensor_numel(g)) {
+            char a[96], b[96];
+            dm_bind_errorf(L, "%s: parameter %zu ('%s'): grad is %s but value is %s", fn, i + 1,
+                           shown, dm_tensor_shape_str(g, a, sizeof a), dm_tensor_shape_str(v, b, sizeof b));
+        }
+        refs[i].name = name;
+        refs[i].param = v ? dm_tensor_f32(v) : NULL;
+        refs[i].grad = g ? dm_tensor_f32(g) : NULL;
+        refs[i].numel = v ? dm_tensor_numel(v) : g ? dm_tensor_numel(g) : 0;
+        lua_pop(L, 1);
+    }
+    *n_out = n;
+    return refs;
+}
+
+/* ---- optimizer ----------------------------------------------------------- */
+
+static loptim *check_opt(lua_State *L, int idx, const char *fn)
+{
+    loptim *u = (loptim *)luaL_testudata(L, idx, DM_OPTIM_MT);
+    if (!u) dm_bind_errorf(L, "%s: expected an optimizer, got %s", fn, luaL_typename(L, idx));
+    if (!u->alive) dm_bind_errorf(L, "%s: the optimizer has been freed", fn);
+    return u;
+}
+
+static double opt_number(lua_State *L, int opts, const char *key, double def, const char *fn)
+{
+    lua_getfield(L, opts, key);
+    double v = def;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            dm_bind_errorf(L, "%s: option %s: expected a number, got %s", fn, key,
+                           luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Rejects keys of opts that are not in `known` (a NULL-terminated list). */
+static void check_known(lua_State *L, int opts, const char *const *known, const char *fn)
+{
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int ok = 0;
+        for (int i = 0; k && known[i]; i++) ok |= strcmp(k, known[i]) == 0;
+        if (!ok) {
+            char list[256] = "";
+            for (int i = 0; known[i]; i++) {
+                strncat(list, known[i], sizeof list - strlen(list) - 1);
+                if (known[i + 1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
+            }
+            dm_bind_errorf(L, "%s: unknown option '%s' (known: %s)", fn,
+                           k ? k : luaL_typename(L, -1), list);
+        }
+    }
+}
+
+static int optim_new(lua_State *L, dm_optim_kind kind)
+{
+    const char *fn = kind_name(kind);
+    lua_settop(L, 2);
+    if (lua_isnil(L, 2)) {
+        lua_newtable(L);
+        lua_replace(L, 2);
+    }
+    if (!lua_istable(L, 2))
+        dm_bind_errorf(L, "%s: argument 2 (opts): expected a table, got %s", fn, luaL_typename(L, 2));
+    static const char *const sgd_keys[] = {"lr", "momentum", "dampening", "nesterov", "weight_decay", NULL};
+    static const char *const adam_keys[] = {"lr", "betas", "eps", "weight_decay", NULL};
+    check_known(L, 2, kind == DM_OPTIM_SGD ? sgd_keys : adam_keys, fn);
+    dm_optim_config cfg = dm_optim_defaults(kind);
+    cfg.lr = opt_number(L, 2, "lr", cfg.lr, fn);
+    cfg.weight_decay = opt_number(L, 2, "weight_decay", cfg.weight_decay, fn);
+    if (kind == DM_OPTIM_SGD) {
+        cfg.momentum = opt_number(L, 2, "momentum", 0.0, fn);
+        cfg.dampening = opt_number(L, 2, "dampening", 0.0, fn);
+        lua_getfield(L, 2, "nesterov");
+        cfg.nesterov = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    } else {
+        cfg.eps = opt_number(L, 2, "eps", cfg.eps, fn);
+        lua_getfield(L, 2, "betas");
+        if (!lua_isnil(L, -1)) {
+            if (!lua_istable(L, -1) || luaL_len(L, -1) != 2)
+                dm_bind_errorf(L, "%s: option betas: expected {beta1, beta2}", fn);
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            if (lua_type(L, -2) != LUA_TNUMBER || lua_type(L, -1) != LUA_TNUMBER)
+                dm_bind_errorf(L, "%s: option betas: expected two numbers", fn);
+            cfg.beta1 = lua_tonumber(L, -2);
+            cfg.beta2 = lua_tonumber(L, -1);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    push_param_list(L, 1, fn); /* 3: list */
+    size_t n;
+    dm_param_ref *refs = read_params(L, fn, &n, 1); /* 4: refs scratch */
+    loptim *u = (loptim *)lua_newuserdatauv(L, sizeof(loptim), 1);
+    memset(u, 0, sizeof *u);
+    luaL_setmetatable(L, DM_OPTIM_MT);
+    dm_error err;
+    if (dm_optim_init(&u->o, &cfg, refs, n, &err) != 0) dm_bind_error(L, &err);
+    u->alive = 1;
+    lua_pushvalue(L, 3);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int l_sgd(lua_State *L) { return optim_new(L, DM_OPTIM_SGD); }
+static int l_adam(lua_State *L) { return optim_new(L, DM_OPTIM_ADAM); }
+static int l_adamw(lua_State *L) { return optim_new(L, DM_OPTIM_ADAMW); }
+
+static int o_gc(lua_State *L)
+{
+    loptim *u = (loptim *)luaL_checkudata(L, 1, DM_OPTIM_MT);
+    if (u->alive) dm_optim_free(&u->o);
+    u->alive = 0;
+    return 0;
+}
+
+/* Every tensor the optimizer points into must still be open and unmoved. */
+static void check_alive(lua_State *L, loptim *u, const char *fn)
+{
+    lua_getiuservalue(L, 1, 1);
+    int list = lua_gettop(L);
+    for (size_t i = 0; i < u->o.n; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        const char *fields[2] = {"value", "grad"};
+        float *want[2] = {u->o.params[i].param, u->o.params[i].grad};
+        for (int f = 0; f < 2; f++) {
+            lua_getfield(L, -1, fields[f]);
+            dm_tensor *t = dm_bind_testtensor(L, -1);
+            if (want[f] && (!t || !t->storage || dm_tensor_f32(t) != want[f]))
+                dm_bind_errorf(L, "%s: parameter '%s': its %s tensor was closed or replaced", fn,
+                               u->o.names[i], fields[f]);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+static int o_step(lua_State *L)
+{
+    loptim *u = check_opt(L, 1, "Optimizer.step");
+    check_alive(L, u, "Optimizer.step");
+    dm_optim_step(&u->o);
+    return 0;
+}
+
+static int o_zero_grad(lua_State *L)
+{
+    loptim *u = check_opt(L, 1, "Optimizer.zero_grad");
+    check_alive(L, u, "Optimizer.zero_grad");
+    dm_optim_zero_grad(&u->o);
+    return 0;
+}
+
+static int o_set_lr(lua_State *L)
+{
+    loptim *u = check_opt(L, 1, "Optimizer.set_lr");
+    if (lua_type(L, 2) != LUA_TNUMBER || !(lua_tonumber(L, 2) >= 0))
+        dm_bind_errorf(L, "Optimizer.set_lr: expected a number >= 0, got %s",
+                       lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, 2) : luaL_typename(L, 2));
+    dm_optim_set_lr(&u->o, lua_tonumber(L, 2));
+    return 0;
+}
+
+static int o_get_lr(lua_State *L)
+{
+    lua_pushnumber(L, dm_optim_get_lr(&check_opt(L, 1, "Optimizer.get_lr")->o));
+    return 1;
+}
+
+static int o_parameters(lua_State *L)
+{
+    check_opt(L, 1, "Optimizer.parameters");
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+/* Shape of parameter i's value tensor, for the state tensors. */
+static dm_tensor *param_value(lua_State *L, size_t i)
+{
+    lua_getiuservalue(L, 1, 1);
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    lua_getfield(L, -1, "value");
+    dm_tensor *t = dm_bind_testtensor(L, -1);
+    lua_pop(L, 3); /* the optimizer's list keeps it alive */
+    return t;
+}
+
+/* opt:state() -> { kind=, lr=, step={name=n}, <moment>={name=Tensor} } */
+static int o_state(lua_State *L)
+{
+    loptim *u = check_opt(L, 1, "Optimizer.state");
+    lua_newtable(L);
+    int st = lua_gettop(L);
+    lua_pushstring(L, kind_name(u->o.cfg.kind));
+    lua_setfield(L, st, "kind");
+    lua_pushnumber(L, u->o.cfg.lr);
+    lua_setfield(L, st, "lr");
+    lua_newtable(L);
+    for (size_t i = 0; i < u->o.n; i++) {
+        lua_pushinteger(L, (lua_Integer)u->o.steps[i]);
+        lua_setfield(L, -2, u->o.names[i]);
+    }
+    lua_setfield(L, st, "step");
+    for (int k = 0; k < dm_optim_num_moments(&u->o); k++) {
+        lua_newtable(L);
+        for (size_t i = 0; i < u->o.n; i++) {
+            dm_tensor *v = param_value(L, i);
+            dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, v->ndim, v->shape, "Optimizer.state");
+            memcpy(dm_tensor_f32(t), dm_optim_moment(&u->o, i, k), u->o.params[i].numel * sizeof(float));
+            lua_setfield(L, -2, u->o.names[i]);
+        }
+        lua_setfield(L, st, dm_optim_moment_name(&u->o, k));
+    }
+    return 1;
+}
+
+/* opt:load_state(tbl): the inverse of :state(); every field is optional,
+ * names must exist and tensors must match in size. */
+static int o_load_state(lua_State *L)
+{
+    const char *fn = "Optimizer.load_state";
+    loptim *u = check_opt(L, 1, fn);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "kind");
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind_name(u->o.cfg.kind)) != 0)
+        dm_bind_errorf(L, "%s: state is for %s, this optimizer is %s", fn, lua_tostring(L, -1),
+                       kind_name(u->o.cfg.kind));
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "lr");
+    if (lua_type(L, -1) == LUA_TNUMBER) dm_optim_set_lr(&u->o, lua_tonumber(L, -1));
+    lua_pop(L, 1);
+    /* Check everything before changing anything, so a bad table leaves the
+     * optimizer as it was. Pass 0 checks, pass 1 applies. */
+    for (int pass = 0; pass < 2; pass++) {
+        lua_getfield(L, 2, "step");
+        if (lua_istable(L, -1)) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+                int64_t i = name ? dm_optim_find(&u->o, name) : -1;
+                if (i < 0) dm_bind_errorf(L, "%s: step: no parameter named '%s'", fn, name ? name : "?");
+                int ok = 0;
+                lua_Integer s = lua_tointegerx(L, -1, &ok);
+                if (!ok || s < 0) dm_bind_errorf(L, "%s: step['%s']: expected an integer >= 0", fn, name);
+                if (pass) u->o.steps[i] = (int64_t)s;
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+        for (int k = 0; k < dm_optim_num_moments(&u->o); k++) {
+            const char *mn = dm_optim_moment_name(&u->o, k);
+            lua_getfield(L, 2, mn);
+            if (lua_istable(L, -1)) {
+                lua_pushnil(L);
+                while (lua_next(L, -2)) {
+                    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+                    int64_t i = dm_optim_find(&u->o, name);
+                    if (i < 0) dm_bind_errorf(L, "%s: %s: no parameter named '%s'", fn, mn, name);
+                    dm_tensor *t = dm_bind_checkf32(L, -1, fn, mn);
+                    if (dm_tensor_numel(t) != u->o.params[i].numel)
+                        dm_bind_errorf(L, "%s: %s['%s'] has %zu elements, the parameter has %zu", fn,
+                                       mn, name, dm_tensor_numel(t), u->o.params[i].numel);
+                    if (pass) {
+                        dm_tensor dst;
+                        dm_error err;
+                        if (dm_tensor_init_borrowed(&dst, dm_optim_moment(&u->o, (size_t)i, k), DM_F32,
+                                                    t->ndim, t->shape, &err) != 0)
+                            dm_bind_error(L, &err);
+                        int rc = dm_tensor_copy(&dst, t, &err);
+                        dm_tensor_release(&dst);
+                        if (rc != 0) dm_bind_error(L, &err);
+                    }
+                    lua_pop(L, 1);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    return 0;
+}
+
+static int o_tostring(lua_State *L)
+{
+    loptim *u = (loptim *)luaL_checkudata(L, 1, DM_OPTIM_MT);
+    if (!u->alive) {
+        lua_pushliteral(L, "Optimizer(freed)");
+        return 1;
+    }
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s(lr=%g, weight_decay=%g, params=%zu)", kind_name(u->o.cfg.kind),
+             u->o.cfg.lr, u->o.cfg.weight_decay, u->o.n);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* dm.clip_grad_norm(params_or_module, max_norm) -> total norm */
+static int l_clip_grad_norm(lua_State *L)
+{
+    const char *fn = "clip_grad_norm";
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        dm_bind_errorf(L, "%s: argument 2 (max_norm): expected a number, got %s", fn, luaL_typename(L, 2));
+    double max_norm = lua_tonumber(L, 2);
+    push_param_list(L, 1, fn);
+    size_t n;
+    dm_param_ref *refs = read_params(L, fn, &n, 0);
+    lua_pushnumber(L, dm_clip_grad_norm(refs, n, max_norm));
+    return 1;
+}
+
+/* ---- schedulers ---------------------------------------------------------- */
+
+enum { SCHED_COSINE, SCHED_STEP, SCHED_PLATEAU };
+
+typedef struct lsched {
+    int kind;
+    dm_cosine_lr c;
+    dm_step_lr s;
+    dm_plateau_lr p;
+} lsched;
+
+static const char *sched_name(int k)
+{
+    return k == SCHED_COSINE ? "CosineAnnealingLR" : k == SCHED_STEP ? "StepLR" : "ReduceLROnPlateau";
+}
+
+static int64_t opt_int(lua_State *L, int opts, const char *key, int64_t def, int required, const char *fn)
+{
+    lua_getfield(L, opts, key);
+    int64_t v = def;
+    if (lua_isnil(L, -1)) {
+        if (required) dm_bind_errorf(L, "%s: option %s is required", fn, key);
+    } else {
+        int ok = 0;
+        lua_Integer x = lua_tointegerx(L, -1, &ok);
+        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+            dm_bind_errorf(L, "%s: option %s: expected an integer, got %s", fn, key,
+                           lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        v = (int64_t)x;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static const char *opt_choice(lua_State *L, int opts, const char *key, const char *a, const char *b,
+                              const char *fn)
+{
+    lua_getfield(L, opts, key);
+    const char *v = a;
+    if (!lua_isnil(L, -1)) {
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (!s || (strcmp(s, a) != 0 && strcmp(s, b) != 0))
+            dm_bind_errorf(L, "%s: option %s: expected '%s' or '%s', got %s", fn, key, a, b,
+                           s ? s : luaL_typename(L, -1));
+        v = strcmp(s, a) == 0 ? a : b;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static double sched_lr(const lsched *s)
+{
+    return s->kind == SCHED_COSINE ? s->c.lr : s->kind == SCHED_STEP ? s->s.lr : s->p.lr;
+}
+
+static int sched_new(lua_State *L, int kind)
+{
+    const char *fn = sched_name(kind);
+    loptim *o = check_opt(L, 1, fn);
+    lua_settop(L, 2);
+    if (lua_isnil(L, 2)) {
+        lua_newtable(L);
+        lua_replace(L, 2);
+    }
+    if (!lua_istable(L, 2))
+        dm_bind_errorf(L, "%s: argument 2 (opts): expected a table, got %s", fn, luaL_typename(L, 2));
+    static const char *const cos_keys[] = {"T_max", "eta_min", NULL};
+    static const char *const step_keys[] = {"step_size", "gamma", NULL};
+    static const char *const plat_keys[] = {"mode", "factor", "patience", "threshold",
+                                            "threshold_mode", "cooldown", "min_lr", "eps", NULL};
+    check_known(L, 2, kind == SCHED_COSINE ? cos_keys : kind == SCHED_STEP ? step_keys : plat_keys, fn);
+    lsched *s = (lsched *)lua_newuserdatauv(L, sizeof(lsched), 1);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, DM_SCHED_MT);
+    s->kind = kind;
+    double base = dm_optim_get_lr(&o->o);
+    dm_error err;
+    int rc = 0;
+    if (kind == SCHED_COSINE) {
+        rc = dm_cosine_lr_init(&s->c, base, opt_int(L, 2, "T_max", 0, 1, fn),
+                               opt_number(L, 2, "eta_min", 0.0, fn), &err);
+    } else if (kind == SCHED_STEP) {
+        rc = dm_step_lr_init(&s->s, base, opt_int(L, 2, "step_size", 0, 1, fn),
+                             opt_number(L, 2, "gamma", 0.1, fn), &err);
+    } else {
+        dm_plateau_lr *p = &s->p;
+        dm_plateau_lr_defaults(p, base);
+        p->mode_max = strcmp(opt_choice(L, 2, "mode", "min", "max", fn), "max") == 0;
+        p->threshold_abs = strcmp(opt_choice(L, 2, "threshold_mode", "rel", "abs", fn), "abs") == 0;
+        p->factor = opt_number(L, 2, "factor", p->factor, fn);
+        p->patience = opt_int(L, 2, "patience", p->patience, 0, fn);
+        p->threshold = opt_number(L, 2, "threshold", p->threshold, fn);
+        p->cooldown = opt_int(L, 2, "cooldown", p->cooldown, 0, fn);
+        p->min_lr = opt_number(L, 2, "min_lr", p->min_lr, fn);
+        p->eps = opt_number(L, 2, "eps", p->eps, fn);
+        rc = dm_plateau_lr_init(p, &err);
+    }
+    if (rc != 0) dm_bind_error(L, &err);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int l_cosine(lua_State *L) { return sched_new(L, SCHED_COSINE); }
+static int l_steplr(lua_State *L) { return sched_new(L, SCHED_STEP); }
+static int l_plateau(lua_State *L) { return sched_new(L, SCHED_PLATEAU); }
+
+static lsched *check_sched(lua_State *L, const char *fn)
+{
+    lsched *s = (lsched *)luaL_testudata(L, 1, DM_SCHED_MT);
+    if (!s) dm_bind_errorf(L, "%s: expected a scheduler as self, got %s", fn, luaL_typename(L, 1));
+    return s;
+}
+
+/* Pushes the scheduler's optimizer (user value) and returns it. */
+static loptim *sched_opt(lua_State *L, const char *fn)
+{
+    lua_getiuservalue(L, 1, 1);
+    loptim *o = check_opt(L, -1, fn);
+    lua_pop(L, 1); /* the scheduler keeps it alive */
+    return o;
+}
+
+/* sched:step([metric]) -> lr for the next epoch, also set on the optimizer */
+static int s_step(lua_State *L)
+{
+    lsched *s = check_sched(L, "LRScheduler.step");
+    loptim *o = sched_opt(L, "LRScheduler.step");
+    double lr;
+    if (s->kind == SCHED_COSINE) {
+        lr = dm_cosine_lr_step(&s->c);
+    } else if (s->kind == SCHED_STEP) {
+        lr = dm_step_lr_step(&s->s);
+    } else {
+        if (lua_type(L, 2) != LUA_TNUMBER)
+            dm_bind_errorf(L, "ReduceLROnPlateau.step: expected a metric (number), got %s",
+                           luaL_typename(L, 2));
+        s->p.lr = dm_optim_get_lr(&o->o); /* torch reduces the optimizer's current lr */
+        lr = dm_plateau_lr_step(&s->p, lua_tonumber(L, 2));
+    }
+    dm_optim_set_lr(&o->o, lr);
+    lua_pushnumber(L, lr);
+    return 1;
+}
+
+static int s_get_lr(lua_State *L)
+{
+    lua_pushnumber(L, sched_lr(check_sched(L, "LRScheduler.get_lr")));
+    return 1;
+}
+
+#define SET_NUM(name, val) (lua_pushnumber(L, (val)), lua_setfield(L, -2, name))
+#define SET_INT(name, val) (lua_pushinteger(L, (lua_Integer)(val)), lua_setfield(L, -2, name))
+
+static int s_state(lua_State *L)
+{
+    lsched *s = check_sched(L, "LRScheduler.state");
+    lua_newtable(L);
+    lua_pushstring(L, sched_name(s->kind));
+    lua_setfield(L, -2, "kind");
+    if (s->kind == SCHED_COSINE) {
+        SET_NUM("base_lr", s->c.base_lr), SET_NUM("eta_min", s->c.eta_min);
+        SET_INT("T_max", s->c.T_max), SET_INT("last_epoch", s->c.last_epoch), SET_NUM("lr", s->c.lr);
+    } else if (s->kind == SCHED_STEP) {
+        SET_NUM("base_lr", s->s.base_lr), SET_NUM("gamma", s->s.gamma);
+        SET_INT("step_size", s->s.step_size), SET_INT("last_epoch", s->s.last_epoch);
+        SET_NUM("lr", s->s.lr);
+    } else {
+        const dm_plateau_lr *p = &s->p;
+        SET_NUM("best", p->best), SET_INT("num_bad_epochs", p->num_bad_epochs);
+        SET_INT("cooldown_counter", p->cooldown_counter), SET_INT("last_epoch", p->last_epoch);
+        SET_NUM("lr", p->lr);
+    }
+    return 1;
+}
+
+static void get_num(lua_State *L, const char *k, double *dst, const char *fn)
+{
+    lua_getfield(L, 2, k);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER) dm_bind_errorf(L, "%s: %s: expected a number", fn, k);
+        *dst = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+}
+
+static void get_int(lua_State *L, const char *k, int64_t *dst, const char *fn)
+{
+    lua_getfield(L, 2, k);
+    if (!lua_isnil(L, -1)) {
+        int ok = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (!ok) dm_bind_errorf(L, "%s: %s: expected an integer", fn, k);
+        *dst = (int64_t)v;
+    }
+    lua_pop(L, 1);
+}
+
+/* sched:load_state(tbl): restores the fields :state() gave and puts the
+ * restored lr on the optimizer. */
+static int s_load_state(lua_State *L)
+{
+    const char *fn = "LRScheduler.load_state";
+    lsched *s = check_sched(L, fn);
+    loptim *o = sched_opt(L, fn);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "kind");
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), sched_name(s->kind)) != 0)
+        dm_bind_errorf(L, "%s: state is for %s, this scheduler is %s", fn, lua_tostring(L, -1),
+                       sched_name(s->kind));
+    lua_pop(L, 1);
+    if (s->kind == SCHED_COSINE) {
+        dm_cosine_lr c = s->c;
+        get_num(L, "base_lr", &c.base_lr, fn), get_num(L, "eta_min", &c.eta_min, fn);
+        get_int(L, "T_max", &c.T_max, fn), get_int(L, "last_epoch", &c.last_epoch, fn);
+        get_num(L, "lr", &c.lr, fn);
+        if (c.T_max < 1) dm_bind_errorf(L, "%s: T_max must be >= 1", fn);
+        s->c = c;
+    } else if (s->kind == SCHED_STEP) {
+        dm_step_lr c = s->s;
+        get_num(L, "base_lr", &c.base_lr, fn), get_num(L, "gamma", &c.gamma, fn);
+        get_int(L, "step_size", &c.step_size, fn), get_int(L, "last_epoch", &c.last_epoch, fn);
+        get_num(L, "lr", &c.lr, fn);
+        if (c.step_size < 1) dm_bind_errorf(L, "%s: step_size must be >= 1", fn);
+        s->s = c;
+    } else {
+        dm_plateau_lr p = s->p;
+        get_num(L, "best", &p.best, fn), get_int(L, "num_bad_epochs", &p.num_bad_epochs, fn);
+        get_int(L, "cooldown_counter", &p.cooldown_counter, fn);
+        get_int(L, "last_epoch", &p.last_epoch, fn), get_num(L, "lr", &p.lr, fn);
+        s->p = p;
+    }
+    dm_optim_set_lr(&o->o, sched_lr(s));
+    return 0;
+}
+
+static int s_tostring(lua_State *L)
+{
+    lsched *s = (lsched *)luaL_checkudata(L, 1, DM_SCHED_MT);
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s(lr=%g)", sched_name(s->kind), sched_lr(s));
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+void dm_open_optim(lua_State *L)
+{
+    static const luaL_Reg omethods[] = {
+        {"step", o_step},       {"zero_grad", o_zero_grad},   {"set_lr", o_set_lr},
+        {"get_lr", o_get_lr},   {"state", o_state},           {"load_state", o_load_state},
+        {"parameters", o_parameters}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, DM_OPTIM_MT);
+    lua_pushcfunction(L, o_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, o_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, o_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, omethods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    static const luaL_Reg smethods[] = {
+        {"step", s_step},   {"get_lr", s_get_lr}, {"state", s_state},
+        {"load_state", s_load_state}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, DM_SCHED_MT);
+    lua_pushcfunction(L, s_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, smethods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    static const luaL_Reg optim_fns[] = {
+        {"SGD", l_sgd},
+        {"Adam", l_adam},
+        {"AdamW", l_adamw},
+        {"CosineAnnealingLR", l_cosine},
+        {"StepLR", l_steplr},
+        {"ReduceLROnPlateau", l_plateau},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, optim_fns);
+    lua_setfield(L, -2, "optim");
+    lua_pushcfunction(L, l_clip_grad_norm);
+    lua_setfield(L, -2, "clip_grad_norm");
+}
