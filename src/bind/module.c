@@ -39,6 +39,8 @@ int luaopen_drlmem(lua_State *L)
     dm_open_nn(L);
     dm_open_memory(L);
     dm_open_optim(L);
+    dm_open_safetensors(L);
+    dm_open_json(L);
 
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");
