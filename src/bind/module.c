@@ -36,6 +36,8 @@ int luaopen_drlmem(lua_State *L)
     lua_newtable(L);
     /* C parts: each opener adds its functions to the table on top. */
     dm_open_tensor(L);
+    dm_open_yaml(L);
+    dm_open_datautil(L);
     dm_open_nn(L);
     dm_open_memory(L);
     dm_open_optim(L);

@@ -1,0 +1,74 @@
+-- cli.lua: the command line every drlmem script shares.
+--
+-- A thin layer over lua-argparse (Debian's lua-argparse, `require "argparse"`):
+-- each script gets --config PATH, --set key=value (repeatable, typed by the
+-- config schema) and --help, adds its own options, and receives the parsed
+-- arguments and the loaded config:
+--
+--   local args, cfg = dm.cli.parse{
+--     name = "train.lua", description = "Trains DRLMemNet.",
+--     options = function(p) p:option("--resume", "Checkpoint to resume from.") end,
+--   }
+--
+-- Without --config the schema's defaults apply (they are configs/default.yaml).
+-- A bad option or config is printed to stderr with the usage line, and the
+-- script exits with status 2. cli.try_parse does the same work but returns
+-- nil, message, usage instead of exiting (for tests and embedding).
+local dm = require "drlmem"
+local argparse = require "argparse"
+
+local cli = {}
+
+--- The argparse parser with the shared options. spec: name, description,
+-- epilog, options = function(parser), config = false to leave out --config
+-- and --set (a script that needs no config).
+function cli.parser(spec)
+  local p = argparse(spec.name or (arg and arg[0]) or "drlmem", spec.description)
+  if spec.epilog then p:epilog(spec.epilog) end
+  if spec.config ~= false then
+    p:option("--config", "YAML configuration file (default: the built-in defaults, as configs/default.yaml).")
+      :argname("<path>")
+    p:option("--set", "Override one config key, e.g. --set batch_size=8 (repeatable).")
+      :argname("<key=value>"):count("*")
+  end
+  if spec.options then spec.options(p) end
+  return p
+end
+
+--- Parses argv (default: the script's arg) and loads the config.
+-- Returns args, cfg, or nil, message, usage on an error.
+function cli.try_parse(spec)
+  local p = cli.parser(spec)
+  local argv = spec.argv
+  if not argv then
+    argv = {}
+    for i = 1, #(arg or {}) do argv[i] = arg[i] end
+  end
+  local ok, args = p:pparse(argv)
+  if not ok then return nil, args, p:get_usage() end
+  if spec.config == false then return args, nil end
+  local loaded, cfg = pcall(dm.config.load, args.config, args.set or {})
+  if not loaded then return nil, tostring(cfg), p:get_usage() end
+  return args, cfg
+end
+
+--- As try_parse, but on an error writes usage and message to stderr and
+-- exits with status 2.
+function cli.parse(spec)
+  local args, cfg, usage = cli.try_parse(spec)
+  if not args then
+    io.stderr:write(usage, "\n\nError: ", cfg, "\n")
+    io.stderr:flush()
+    os.exit(2)
+  end
+  return args, cfg
+end
+
+--- Reports a fatal error of a script (not a usage error): message to stderr,
+-- exit status 1.
+function cli.die(msg)
+  io.stderr:write((arg and arg[0]) or "drlmem", ": error: ", tostring(msg), "\n")
+  os.exit(1)
+end
+
+return cli

@@ -1,0 +1,488 @@
+-- data.lua: from a text file to batches of token ids.
+--
+-- data.load(cfg) reads cfg.data_path, cuts it into samples with a tokenizer
+-- from the registry (data.tokenizers), splits the samples into train / val /
+-- test with a seeded permutation, builds the vocabulary from the training
+-- split only, and packs every sample into int32 rows of length
+-- cfg.max_seq_length. Each split then hands out batches:
+--
+--   local d = dm.data.load(cfg)          -- {vocab=, train=, val=, test=, stats=}
+--   for x, y, n in d.train:batches(cfg.batch_size, epoch) do ... end
+--
+-- x and y are int32 tensors (n, T); the last batch may be short. Training
+-- batches come in a new order every epoch (a generator seeded with seed+1,
+-- one permutation drawn per epoch, so epoch e's order is the same whether or
+-- not epochs 1..e-1 ran in this process); val and test come in split order.
+--
+-- Vocabulary: <pad>=0, <unk>=1, <sos>=2, <eos>=3, then the tokens of the
+-- training samples in order of first appearance (samples taken in file
+-- order). min_freq drops rarer tokens; max_vocab_size (specials included)
+-- keeps the most frequent ones (first appearance breaks ties) and leaves them
+-- in first-appearance order. Tokens missing from it encode as <unk>.
+--
+-- Samples (`lines` mode, the upstream "Sample"): each stripped non-empty line
+-- with ids t1..tn gives input [<sos>, t1..tn] and target [t1..tn, <eos>],
+-- both cut to T and right-padded with <pad>. `stream` mode: the whole text is
+-- one token stream cut into floor(n/(T+1)) windows w of T+1 tokens; input
+-- w[1..T], target w[2..T+1].
+--
+-- Split sizes follow upstream: train = floor(r_train N), val = max(1,
+-- floor(r_val N)), test = N - train - val, and a test size below 1 becomes 1,
+-- taken from train. The order comes from dm.Generator(seed):randperm(N).
+local dm = require "drlmem"
+
+local data = {}
+
+local PAD, UNK, SOS, EOS = 0, 1, 2, 3
+data.PAD, data.UNK, data.SOS, data.EOS = PAD, UNK, SOS, EOS
+data.SPECIALS = { "<pad>", "<unk>", "<sos>", "<eos>" }
+
+local lower, gsub, gmatch, find = string.lower, string.gsub, string.gmatch, string.find
+local floor = math.floor
+
+---------------------------------------------------------------------------
+-- Tokenizers: fn(text) -> array of token strings
+---------------------------------------------------------------------------
+data.tokenizers = {}
+
+--- Adds (or replaces) a tokenizer usable as cfg.tokenizer = name.
+function data.register_tokenizer(name, fn)
+  assert(type(name) == "string" and name ~= "", "register_tokenizer: name must be a non-empty string")
+  assert(type(fn) == "function", "register_tokenizer: fn must be a function(text) -> tokens")
+  data.tokenizers[name] = fn
+end
+
+-- Python's lower() and \s see a few non-ASCII characters that Lua's byte-wise
+-- patterns do not: Unicode spaces separate tokens, and two letters lower-case
+-- to ASCII (KELVIN SIGN -> k, CAPITAL I WITH DOT -> i + a combining dot that
+-- the tokenizer deletes anyway). Mapping them first keeps `upstream` exact.
+local UNICODE_SPACES = {
+  "\194\133", "\194\160", "\225\154\128", "\226\128[\128-\138]", "\226\128[\168\169]",
+  "\226\128\175", "\226\129\159", "\227\128\128",
+}
+local function python_fold(text)
+  if find(text, "[\28-\31\128-\255]") then
+    text = gsub(text, "[\28-\31]", " ")
+    for _, p in ipairs(UNICODE_SPACES) do text = gsub(text, p, " ") end
+    text = gsub(text, "\226\132\170", "k")
+    text = gsub(text, "\196\176", "i")
+  end
+  return lower(text)
+end
+
+--- word: lower-case; . , ? ! are tokens of their own; every other character
+-- outside [a-z0-9] and whitespace is deleted (joining its neighbours).
+data.register_tokenizer("word", function(text)
+  text = gsub(python_fold(text), "[^a-z0-9%s%.,%?!]", "")
+  text = gsub(text, "[%.,%?!]", " %0 ")
+  local out, n = {}, 0
+  for tok in gmatch(text, "%S+") do
+    n = n + 1
+    out[n] = tok
+  end
+  return out
+end)
+
+--- upstream: the reference tokenizer exactly: tokens are the maximal runs of
+-- [a-z0-9]; . , ? ! only separate tokens; other characters are deleted, so
+-- "don't" gives "dont" and "über" gives "ber".
+data.register_tokenizer("upstream", function(text)
+  text = gsub(python_fold(text), "[%.,%?!]", " ")
+  text = gsub(text, "[^a-z0-9%s]", "")
+  local out, n = {}, 0
+  for tok in gmatch(text, "[a-z0-9]+") do
+    n = n + 1
+    out[n] = tok
+  end
+  return out
+end)
+
+--- char: every Unicode code point is a token (no case folding).
+data.register_tokenizer("char", function(text)
+  local out, n = {}, 0
+  for ch in gmatch(text, utf8.charpattern) do
+    n = n + 1
+    out[n] = ch
+  end
+  return out
+end)
+
+--- The tokenizer called name, or an error listing the known ones.
+function data.tokenizer(name)
+  local fn = data.tokenizers[name]
+  if not fn then
+    local names = {}
+    for k in pairs(data.tokenizers) do names[#names + 1] = k end
+    table.sort(names)
+    error(string.format("unknown tokenizer '%s' (known: %s)", tostring(name), table.concat(names, ", ")), 2)
+  end
+  return fn
+end
+
+---------------------------------------------------------------------------
+-- Vocabulary
+---------------------------------------------------------------------------
+local Vocab = {}
+Vocab.__index = Vocab
+Vocab.__name = "drlmem.Vocab"
+function Vocab.__len(v) return v.size end
+function Vocab.__tostring(v) return string.format("Vocab(%d tokens)", v.size) end
+
+--- A vocabulary from its tokens in index order: a 0-based table ({[0]="<pad>",
+-- ...}) or a 1-based list whose first entry is "<pad>".
+function data.Vocab(tokens)
+  local itos, stoi = {}, {}
+  local first = tokens[0] ~= nil and 0 or 1
+  local n = 0
+  for i = first, first + #tokens - (first == 0 and 0 or 1) do
+    local t = tokens[i]
+    if t == nil then break end
+    itos[n] = t
+    if stoi[t] == nil then stoi[t] = n end
+    n = n + 1
+  end
+  for i = 1, 4 do
+    if itos[i - 1] ~= data.SPECIALS[i] then
+      error(string.format("Vocab: index %d must be %s, got %s", i - 1, data.SPECIALS[i], tostring(itos[i - 1])), 2)
+    end
+  end
+  return setmetatable({ itos = itos, stoi = stoi, size = n, pad = PAD, unk = UNK, sos = SOS, eos = EOS }, Vocab)
+end
+
+--- The tokens as a 1-based list (for a checkpoint's metadata).
+function Vocab:list()
+  local t = {}
+  for i = 0, self.size - 1 do t[i + 1] = self.itos[i] end
+  return t
+end
+
+--- Ids of a list of tokens (unknown -> <unk>).
+function Vocab:encode(tokens)
+  local stoi, ids = self.stoi, {}
+  for i = 1, #tokens do ids[i] = stoi[tokens[i]] or UNK end
+  return ids
+end
+
+--- Tokens of a list (or int32 tensor) of ids.
+function Vocab:decode(ids)
+  if type(ids) ~= "table" then ids = ids:totable() end
+  local out = {}
+  for i = 1, #ids do out[i] = self.itos[ids[i]] or "<unk>" end
+  return out
+end
+
+--- Builds a vocabulary from lists of tokens (in order). opts: min_freq (1),
+-- max_size (0 = unlimited; counts the 4 specials).
+function data.build_vocab(token_lists, opts)
+  opts = opts or {}
+  local min_freq, max_size = opts.min_freq or 1, opts.max_size or 0
+  local freq, order, n = {}, {}, 0
+  for _, toks in ipairs(token_lists) do
+    for i = 1, #toks do
+      local t = toks[i]
+      local f = freq[t]
+      if f then
+        freq[t] = f + 1
+      else
+        freq[t] = 1
+        n = n + 1
+        order[n] = t
+      end
+    end
+  end
+  local kept, rank = {}, {}
+  for i = 1, n do
+    local t = order[i]
+    -- a token spelled like a special is the special itself
+    if freq[t] >= min_freq and t ~= "<pad>" and t ~= "<unk>" and t ~= "<sos>" and t ~= "<eos>" then
+      kept[#kept + 1] = t
+      rank[t] = i
+    end
+  end
+  if max_size > 0 and #kept + 4 > max_size then
+    table.sort(kept, function(a, b)
+      if freq[a] ~= freq[b] then return freq[a] > freq[b] end
+      return rank[a] < rank[b]
+    end)
+    for i = #kept, max_size - 4 + 1, -1 do kept[i] = nil end
+    table.sort(kept, function(a, b) return rank[a] < rank[b] end)
+  end
+  local list = { "<pad>", "<unk>", "<sos>", "<eos>" }
+  for i = 1, #kept do list[#list + 1] = kept[i] end
+  return data.Vocab(list)
+end
+
+---------------------------------------------------------------------------
+-- Reading and cutting the file
+---------------------------------------------------------------------------
+
+--- The text of path with \r\n and \r turned into \n, or an error naming the
+-- file when it is missing, unreadable, empty or not UTF-8.
+function data.read_text(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(string.format("data file '%s': cannot open: %s", path, err:gsub("^[^:]*: ", "")), 0) end
+  local text, rerr = f:read("a")
+  f:close()
+  if not text then
+    error(string.format("data file '%s': cannot read: %s", path, tostring(rerr):gsub("^[^:]*: ", "")), 0)
+  end
+  if text == "" then error(string.format("data file '%s' is empty", path), 0) end
+  local ok, bad = utf8.len(text)
+  if not ok then
+    local line = 1
+    for _ in gmatch(text:sub(1, bad - 1), "\n") do line = line + 1 end
+    error(string.format("data file '%s' is not UTF-8: invalid byte 0x%02x at offset %d (line %d)", path,
+      text:byte(bad), bad - 1, line), 0)
+  end
+  if not find(text, "%S") then error(string.format("data file '%s' is empty (only whitespace)", path), 0) end
+  return (gsub(text, "\r\n?", "\n"))
+end
+
+local function strip(line)
+  -- Python's strip() also removes Unicode spaces; fold them only when present
+  if find(line, "[\28-\31\128-\255]") then
+    line = gsub(line, "[\28-\31]", " ")
+    for _, p in ipairs(UNICODE_SPACES) do
+      line = gsub(line, "^" .. p, " ")
+      line = gsub(line, p .. "$", " ")
+    end
+  end
+  return line:match("^%s*(.-)%s*$")
+end
+
+--- Upstream split sizes {train, val, test} of n samples.
+function data.split_sizes(n, r_train, r_val)
+  local train = floor(r_train * n)
+  local val = math.max(1, floor(r_val * n))
+  local test = n - train - val
+  if test < 1 then
+    test, train = 1, train - 1
+  end
+  return { train, val, test }
+end
+
+---------------------------------------------------------------------------
+-- Splits and batches
+---------------------------------------------------------------------------
+local Split = {}
+Split.__index = Split
+Split.__name = "drlmem.Split"
+function Split.__tostring(s) return string.format("Split(%s, %d samples)", s.name, #s.index) end
+
+--- Number of samples.
+function Split:size() return #self.index end
+
+--- Number of batches of batch_size.
+function Split:nbatches(batch_size) return (#self.index + batch_size - 1) // batch_size end
+
+--- The sample numbers of this split in the order of epoch (1-based): the
+-- split order for val/test, a fresh permutation per epoch for train.
+function Split:order(epoch)
+  if not self.shuffle_seed then return self.index end
+  epoch = epoch or 1
+  assert(math.type(epoch) == "integer" and epoch >= 1, "batches: epoch must be an integer >= 1")
+  if self._epoch ~= epoch then
+    if not self._gen or self._epoch == nil or epoch < self._epoch + 1 then
+      self._gen, self._epoch = dm.Generator(self.shuffle_seed), 0
+    end
+    local perm
+    while self._epoch < epoch do
+      perm = self._gen:randperm(#self.index)
+      self._epoch = self._epoch + 1
+    end
+    local order = {}
+    for i = 1, #perm do order[i] = self.index[perm[i]] end
+    self._order = order
+  end
+  return self._order
+end
+
+--- Iterator over (x, y, n_rows): x and y int32 tensors (n_rows, T).
+function Split:batches(batch_size, epoch)
+  assert(math.type(batch_size) == "integer" and batch_size >= 1, "batches: batch_size must be an integer >= 1")
+  local order = self:order(epoch)
+  local X, Y, gather = self.X, self.Y, dm.datautil.gather
+  local i, n = 0, #order
+  return function()
+    if i >= n then return nil end
+    local cnt = math.min(batch_size, n - i)
+    local x, y = gather(X, Y, order, i + 1, cnt)
+    i = i + cnt
+    return x, y, cnt
+  end
+end
+
+local function new_split(name, index, X, Y, shuffle_seed)
+  return setmetatable({ name = name, index = index, X = X, Y = Y, shuffle_seed = shuffle_seed }, Split)
+end
+
+---------------------------------------------------------------------------
+-- data.load
+---------------------------------------------------------------------------
+
+--- Cuts text into samples: a list of token lists (lines) or, for stream mode,
+-- the token stream and the number of windows. Returns samples, stream.
+function data.samples(text, tokenize, mode, T)
+  if mode == "lines" then
+    local samples, n = {}, 0
+    for line in gmatch(text, "[^\n]+") do
+      line = strip(line)
+      if line ~= "" then
+        n = n + 1
+        samples[n] = tokenize(line)
+      end
+    end
+    return samples
+  elseif mode == "stream" then
+    local stream = tokenize(text)
+    local samples = {}
+    local W = T + 1
+    for i = 1, #stream // W do
+      -- a window is a view (first, last) into the stream, not a copy
+      samples[i] = { first = (i - 1) * W + 1, last = i * W }
+    end
+    return samples, stream
+  end
+  error("unknown sample_mode '" .. tostring(mode) .. "' (lines|stream)", 2)
+end
+
+--- Reads cfg.data_path and returns {vocab=, train=, val=, test=, stats=}.
+-- cfg fields used: data_path, tokenizer, sample_mode, max_seq_length,
+-- train_size_ratio, val_size_ratio, seed, min_freq, max_vocab_size,
+-- max_samples, vocab_from.
+function data.load(cfg)
+  local clock = os.clock()
+  local path, T, mode = cfg.data_path, cfg.max_seq_length, cfg.sample_mode
+  local tokenize = data.tokenizer(cfg.tokenizer)
+  local text = data.read_text(path)
+  local samples, stream = data.samples(text, tokenize, mode, T)
+  text = nil -- luacheck: ignore (lets the collector have it)
+  local cap = cfg.max_samples or 0
+  if cap > 0 then
+    for i = #samples, cap + 1, -1 do samples[i] = nil end
+  end
+  local N = #samples
+  if N == 0 then
+    if mode == "stream" then
+      error(string.format("data file '%s' gives no sample: %d tokens, stream mode needs at least "
+        .. "max_seq_length+1 = %d", path, #stream, T + 1), 0)
+    end
+    error(string.format("data file '%s' gives no sample (no non-empty line)", path), 0)
+  end
+  local sizes = data.split_sizes(N, cfg.train_size_ratio, cfg.val_size_ratio)
+  if sizes[1] < 1 or sizes[2] < 1 or sizes[3] < 1 then
+    error(string.format("data file '%s' gives only %d sample%s: too few for a train/val/test split "
+      .. "(sizes %d/%d/%d)", path, N, N == 1 and "" or "s", sizes[1], sizes[2], sizes[3]), 0)
+  end
+  local perm = dm.Generator(cfg.seed):randperm(N)
+  local parts, k = { {}, {}, {} }, 0
+  for p = 1, 3 do
+    local part = parts[p]
+    for i = 1, sizes[p] do
+      k = k + 1
+      part[i] = perm[k]
+    end
+  end
+
+  -- Tokens of a sample, as a list (lines) or a slice of the stream.
+  local function tokens_of(i)
+    local s = samples[i]
+    if stream then return table.move(stream, s.first, s.last, 1, {}) end
+    return s
+  end
+  local vocab_src = {}
+  if (cfg.vocab_from or "train") == "all" then
+    for i = 1, N do vocab_src[i] = tokens_of(i) end
+  else
+    local train_sorted = table.move(parts[1], 1, #parts[1], 1, {})
+    table.sort(train_sorted)
+    for j, i in ipairs(train_sorted) do vocab_src[j] = tokens_of(i) end
+  end
+  local vocab = data.build_vocab(vocab_src, { min_freq = cfg.min_freq, max_size = cfg.max_vocab_size })
+  vocab_src = nil -- luacheck: ignore
+
+  local stoi, n_tokens, n_unk, n_cut = vocab.stoi, 0, 0, 0
+  local X, Y
+  if stream then
+    local last = N * (T + 1)
+    local ids = {}
+    for i = 1, last do
+      local id = stoi[stream[i]]
+      if not id then
+        id = UNK
+        n_unk = n_unk + 1
+      end
+      ids[i] = id
+    end
+    n_tokens = #stream
+    X, Y = dm.datautil.encode_windows(ids, T)
+  else
+    local enc = {}
+    for i = 1, N do
+      local toks, ids = samples[i], {}
+      for j = 1, #toks do
+        local id = stoi[toks[j]]
+        if not id then
+          id = UNK
+          n_unk = n_unk + 1
+        end
+        ids[j] = id
+      end
+      enc[i] = ids
+      n_tokens = n_tokens + #toks
+      if #toks >= T then n_cut = n_cut + 1 end
+    end
+    X, Y = dm.datautil.encode_lines(enc, T)
+  end
+  samples, stream = nil, nil -- luacheck: ignore
+
+  local d = {
+    vocab = vocab,
+    X = X,
+    Y = Y,
+    train = new_split("train", parts[1], X, Y, cfg.seed + 1),
+    val = new_split("val", parts[2], X, Y, nil),
+    test = new_split("test", parts[3], X, Y, nil),
+    stats = {
+      path = path,
+      tokenizer = cfg.tokenizer,
+      sample_mode = mode,
+      max_seq_length = T,
+      n_samples = N,
+      n_tokens = n_tokens,
+      n_unk = n_unk,           -- tokens encoded as <unk> (outside the training vocabulary)
+      n_truncated = n_cut,     -- lines mode: samples whose target lost <eos> to the cut
+      sizes = sizes,
+      vocab_size = vocab.size,
+      seconds = os.clock() - clock,
+    },
+  }
+  return d
+end
+
+--- One line for the log.
+function data.describe(d)
+  local s = d.stats
+  return string.format("data %s: %d tokens, %d samples (%s, T=%d, tokenizer %s), vocab %d, "
+    .. "split train/val/test %d/%d/%d, %d <unk>, %d cut, %.2fs", s.path, s.n_tokens, s.n_samples,
+    s.sample_mode, s.max_seq_length, s.tokenizer, s.vocab_size, s.sizes[1], s.sizes[2], s.sizes[3],
+    s.n_unk, s.n_truncated, s.seconds)
+end
+
+--- Encodes one text line as (input, target) id lists of length T (the
+-- upstream sample), e.g. for evaluating or priming with a saved vocabulary.
+function data.encode_line(line, vocab, T, tokenizer)
+  local ids = vocab:encode(data.tokenizer(tokenizer or "word")(strip(line)))
+  local x, y = { SOS }, {}
+  for i = 1, #ids do x[i + 1] = ids[i]; y[i] = ids[i] end
+  y[#ids + 1] = EOS
+  for i = 1, T do
+    x[i] = i <= #x and x[i] or PAD
+    y[i] = i <= #y and y[i] or PAD
+  end
+  for i = #x, T + 1, -1 do x[i] = nil end
+  for i = #y, T + 1, -1 do y[i] = nil end
+  return x, y
+end
+
+return data

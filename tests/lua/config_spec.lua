@@ -1,0 +1,293 @@
+-- config_spec.lua: dm.yaml, dm.config and dm.cli: values, defaults, and the
+-- messages that point at the file, line and key of a bad setting.
+local dm = require "drlmem"
+
+local function write_tmp(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function err_of(fn, ...)
+  local ok, msg = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return tostring(msg)
+end
+
+describe("dm.yaml", function()
+  it("resolves plain scalars like the YAML 1.2 core schema", function()
+    local v = dm.yaml.load_string(table.concat({
+      "i: 42", "neg: -3", "hex: 0x1F", "f: 1.5", "e: 1e-4", "inf: .inf", "ninf: -.inf",
+      "t: true", "F: False", "n: null", "tilde: ~", "q: \"12\"", "sq: 'true'", "s: hello world",
+    }, "\n"))
+    assert.equal(42, v.i); assert.equal("integer", math.type(v.i))
+    assert.equal(-3, v.neg)
+    assert.equal(31, v.hex)
+    assert.equal(1.5, v.f)
+    assert.equal(1e-4, v.e); assert.equal("float", math.type(v.e))
+    assert.equal(math.huge, v.inf)
+    assert.equal(-math.huge, v.ninf)
+    assert.is_true(v.t)
+    assert.is_false(v.F)
+    assert.equal(dm.yaml.null, v.n)
+    assert.equal(dm.yaml.null, v.tilde)
+    assert.equal("12", v.q)
+    assert.equal("true", v.sq)
+    assert.equal("hello world", v.s)
+  end)
+
+  it("reports the line of every key, nested keys dotted", function()
+    local v, lines = dm.yaml.load_string("a: 1\n\nb:\n  c: [1, 2]\n  d:\n    e: x\n")
+    assert.same({ 1, 2 }, v.b.c)
+    assert.equal("x", v.b.d.e)
+    assert.same({ a = 1, b = 3, ["b.c"] = 4, ["b.d"] = 5, ["b.d.e"] = 6 }, lines)
+  end)
+
+  it("names the file and line of syntax errors, duplicates and aliases", function()
+    -- libyaml reports where it noticed the problem and the line of the construct
+    assert.matches("^bad%.yaml:%d+:%d+: YAML syntax error: .* %(line 2%)$",
+      err_of(dm.yaml.load_string, "a: 1\nb: [1\n", "bad.yaml"))
+    assert.equal("bad.yaml:2:5: YAML syntax error: mapping values are not allowed in this context",
+      err_of(dm.yaml.load_string, "a: 1\nb: c: d\n", "bad.yaml"))
+    assert.equal("bad.yaml:3: duplicate key 'a' (first at line 1)",
+      err_of(dm.yaml.load_string, "a: 1\nb: 2\na: 3\n", "bad.yaml"))
+    assert.matches("bad%.yaml:2: YAML aliases", err_of(dm.yaml.load_string, "a: 1\nb: *x\n", "bad.yaml"))
+    assert.matches("bad%.yaml:1: YAML anchors", err_of(dm.yaml.load_string, "a: &x 1\n", "bad.yaml"))
+    assert.matches("bad%.yaml:1:", err_of(dm.yaml.load_string, "a: \255\n", "bad.yaml"))
+  end)
+
+  it("reads files and names a missing one", function()
+    local path = write_tmp("k: v\n")
+    assert.equal("v", dm.yaml.load(path).k)
+    os.remove(path)
+    assert.matches("^/nonexistent/x%.yaml: cannot open", err_of(dm.yaml.load, "/nonexistent/x.yaml"))
+  end)
+
+  it("returns nil for an empty document", function()
+    assert.is_nil((dm.yaml.load_string("")))
+    assert.is_nil((dm.yaml.load_string("# only a comment\n")))
+  end)
+end)
+
+describe("dm.config", function()
+  local seed_values = {
+    data_path = "data/augmented_text_data.txt", log_file = "logs/training.log", embedding_dim = 128,
+    memory_size = 512, learning_rate = 0.01, batch_size = 16, max_seq_length = 100,
+    train_size_ratio = 0.8, val_size_ratio = 0.1, epochs = 50, accumulation_steps = 1,
+    write_strength = 0.1, patience = 3, save_path = "models/",
+  }
+  local extra_values = {
+    seed = 42, optimizer = "adamw", weight_decay = 1e-4, grad_clip = 1.0, scheduler = "cosine",
+    t_max = 10, eta_min = 1e-6, hidden_size = 256, num_layers = 2, dropout = 0.3,
+    output_activation = "gelu", memory_embedding_dim = 128, loss_ignore_pad = true, tokenizer = "word",
+    sample_mode = "lines", min_freq = 1, max_vocab_size = 0, threads = 0,
+  }
+
+  it("has the seed's values and the upstream defaults", function()
+    local cfg = dm.config.defaults()
+    for k, v in pairs(seed_values) do assert.equal(v, cfg[k], k) end
+    for k, v in pairs(extra_values) do assert.equal(v, cfg[k], k) end
+    assert.equal("integer", math.type(cfg.batch_size))
+    assert.equal("float", math.type(cfg.learning_rate))
+  end)
+
+  it("configs/default.yaml holds exactly the defaults, the seed's keys first", function()
+    local doc, lines = dm.yaml.load("configs/default.yaml")
+    local cfg, defaults = dm.config.load("configs/default.yaml"), dm.config.defaults()
+    for _, k in ipairs(dm.config.order) do
+      assert.is_not_nil(doc[k], "configs/default.yaml lacks " .. k)
+      assert.equal(defaults[k], cfg[k], k)
+      assert.equal(math.type(defaults[k]), math.type(cfg[k]), k)
+    end
+    for k, v in pairs(seed_values) do assert.equal(v, doc[k], k) end
+    local last_seed_line = 0
+    for k in pairs(seed_values) do last_seed_line = math.max(last_seed_line, lines[k]) end
+    for k in pairs(extra_values) do assert.is_true(lines[k] > last_seed_line, k) end
+  end)
+
+  it("configs/tiny.yaml loads and is small", function()
+    local cfg = dm.config.load("configs/tiny.yaml")
+    assert.is_true(cfg.embedding_dim <= 32 and cfg.memory_size <= 32 and cfg.max_seq_length <= 32)
+    assert.is_true(cfg.epochs <= 3)
+    assert.equal(cfg.embedding_dim, cfg.memory_embedding_dim)
+  end)
+
+  it("names file, line and key of a bad value", function()
+    local path = write_tmp("# comment\nepochs: 3\n\n\n\n\nbatch_size: -3\n")
+    assert.equal(path .. ":7: key 'batch_size': expected a positive integer, got -3", err_of(dm.config.load, path))
+    os.remove(path)
+  end)
+
+  it("suggests the closest key for an unknown one", function()
+    local path = write_tmp("epochs: 3\nbach_size: 4\n")
+    assert.equal(path .. ":2: unknown key 'bach_size' (did you mean 'batch_size'?)", err_of(dm.config.load, path))
+    os.remove(path)
+    path = write_tmp("learnin_rate: 0.1\n")
+    assert.equal(path .. ":1: unknown key 'learnin_rate' (did you mean 'learning_rate'?)", err_of(dm.config.load, path))
+    os.remove(path)
+  end)
+
+  it("rejects wrong types", function()
+    local cases = {
+      { "batch_size: abc\n", "key 'batch_size': expected a positive integer, got 'abc'" },
+      { "batch_size: 16.0\n", "key 'batch_size': expected a positive integer, got 16.0" },
+      { "learning_rate: fast\n", "key 'learning_rate': expected a positive number, got 'fast'" },
+      { "loss_ignore_pad: 1\n", "key 'loss_ignore_pad': expected true or false, got 1" },
+      { "data_path: 12\n", "key 'data_path': expected a non-empty string, got 12" },
+      { "optimizer: rmsprop\n", "key 'optimizer': expected one of adamw|adam|sgd, got 'rmsprop'" },
+      { "epochs: [1, 2]\n", "key 'epochs': expected a positive integer, got a list" },
+      { "epochs:\n", "key 'epochs': expected a positive integer, got null" },
+    }
+    for _, c in ipairs(cases) do
+      local path = write_tmp(c[1])
+      assert.equal(path .. ":1: " .. c[2], err_of(dm.config.load, path))
+      os.remove(path)
+    end
+  end)
+
+  it("rejects out-of-range values", function()
+    local cases = {
+      { "write_strength: 1.5", "key 'write_strength': expected a number in [0, 1], got 1.5" },
+      { "write_strength: -0.1", "key 'write_strength': expected a number in [0, 1], got -0.1" },
+      { "dropout: 1.0", "key 'dropout': expected a number in [0, 1), got 1.0" },
+      { "memory_size: 0", "key 'memory_size': expected a positive integer, got 0" },
+      { "learning_rate: 0", "key 'learning_rate': expected a positive number, got 0" },
+      { "learning_rate: .inf", "key 'learning_rate': expected a positive number, got inf" },
+      { "train_size_ratio: 1.0", "key 'train_size_ratio': expected a number in (0, 1), got 1.0" },
+      { "patience: -1", "key 'patience': expected a non-negative integer, got -1" },
+    }
+    for _, c in ipairs(cases) do
+      local path = write_tmp(c[1] .. "\n")
+      assert.equal(path .. ":1: " .. c[2], err_of(dm.config.load, path))
+      os.remove(path)
+    end
+    -- edges that are allowed
+    local path = write_tmp("write_strength: 1\ndropout: 0\npatience: 0\n")
+    local cfg = dm.config.load(path)
+    assert.equal(1.0, cfg.write_strength)
+    assert.equal(0.0, cfg.dropout)
+    os.remove(path)
+  end)
+
+  it("rejects ratios that leave no test split, naming the line", function()
+    local path = write_tmp("train_size_ratio: 0.8\nval_size_ratio: 0.2\n")
+    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":2: key 'val_size_ratio': .* leaves no test split",
+      err_of(dm.config.load, path))
+    os.remove(path)
+    assert.matches("^%-%-set train_size_ratio=0%.95: key 'train_size_ratio': .* leaves no test split",
+      err_of(dm.config.load, nil, { "train_size_ratio=0.95" }))
+  end)
+
+  it("types --set values by the schema", function()
+    local cfg = dm.config.load(nil, { "batch_size=4", "learning_rate=1e-3", "loss_ignore_pad=false",
+      "data_path=123", "tokenizer=char", "memory_embedding_dim=7" })
+    assert.equal(4, cfg.batch_size); assert.equal("integer", math.type(cfg.batch_size))
+    assert.equal(1e-3, cfg.learning_rate)
+    assert.is_false(cfg.loss_ignore_pad)
+    assert.equal("123", cfg.data_path)
+    assert.equal("char", cfg.tokenizer)
+    assert.equal(7, cfg.memory_embedding_dim)
+    assert.equal("--set batch_size=abc: expected an integer", err_of(dm.config.load, nil, { "batch_size=abc" }))
+    assert.equal("--set batch_size=2.5: expected an integer", err_of(dm.config.load, nil, { "batch_size=2.5" }))
+    assert.equal("--set learning_rate=x: expected a number", err_of(dm.config.load, nil, { "learning_rate=x" }))
+    assert.equal("--set loss_ignore_pad=yes: expected true or false",
+      err_of(dm.config.load, nil, { "loss_ignore_pad=yes" }))
+    assert.equal("--set batch_size=-3: key 'batch_size': expected a positive integer, got -3",
+      err_of(dm.config.load, nil, { "batch_size=-3" }))
+    assert.equal("--set bach_size=3: unknown key 'bach_size' (did you mean 'batch_size'?)",
+      err_of(dm.config.load, nil, { "bach_size=3" }))
+    assert.equal("--set batch_size: expected key=value", err_of(dm.config.load, nil, { "batch_size" }))
+  end)
+
+  it("applies file then --set, and remembers where each value came from", function()
+    local path = write_tmp("batch_size: 8\nepochs: 5\n")
+    local cfg = dm.config.load(path, { "epochs=7" })
+    assert.equal(8, cfg.batch_size)
+    assert.equal(7, cfg.epochs)
+    assert.equal(path .. ":1", dm.config.source(cfg, "batch_size"))
+    assert.equal("--set epochs=7", dm.config.source(cfg, "epochs"))
+    assert.equal("default", dm.config.source(cfg, "seed"))
+    assert.equal("derived from embedding_dim", dm.config.source(cfg, "memory_embedding_dim"))
+    local described = table.concat(dm.config.describe(cfg), "\n")
+    assert.matches("batch_size%s+= 8%s+%(" .. path:gsub("%p", "%%%0") .. ":1%)", described)
+    assert.equal(8, dm.config.totable(cfg).batch_size)
+    assert.is_nil(getmetatable(dm.config.totable(cfg)))
+    os.remove(path)
+  end)
+
+  it("makes reading an undeclared key an error", function()
+    local cfg = dm.config.defaults()
+    assert.matches("config has no key 'bach_size' %(did you mean 'batch_size'%?%)",
+      err_of(function() return cfg.bach_size end))
+  end)
+
+  it("adds a field with one line", function()
+    dm.config.field("spec_only_field", "int", 5, "[1,9]", "a field this spec adds")
+    assert.equal(5, dm.config.defaults().spec_only_field)
+    assert.equal("--set spec_only_field=10: key 'spec_only_field': expected an integer in [1, 9], got 10",
+      err_of(dm.config.load, nil, { "spec_only_field=10" }))
+    -- leave the schema as the other specs expect it
+    dm.config.fields.spec_only_field = nil
+    table.remove(dm.config.order)
+  end)
+
+  it("accepts a registered tokenizer name", function()
+    dm.data.register_tokenizer("spec_split", function(text)
+      local t = {}
+      for w in text:gmatch("%S+") do t[#t + 1] = w end
+      return t
+    end)
+    assert.equal("spec_split", dm.config.load(nil, { "tokenizer=spec_split" }).tokenizer)
+    dm.data.tokenizers.spec_split = nil
+    assert.matches("expected one of char|upstream|word", err_of(dm.config.load, nil, { "tokenizer=spec_split" }))
+  end)
+end)
+
+describe("dm.cli", function()
+  it("parses --config, repeated --set and script options", function()
+    local args, cfg = dm.cli.try_parse {
+      name = "t.lua",
+      argv = { "--config", "configs/tiny.yaml", "--set", "batch_size=4", "--set", "epochs=1", "--resume", "x" },
+      options = function(p) p:option("--resume") end,
+    }
+    assert.is_not_nil(args, cfg)
+    assert.equal("x", args.resume)
+    assert.equal(4, cfg.batch_size)
+    assert.equal(1, cfg.epochs)
+    assert.equal(16, cfg.embedding_dim) -- from tiny.yaml
+  end)
+
+  it("returns the usage and a message for bad arguments", function()
+    local args, msg, usage = dm.cli.try_parse { name = "t.lua", argv = { "--nope" } }
+    assert.is_nil(args)
+    assert.matches("unknown option '%-%-nope'", msg)
+    assert.matches("^Usage: t%.lua", usage)
+    args, msg = dm.cli.try_parse { name = "t.lua", argv = { "--set", "batch_size=abc" } }
+    assert.is_nil(args)
+    assert.equal("--set batch_size=abc: expected an integer", msg)
+  end)
+
+  it("exits with status 2 and the usage on stderr", function()
+    local lua = os.getenv("LUA") or "lua5.4"
+    local script = write_tmp([[
+      local dm = require "drlmem"
+      dm.cli.parse { name = "demo.lua", argv = { "--set", "bach_size=3" } }
+      print("not reached")
+    ]])
+    local errfile = os.tmpname()
+    local p = io.popen(lua .. " " .. script .. " 2>" .. errfile .. "; echo rc=$?")
+    local out = p:read("a")
+    p:close()
+    local f = io.open(errfile)
+    local err = f:read("a")
+    f:close()
+    os.remove(script)
+    os.remove(errfile)
+    assert.matches("rc=2", out)
+    assert.not_matches("not reached", out)
+    assert.matches("Usage: demo%.lua", err)
+    assert.matches("Error: %-%-set bach_size=3: unknown key 'bach_size' %(did you mean 'batch_size'%?%)", err)
+  end)
+end)
