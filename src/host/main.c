@@ -54,6 +54,9 @@ static volatile sig_atomic_t g_winch = 0;
 
 static void l_message(const char *pname, const char *msg)
 {
+    /* What the chunk printed before it failed comes first, also when stdout
+     * is a pipe (block-buffered) and stderr goes to the same place. */
+    fflush(stdout);
     if (pname) fprintf(stderr, "%s: ", pname);
     fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
     fflush(stderr);
