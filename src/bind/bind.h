@@ -65,5 +65,7 @@ void dm_open_memory(lua_State *L);   /* dm.Memory (memory.c) */
 void dm_open_optim(lua_State *L);    /* dm.optim, dm.clip_grad_norm (optim.c) */
 void dm_open_safetensors(lua_State *L); /* dm.save/load_safetensors (safetensors.c) */
 void dm_open_json(lua_State *L);     /* dm.json (json.c) */
+void dm_open_sys(lua_State *L);      /* dm.clock, dm.isatty, dm.set_num_threads (sys.c) */
+void dm_open_controller(lua_State *L); /* dm.Controller (controller.c) */
 
 #endif
