@@ -1,0 +1,566 @@
+/* controller.c (bind): dm.Controller, the Lua face of the DRLMemNet model
+ * (core/controller.h).
+ *
+ *   net = dm.Controller(cfg [, generator])
+ *     cfg: vocab_size, embedding_dim, memory_size, hidden_size (required),
+ *     memory_embedding_dim (default embedding_dim), num_layers (2), dropout
+ *     (0.3), output_activation ("gelu" | "none"); an unknown key is an
+ *     error. Weights are drawn from generator (a dm.Generator, kept alive
+ *     by the net and also used for dropout), else from the global generator.
+ *   net:forward(tokens)       int32 (B,T) -> logits (B,T,V), a fresh copy
+ *   net:backward(dlogits)     float32 (B,T,V); adds into the gradients
+ *   net:zero_grad(), net:train(), net:eval(), net:training() -> bool
+ *   net:write_memory(s)       the post-step memory write (no gradient)
+ *   net:set_dropout_mask(m)   {0,1} float32 (B,T,H) for the next training
+ *                             forward (parity tests); nil clears it
+ *   net:parameters()          ordered list {name=, value=view, grad=view|nil}
+ *                             (usage_counts excluded: a buffer, as in torch)
+ *   net:state_dict()          map name -> COPY, plus the ordered name list
+ *   net:load_state_dict(map)  copies in after checking every name and shape
+ *   net:config(), net:memory_usage(), net:last_query(),
+ *   net:last_attention(), net:last_slots(), net:param(name),
+ *   net:num_parameters(), net:set_generator(gen | nil)
+ *
+ * Views (parameters(), param()) point into the controller's arenas, which
+ * never move, and keep the controller alive. The controller has __gc but
+ * deliberately no __close: closing it would free arenas under live views
+ * (as dm.Memory does, for the same reason). */
+#include "bind/bind.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/controller.h"
+
+#define DM_CONTROLLER_MT "drlmem.Controller"
+
+typedef struct lctrl {
+    dm_controller c;
+    int alive;
+} lctrl;
+
+static lctrl *check_ctrl(lua_State *L, const char *fn)
+{
+    lctrl *u = (lctrl *)luaL_testudata(L, 1, DM_CONTROLLER_MT);
+    if (!u) {
+        const char *dot = strchr(fn, '.');
+        dm_bind_errorf(L, "%s: expected a Controller as self (call it as net:%s(...))", fn,
+                       dot ? dot + 1 : fn);
+    }
+    if (!u->alive) dm_bind_errorf(L, "%s: the controller has been freed", fn);
+    return u;
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static const char *const cfg_keys[] = {"vocab_size",  "embedding_dim", "memory_embedding_dim",
+                                       "memory_size", "hidden_size",   "num_layers",
+                                       "dropout",     "output_activation", NULL};
+
+/* Integer field of the table at idx; required or def. */
+static int64_t cfg_int(lua_State *L, int idx, const char *key, int required, int64_t def)
+{
+    lua_getfield(L, idx, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (required) dm_bind_errorf(L, "Controller: config field %s is missing", key);
+        return def;
+    }
+    int ok = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok || lua_type(L, -1) != LUA_TNUMBER) {
+        const char *shown = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING
+                                ? lua_tostring(L, -1)
+                                : luaL_typename(L, -1);
+        dm_bind_errorf(L, "Controller: config field %s must be an integer, got %s", key, shown);
+    }
+    lua_pop(L, 1);
+    if (v < 1) dm_bind_errorf(L, "Controller: config field %s must be >= 1, got %" PRId64, key, (int64_t)v);
+    return (int64_t)v;
+}
+
+static int l_controller_new(lua_State *L)
+{
+    if (!lua_istable(L, 1))
+        dm_bind_errorf(L, "Controller: argument 1 (config): expected a table, got %s",
+                       luaL_typename(L, 1));
+    dm_rng *gen = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        gen = dm_bind_testgenerator(L, 2);
+        if (!gen)
+            dm_bind_errorf(L, "Controller: argument 2 (generator): expected Generator, got %s",
+                           luaL_typename(L, 2));
+    }
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int known = 0;
+        for (int i = 0; k && cfg_keys[i]; i++) known |= strcmp(k, cfg_keys[i]) == 0;
+        if (!known)
+            dm_bind_errorf(L, "Controller: unknown config field '%s' (known: vocab_size, "
+                              "embedding_dim, memory_embedding_dim, memory_size, hidden_size, "
+                              "num_layers, dropout, output_activation)",
+                           k ? k : luaL_typename(L, -1));
+    }
+    dm_controller_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.vocab_size = cfg_int(L, 1, "vocab_size", 1, 0);
+    cfg.embedding_dim = cfg_int(L, 1, "embedding_dim", 1, 0);
+    cfg.memory_embedding_dim = cfg_int(L, 1, "memory_embedding_dim", 0, cfg.embedding_dim);
+    cfg.memory_size = cfg_int(L, 1, "memory_size", 1, 0);
+    cfg.hidden_size = cfg_int(L, 1, "hidden_size", 1, 0);
+    cfg.num_layers = cfg_int(L, 1, "num_layers", 0, 2);
+    lua_getfield(L, 1, "dropout");
+    cfg.dropout = 0.3;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            dm_bind_errorf(L, "Controller: config field dropout must be a number, got %s",
+                           luaL_typename(L, -1));
+        cfg.dropout = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "output_activation");
+    cfg.output_activation = DM_OUTPUT_GELU;
+    dm_error err;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            dm_bind_errorf(L, "Controller: config field output_activation must be \"gelu\" or "
+                              "\"none\", got %s",
+                           luaL_typename(L, -1));
+        if (dm_output_act_parse(lua_tostring(L, -1), &cfg.output_activation, &err) != 0)
+            dm_bind_error(L, &err);
+    }
+    lua_pop(L, 1);
+
+    lctrl *u = (lctrl *)lua_newuserdatauv(L, sizeof(lctrl), 1);
+    memset(u, 0, sizeof *u);
+    luaL_setmetatable(L, DM_CONTROLLER_MT);
+    if (dm_controller_create(&u->c, &cfg, gen, &err) != 0) dm_bind_error(L, &err);
+    u->alive = 1;
+    if (gen) {
+        dm_controller_set_rng(&u->c, gen);
+        lua_pushvalue(L, 2);
+        lua_setiuservalue(L, -2, 1);
+    }
+    return 1;
+}
+
+static int c_gc(lua_State *L)
+{
+    lctrl *u = (lctrl *)luaL_checkudata(L, 1, DM_CONTROLLER_MT);
+    if (u->alive) dm_controller_free(&u->c);
+    u->alive = 0;
+    return 0;
+}
+
+static int c_tostring(lua_State *L)
+{
+    lctrl *u = (lctrl *)luaL_checkudata(L, 1, DM_CONTROLLER_MT);
+    if (!u->alive) {
+        lua_pushliteral(L, "Controller(freed)");
+        return 1;
+    }
+    const dm_controller *c = &u->c;
+    char buf[256];
+    snprintf(buf, sizeof buf, "Controller(vocab=%zu, emb=%zu, mem=%zux%zu, hidden=%zux%zu, params=%zu)",
+             c->V, c->E, c->M, c->D, c->H, c->L, dm_controller_param_count(c));
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* ---- forward / backward ---------------------------------------------------- */
+
+/* Pushes a contiguous version of the tensor at idx (itself when it is). */
+static dm_tensor *push_contiguous(lua_State *L, int idx, dm_tensor *t)
+{
+    if (dm_tensor_is_contiguous(t)) {
+        lua_pushvalue(L, idx);
+        return t;
+    }
+    dm_error err;
+    dm_tensor *c = dm_bind_newempty(L);
+    if (dm_tensor_contiguous(c, t, &err) != 0) dm_bind_error(L, &err);
+    return c;
+}
+
+static int c_forward(lua_State *L)
+{
+    const char *fn = "Controller.forward";
+    lctrl *u = check_ctrl(L, fn);
+    dm_tensor *t = dm_bind_checktensor(L, 2, fn, "tokens");
+    char sb[96];
+    if (t->dtype != DM_I32)
+        dm_bind_errorf(L, "%s: tokens must be an int32 tensor of token ids, got %s (convert "
+                          "with :int())",
+                       fn, dm_dtype_name(t->dtype));
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1)
+        dm_bind_errorf(L, "%s: tokens must have shape (B,T) with B, T >= 1, got %s", fn,
+                       dm_tensor_shape_str(t, sb, sizeof sb));
+    size_t B = (size_t)t->shape[0], T = (size_t)t->shape[1];
+    dm_tensor *tc = push_contiguous(L, 2, t);
+    dm_error err;
+    if (dm_controller_forward(&u->c, dm_tensor_i32(tc), B, T, &err) != 0) dm_bind_error(L, &err);
+    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
+    dm_tensor *out = dm_bind_newtensor_named(L, DM_F32, 3, shape, fn);
+    memcpy(dm_tensor_f32(out), dm_controller_logits(&u->c), B * T * u->c.V * sizeof(float));
+    return 1;
+}
+
+static int c_backward(lua_State *L)
+{
+    const char *fn = "Controller.backward";
+    lctrl *u = check_ctrl(L, fn);
+    dm_tensor *d = dm_bind_checkf32(L, 2, fn, "dlogits");
+    if (!u->c.has_forward)
+        dm_bind_errorf(L, "%s: no forward to differentiate (call net:forward first)", fn);
+    size_t B = u->c.last_B, T = u->c.last_T;
+    if (d->ndim != 3 || d->shape[0] != (int64_t)B || d->shape[1] != (int64_t)T ||
+        d->shape[2] != (int64_t)u->c.V) {
+        char sb[96];
+        dm_bind_errorf(L, "%s: dlogits has shape %s, expected %zux%zux%zu (the last forward's "
+                          "B x T x V)",
+                       fn, dm_tensor_shape_str(d, sb, sizeof sb), B, T, u->c.V);
+    }
+    dm_tensor *dc = push_contiguous(L, 2, d);
+    dm_error err;
+    if (dm_controller_backward(&u->c, dm_tensor_f32(dc), B, T, &err) != 0) dm_bind_error(L, &err);
+    return 0;
+}
+
+static int c_zero_grad(lua_State *L)
+{
+    dm_controller_zero_grad(&check_ctrl(L, "Controller.zero_grad")->c);
+    return 0;
+}
+
+static int c_train(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.train");
+    if (lua_isnoneornil(L, 2) || lua_toboolean(L, 2))
+        dm_controller_train(&u->c);
+    else
+        dm_controller_eval(&u->c);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int c_eval(lua_State *L)
+{
+    dm_controller_eval(&check_ctrl(L, "Controller.eval")->c);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int c_training(lua_State *L)
+{
+    lua_pushboolean(L, check_ctrl(L, "Controller.training")->c.training);
+    return 1;
+}
+
+static int c_write_memory(lua_State *L)
+{
+    const char *fn = "Controller.write_memory";
+    lctrl *u = check_ctrl(L, fn);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        dm_bind_errorf(L, "%s: argument strength: expected a number, got %s", fn, luaL_typename(L, 2));
+    dm_error err;
+    if (dm_controller_write_memory(&u->c, (float)lua_tonumber(L, 2), &err) != 0)
+        dm_bind_error(L, &err);
+    return 0;
+}
+
+static int c_set_dropout_mask(lua_State *L)
+{
+    const char *fn = "Controller.set_dropout_mask";
+    lctrl *u = check_ctrl(L, fn);
+    dm_error err;
+    if (lua_isnoneornil(L, 2)) {
+        dm_controller_set_dropout_mask(&u->c, NULL, 0, 0, &err);
+        return 0;
+    }
+    dm_tensor *m = dm_bind_checkf32(L, 2, fn, "mask");
+    if (m->ndim != 3 || m->shape[0] < 1 || m->shape[1] < 1 || m->shape[2] != (int64_t)u->c.H) {
+        char sb[96];
+        dm_bind_errorf(L, "%s: mask must have shape (B,T,%zu), got %s", fn, u->c.H,
+                       dm_tensor_shape_str(m, sb, sizeof sb));
+    }
+    dm_tensor *mc = push_contiguous(L, 2, m);
+    if (dm_controller_set_dropout_mask(&u->c, dm_tensor_f32(mc), (size_t)m->shape[0],
+                                       (size_t)m->shape[1], &err) != 0)
+        dm_bind_error(L, &err);
+    return 0;
+}
+
+/* ---- parameters and state ---------------------------------------------------- */
+
+static int c_parameters(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.parameters");
+    const dm_controller *c = &u->c;
+    lua_createtable(L, c->params.n - 1, 0);
+    int k = 0;
+    for (int i = 0; i < c->params.n; i++) {
+        if (i == c->ix.usage) continue;
+        const dm_arena_entry *e = &c->params.entries[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, e->name);
+        lua_setfield(L, -2, "name");
+        dm_bind_pushview(L, dm_arena_ptr(&c->params, i), e->ndim, e->shape, 1);
+        lua_setfield(L, -2, "value");
+        if (dm_controller_entry_trained(c, i)) {
+            dm_bind_pushview(L, dm_arena_ptr(&c->grads, i), e->ndim, e->shape, 1);
+            lua_setfield(L, -2, "grad");
+        }
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
+/* net:param(name) -> value view, grad view or nil */
+static int c_param(lua_State *L)
+{
+    const char *fn = "Controller.param";
+    lctrl *u = check_ctrl(L, fn);
+    const char *name = luaL_checkstring(L, 2);
+    int i = dm_arena_find(&u->c.params, name);
+    if (i < 0) dm_bind_errorf(L, "%s: no parameter named '%s'", fn, name);
+    const dm_arena_entry *e = &u->c.params.entries[i];
+    dm_bind_pushview(L, dm_arena_ptr(&u->c.params, i), e->ndim, e->shape, 1);
+    if (dm_controller_entry_trained(&u->c, i))
+        dm_bind_pushview(L, dm_arena_ptr(&u->c.grads, i), e->ndim, e->shape, 1);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+/* net:state_dict() -> {name = Tensor copy}, {names in state_dict order} */
+static int c_state_dict(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.state_dict");
+    const dm_controller *c = &u->c;
+    lua_createtable(L, 0, c->params.n);
+    lua_createtable(L, c->params.n, 0);
+    for (int i = 0; i < c->params.n; i++) {
+        const dm_arena_entry *e = &c->params.entries[i];
+        dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, e->ndim, e->shape, "Controller.state_dict");
+        memcpy(dm_tensor_f32(t), dm_arena_ptr(&c->params, i), e->numel * sizeof(float));
+        lua_setfield(L, -3, e->name);
+        lua_pushstring(L, e->name);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
+
+static const char *entry_shape(const dm_arena_entry *e, char *buf, size_t n)
+{
+    dm_tensor t;
+    memset(&t, 0, sizeof t);
+    t.ndim = e->ndim;
+    for (int d = 0; d < e->ndim; d++) t.shape[d] = e->shape[d];
+    return dm_tensor_shape_str(&t, buf, n);
+}
+
+/* net:load_state_dict(map): every name of the state_dict must be there
+ * with its shape and dtype float32, and nothing else; checked before
+ * anything is copied, so a failure leaves the net as it was. */
+static int c_load_state_dict(lua_State *L)
+{
+    const char *fn = "load_state_dict";
+    lctrl *u = check_ctrl(L, "Controller.load_state_dict");
+    if (!lua_istable(L, 2))
+        dm_bind_errorf(L, "%s: expected a table {name = Tensor}, got %s", fn, luaL_typename(L, 2));
+    dm_controller *c = &u->c;
+    char a[96], b[96];
+    for (int i = 0; i < c->params.n; i++) {
+        const dm_arena_entry *e = &c->params.entries[i];
+        lua_getfield(L, 2, e->name);
+        if (lua_isnil(L, -1))
+            dm_bind_errorf(L, "%s: missing %s (expected shape %s)", fn, e->name,
+                           entry_shape(e, a, sizeof a));
+        dm_tensor *t = dm_bind_testtensor(L, -1);
+        if (!t || !t->storage)
+            dm_bind_errorf(L, "%s: %s is %s, expected a Tensor", fn, e->name,
+                           t ? "a freed tensor" : luaL_typename(L, -1));
+        int same = t->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
+        if (!same)
+            dm_bind_errorf(L, "%s: %s has shape %s, expected %s", fn, e->name,
+                           dm_tensor_shape_str(t, a, sizeof a), entry_shape(e, b, sizeof b));
+        if (t->dtype != DM_F32)
+            dm_bind_errorf(L, "%s: %s has dtype %s, expected float32", fn, e->name,
+                           dm_dtype_name(t->dtype));
+        lua_pop(L, 1);
+    }
+    /* Unexpected names: report the smallest, so the message is stable. */
+    const char *extra = NULL;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            dm_bind_errorf(L, "%s: unexpected key of type %s (keys are parameter names)", fn,
+                           luaL_typename(L, -1));
+        const char *k = lua_tostring(L, -1);
+        if (dm_arena_find(&c->params, k) < 0 && (!extra || strcmp(k, extra) < 0)) extra = k;
+    }
+    if (extra) {
+        /* copy before raising: the string lives in the table, which stays */
+        dm_bind_errorf(L, "%s: unexpected %s (not a parameter of this Controller)", fn, extra);
+    }
+    for (int i = 0; i < c->params.n; i++) {
+        const dm_arena_entry *e = &c->params.entries[i];
+        lua_getfield(L, 2, e->name);
+        dm_tensor *t = dm_bind_testtensor(L, -1);
+        dm_tensor dst;
+        dm_error err;
+        if (dm_tensor_init_borrowed(&dst, dm_arena_ptr(&c->params, i), DM_F32, e->ndim, e->shape,
+                                    &err) != 0)
+            dm_bind_error(L, &err);
+        int rc = dm_tensor_copy(&dst, t, &err);
+        dm_tensor_release(&dst);
+        if (rc != 0) dm_bind_error(L, &err);
+        lua_pop(L, 1);
+    }
+    /* the kept activations were computed with the old weights */
+    c->has_forward = 0;
+    return 0;
+}
+
+static int c_config(lua_State *L)
+{
+    const dm_controller_config *cfg = &check_ctrl(L, "Controller.config")->c.cfg;
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, cfg->vocab_size);
+    lua_setfield(L, -2, "vocab_size");
+    lua_pushinteger(L, cfg->embedding_dim);
+    lua_setfield(L, -2, "embedding_dim");
+    lua_pushinteger(L, cfg->memory_embedding_dim);
+    lua_setfield(L, -2, "memory_embedding_dim");
+    lua_pushinteger(L, cfg->memory_size);
+    lua_setfield(L, -2, "memory_size");
+    lua_pushinteger(L, cfg->hidden_size);
+    lua_setfield(L, -2, "hidden_size");
+    lua_pushinteger(L, cfg->num_layers);
+    lua_setfield(L, -2, "num_layers");
+    lua_pushnumber(L, cfg->dropout);
+    lua_setfield(L, -2, "dropout");
+    lua_pushstring(L, dm_output_act_name(cfg->output_activation));
+    lua_setfield(L, -2, "output_activation");
+    return 1;
+}
+
+static int c_memory_usage(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.memory_usage");
+    int64_t s[1] = {(int64_t)u->c.M};
+    dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 1, s, "Controller.memory_usage");
+    memcpy(dm_tensor_f32(t), dm_arena_ptr(&u->c.params, u->c.ix.usage), u->c.M * sizeof(float));
+    return 1;
+}
+
+/* Copy of a (B,T,width) activation of the last forward, or nil. */
+static int push_last(lua_State *L, const float *src, size_t width, const char *fn)
+{
+    lctrl *u = check_ctrl(L, fn);
+    if (!u->c.has_forward || !src) {
+        lua_pushnil(L);
+        return 1;
+    }
+    int64_t s[3] = {(int64_t)u->c.last_B, (int64_t)u->c.last_T, (int64_t)width};
+    dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 3, s, fn);
+    memcpy(dm_tensor_f32(t), src, u->c.last_B * u->c.last_T * width * sizeof(float));
+    return 1;
+}
+
+static int c_last_query(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.last_query");
+    return push_last(L, dm_controller_query(&u->c), u->c.D, "Controller.last_query");
+}
+
+static int c_last_attention(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.last_attention");
+    return push_last(L, dm_controller_attention(&u->c), u->c.M, "Controller.last_attention");
+}
+
+/* net:last_slots() -> int32 (B,T): the 1-based slot each position's query
+ * scored highest (the one its usage count credits), or nil. */
+static int c_last_slots(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.last_slots");
+    if (!u->c.has_forward) {
+        lua_pushnil(L);
+        return 1;
+    }
+    int64_t s[2] = {(int64_t)u->c.last_B, (int64_t)u->c.last_T};
+    dm_tensor *t = dm_bind_newtensor_named(L, DM_I32, 2, s, "Controller.last_slots");
+    const int32_t *a = dm_controller_argmax(&u->c);
+    int32_t *o = dm_tensor_i32(t);
+    for (size_t i = 0; i < u->c.last_B * u->c.last_T; i++) o[i] = a[i] + 1;
+    return 1;
+}
+
+/* net:set_generator(gen | nil): dropout draws from gen (kept alive by the
+ * net), or from the global generator again with nil. */
+static int c_set_generator(lua_State *L)
+{
+    const char *fn = "Controller.set_generator";
+    lctrl *u = check_ctrl(L, fn);
+    dm_rng *gen = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        gen = dm_bind_testgenerator(L, 2);
+        if (!gen)
+            dm_bind_errorf(L, "%s: expected a Generator or nil, got %s", fn, luaL_typename(L, 2));
+    }
+    dm_controller_set_rng(&u->c, gen);
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 1);
+    return 0;
+}
+
+static int c_num_parameters(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)dm_controller_param_count(&check_ctrl(L, "Controller.num_parameters")->c));
+    return 1;
+}
+
+void dm_open_controller(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"forward", c_forward},
+        {"backward", c_backward},
+        {"zero_grad", c_zero_grad},
+        {"train", c_train},
+        {"eval", c_eval},
+        {"training", c_training},
+        {"write_memory", c_write_memory},
+        {"set_dropout_mask", c_set_dropout_mask},
+        {"parameters", c_parameters},
+        {"param", c_param},
+        {"state_dict", c_state_dict},
+        {"load_state_dict", c_load_state_dict},
+        {"config", c_config},
+        {"memory_usage", c_memory_usage},
+        {"last_query", c_last_query},
+        {"last_attention", c_last_attention},
+        {"last_slots", c_last_slots},
+        {"num_parameters", c_num_parameters},
+        {"set_generator", c_set_generator},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, DM_CONTROLLER_MT)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, c_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, c_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_controller_new);
+    lua_setfield(L, -2, "Controller");
+}
