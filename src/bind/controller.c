@@ -58,7 +58,56 @@ static lctrl *check_ctrl(lua_State *L, const char *fn)
 
 static const char *const cfg_keys[] = {"vocab_size",  "embedding_dim", "memory_embedding_dim",
                                        "memory_size", "hidden_size",   "num_layers",
-                                       "dropout",     "output_activation", NULL};
+                                       "dropout",     "output_activation",
+                                       /* issue 6: the reinforce write policy */
+                                       "write_policy", "episodic_slots", "policy_bias_init",
+                                       "policy_gamma", "write_cost", "policy_alpha",
+                                       "baseline_beta", "entropy_eta", "advantage_decay",
+                                       "normalize_advantage", "write_actions",
+                                       "random_write_rate", NULL};
+
+/* Number field of the table at idx, or def when absent. */
+static double cfg_num(lua_State *L, int idx, const char *key, double def)
+{
+    lua_getfield(L, idx, key);
+    double v = def;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            dm_bind_errorf(L, "Controller: config field %s must be a number, got %s", key,
+                           luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* String field of the table at idx that must be one of choices (NULL-
+ * terminated); returns its index, or def when absent. */
+static int cfg_enum(lua_State *L, int idx, const char *key, const char *const *choices, int def)
+{
+    lua_getfield(L, idx, key);
+    int r = def;
+    if (!lua_isnil(L, -1)) {
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        r = -1;
+        for (int i = 0; v && choices[i]; i++)
+            if (strcmp(v, choices[i]) == 0) r = i;
+        if (r < 0) {
+            char list[128] = "";
+            for (int i = 0; choices[i]; i++) {
+                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+                strncat(list, choices[i], sizeof list - strlen(list) - 1);
+            }
+            dm_bind_errorf(L, "Controller: config field %s must be one of %s, got %s", key, list,
+                           v ? v : luaL_typename(L, -1));
+        }
+    }
+    lua_pop(L, 1);
+    return r;
+}
+
+static const char *const write_policy_names[] = {"seed", "reinforce", NULL};
+static const char *const write_actions_names[] = {"policy", "always", "random", NULL};
 
 /* Integer field of the table at idx; required or def. */
 static int64_t cfg_int(lua_State *L, int idx, const char *key, int required, int64_t def)
@@ -103,7 +152,11 @@ static int l_controller_new(lua_State *L)
         if (!known)
             dm_bind_errorf(L, "Controller: unknown config field '%s' (known: vocab_size, "
                               "embedding_dim, memory_embedding_dim, memory_size, hidden_size, "
-                              "num_layers, dropout, output_activation)",
+                              "num_layers, dropout, output_activation, and for the write "
+                              "policy: write_policy, episodic_slots, policy_bias_init, "
+                              "policy_gamma, write_cost, policy_alpha, baseline_beta, "
+                              "entropy_eta, advantage_decay, normalize_advantage, "
+                              "write_actions, random_write_rate)",
                            k ? k : luaL_typename(L, -1));
     }
     dm_controller_config cfg;
@@ -135,6 +188,28 @@ static int l_controller_new(lua_State *L)
             dm_bind_error(L, &err);
     }
     lua_pop(L, 1);
+    /* The write policy (defaults: dm_controller_config_default's). */
+    dm_controller_config def = dm_controller_config_default(1);
+    cfg.write_policy = (dm_write_policy)cfg_enum(L, 1, "write_policy", write_policy_names, 0);
+    cfg.episodic_slots = cfg_int(L, 1, "episodic_slots", 0, def.episodic_slots);
+    cfg.policy_bias_init = cfg_num(L, 1, "policy_bias_init", def.policy_bias_init);
+    cfg.rl = def.rl;
+    cfg.rl.gamma = (float)cfg_num(L, 1, "policy_gamma", def.rl.gamma);
+    cfg.rl.write_cost = (float)cfg_num(L, 1, "write_cost", def.rl.write_cost);
+    cfg.rl.alpha = (float)cfg_num(L, 1, "policy_alpha", def.rl.alpha);
+    cfg.rl.beta = (float)cfg_num(L, 1, "baseline_beta", def.rl.beta);
+    cfg.rl.eta = (float)cfg_num(L, 1, "entropy_eta", def.rl.eta);
+    cfg.rl.std_decay = (float)cfg_num(L, 1, "advantage_decay", def.rl.std_decay);
+    lua_getfield(L, 1, "normalize_advantage");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1))
+            dm_bind_errorf(L, "Controller: config field normalize_advantage must be a boolean, got %s",
+                           luaL_typename(L, -1));
+        cfg.rl.normalize = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    cfg.write_actions = (dm_write_actions)cfg_enum(L, 1, "write_actions", write_actions_names, 0);
+    cfg.random_write_rate = cfg_num(L, 1, "random_write_rate", def.random_write_rate);
 
     lctrl *u = (lctrl *)lua_newuserdatauv(L, sizeof(lctrl), 1);
     memset(u, 0, sizeof *u);
@@ -449,7 +524,114 @@ static int c_config(lua_State *L)
     lua_setfield(L, -2, "dropout");
     lua_pushstring(L, dm_output_act_name(cfg->output_activation));
     lua_setfield(L, -2, "output_activation");
+    /* The seed's config stays exactly the eight fields above. */
+    if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
+        lua_pushstring(L, write_policy_names[cfg->write_policy]);
+        lua_setfield(L, -2, "write_policy");
+        lua_pushinteger(L, cfg->episodic_slots);
+        lua_setfield(L, -2, "episodic_slots");
+        struct { const char *k; double v; } nums[] = {
+            {"policy_bias_init", cfg->policy_bias_init}, {"policy_gamma", cfg->rl.gamma},
+            {"write_cost", cfg->rl.write_cost},          {"policy_alpha", cfg->rl.alpha},
+            {"baseline_beta", cfg->rl.beta},             {"entropy_eta", cfg->rl.eta},
+            {"advantage_decay", cfg->rl.std_decay},      {"random_write_rate", cfg->random_write_rate}};
+        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+            lua_pushnumber(L, nums[i].v);
+            lua_setfield(L, -2, nums[i].k);
+        }
+        lua_pushboolean(L, cfg->rl.normalize);
+        lua_setfield(L, -2, "normalize_advantage");
+        lua_pushstring(L, write_actions_names[cfg->write_actions]);
+        lua_setfield(L, -2, "write_actions");
+    }
     return 1;
+}
+
+/* net:reinforce(targets [, ignore_index]) -> stats table: the REINFORCE
+ * step of the last forward's write decisions (adds into the policy's and
+ * baseline's gradients). ignore_index defaults to -1 (none). */
+static int c_reinforce(lua_State *L)
+{
+    const char *fn = "Controller.reinforce";
+    lctrl *u = check_ctrl(L, fn);
+    dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
+    lua_Integer ig = luaL_optinteger(L, 3, -1);
+    if (!u->c.reinforce)
+        dm_bind_errorf(L, "%s: write_policy is seed (create the controller with write_policy = "
+                          "\"reinforce\")", fn);
+    if (!u->c.has_forward) dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
+    char sb[96];
+    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)u->c.last_B ||
+        y->shape[1] != (int64_t)u->c.last_T)
+        dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
+                          "forward's), got %s %s",
+                       fn, u->c.last_B, u->c.last_T, dm_dtype_name(y->dtype),
+                       dm_tensor_shape_str(y, sb, sizeof sb));
+    if (ig < INT32_MIN || ig > INT32_MAX)
+        dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
+    dm_tensor *yc = push_contiguous(L, 2, y);
+    dm_error err;
+    dm_reinforce_stats st;
+    if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
+        dm_bind_error(L, &err);
+    lua_createtable(L, 0, 12);
+    lua_pushinteger(L, (lua_Integer)st.count);
+    lua_setfield(L, -2, "count");
+    struct { const char *k; double v; } f[] = {
+        {"write_rate", st.write_rate},         {"entropy", st.entropy},
+        {"mean_reward", st.mean_reward},       {"mean_return", st.mean_return},
+        {"mean_advantage", st.mean_advantage}, {"adv_scale", st.adv_scale},
+        {"policy_loss", st.policy_loss},       {"baseline_loss", st.baseline_loss},
+        {"slot_usage", u->c.wp.slot_usage},    {"write_rate_all", u->c.wp.write_rate_all}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        lua_pushnumber(L, f[i].v);
+        lua_setfield(L, -2, f[i].k);
+    }
+    return 1;
+}
+
+/* net:write_stats() -> {slot_usage=, write_rate=} of the last forward
+ * (all positions), or nil for the seed policy or before a forward. */
+static int c_write_stats(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.write_stats");
+    if (!u->c.reinforce || !u->c.wp.has_forward) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, u->c.wp.slot_usage);
+    lua_setfield(L, -2, "slot_usage");
+    lua_pushnumber(L, u->c.wp.write_rate_all);
+    lua_setfield(L, -2, "write_rate");
+    return 1;
+}
+
+/* net:set_write_options{soft=bool, eta=number, sample_eval=bool}: the
+ * curriculum phase, the (decayed) entropy weight, sampled evaluation.
+ * Absent fields keep their value. */
+static int c_set_write_options(lua_State *L)
+{
+    const char *fn = "Controller.set_write_options";
+    lctrl *u = check_ctrl(L, fn);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!u->c.reinforce) dm_bind_errorf(L, "%s: write_policy is seed", fn);
+    int soft = u->c.wp.mode == DM_WRITE_SOFT, se = u->c.wp.sample_eval;
+    double eta = u->c.wp.rl.eta;
+    lua_getfield(L, 2, "soft");
+    if (!lua_isnil(L, -1)) soft = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "sample_eval");
+    if (!lua_isnil(L, -1)) se = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "eta");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            dm_bind_errorf(L, "%s: eta must be a number, got %s", fn, luaL_typename(L, -1));
+        eta = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 3);
+    dm_error err;
+    if (dm_controller_set_write_options(&u->c, soft, eta, se, &err) != 0) dm_bind_error(L, &err);
+    return 0;
 }
 
 static int c_memory_usage(lua_State *L)
@@ -539,6 +721,9 @@ void dm_open_controller(lua_State *L)
         {"training", c_training},
         {"write_memory", c_write_memory},
         {"set_dropout_mask", c_set_dropout_mask},
+        {"reinforce", c_reinforce},
+        {"write_stats", c_write_stats},
+        {"set_write_options", c_set_write_options},
         {"parameters", c_parameters},
         {"param", c_param},
         {"state_dict", c_state_dict},

@@ -44,6 +44,8 @@ enum {
     A_VM,       /* (N,D) write */
     A_QT,       /* (B,D) write */
     A_VT,       /* (B,D) write */
+    A_EPIOUT,   /* (N,H) reinforce: h + gate * episodic read, fc1's input */
+    A_DEPI,     /* (N,H) reinforce: gradient w.r.t. the GRU output */
     A_COUNT
 };
 
@@ -51,7 +53,8 @@ static const char *act_names[A_COUNT] = {
     "embedded", "fc_query_pre", "query", "mem_weights", "mem_out", "gru_cache", "rnn_out",
     "fc1_pre", "fc1_act", "dropout_mask", "hidden", "fc_output_pre", "logits", "d_fc_output_pre",
     "d_h1", "d_h2", "d_mem_out", "d_query", "d_fc_query_pre", "d_embedded", "gru_scratch",
-    "mem_scratch", "write_qm", "write_vm", "write_qm_mean", "write_vm_mean"};
+    "mem_scratch", "write_qm", "write_vm", "write_qm_mean", "write_vm_mean", "episodic_out",
+    "d_episodic_in"};
 
 static float *P(const dm_controller *c, int i) { return dm_arena_ptr(&c->params, i); }
 static float *G(const dm_controller *c, int i) { return dm_arena_ptr(&c->grads, i); }
@@ -69,6 +72,12 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.num_layers = 2;
     cfg.dropout = 0.3;
     cfg.output_activation = DM_OUTPUT_GELU;
+    cfg.write_policy = DM_WRITE_POLICY_SEED;
+    cfg.episodic_slots = 16;
+    cfg.policy_bias_init = -2.0;
+    cfg.rl = dm_reinforce_config_default();
+    cfg.write_actions = DM_WRITE_ACTIONS_POLICY;
+    cfg.random_write_rate = 0.1;
     return cfg;
 }
 
@@ -113,6 +122,25 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
     if (cfg->output_activation != DM_OUTPUT_GELU && cfg->output_activation != DM_OUTPUT_NONE)
         return dm_fail(err, "Controller: output_activation must be gelu or none, got %d",
                        (int)cfg->output_activation);
+    if (cfg->write_policy != DM_WRITE_POLICY_SEED && cfg->write_policy != DM_WRITE_POLICY_REINFORCE)
+        return dm_fail(err, "Controller: write_policy must be seed or reinforce, got %d",
+                       (int)cfg->write_policy);
+    if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
+        if (cfg->episodic_slots == 0) cfg->episodic_slots = 16;
+        if (cfg->episodic_slots < 1 || cfg->episodic_slots > big)
+            return dm_fail(err, "Controller: episodic_slots must be in 1..%" PRId64 ", got %" PRId64,
+                           big, cfg->episodic_slots);
+        if (!isfinite(cfg->policy_bias_init))
+            return dm_fail(err, "Controller: policy_bias_init must be finite, got %g",
+                           cfg->policy_bias_init);
+        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 2)
+            return dm_fail(err, "Controller: write_actions must be policy, always or random, got %d",
+                           (int)cfg->write_actions);
+        if (!(cfg->random_write_rate >= 0.0 && cfg->random_write_rate <= 1.0))
+            return dm_fail(err, "Controller: random_write_rate must be in [0, 1], got %g",
+                           cfg->random_write_rate);
+        if (dm_reinforce_config_check(&cfg->rl, err) != 0) return -1;
+    }
     return 0;
 }
 
@@ -155,6 +183,15 @@ static int layout_params(dm_controller *c, dm_error *err)
     if ((x->fcqm_b = add(a, "fc_query_memory.bias", D, 0, err)) < 0) return -1;
     if ((x->fcvm_w = add(a, "fc_value_memory.weight", D, V, err)) < 0) return -1;
     if ((x->fcvm_b = add(a, "fc_value_memory.bias", D, 0, err)) < 0) return -1;
+    for (int i = 0; i < DM_WP_NPARAMS; i++) x->wp[i] = -1;
+    if (c->reinforce) {
+        /* After every seed entry, so the seed's layout is unchanged. */
+        for (int i = 0; i < DM_WP_NPARAMS; i++) {
+            int64_t shape[2];
+            int nd = dm_wp_shape(c->H, c->D, i, shape);
+            if ((x->wp[i] = dm_arena_add(a, dm_wp_names[i], nd, shape, err)) < 0) return -1;
+        }
+    }
     return 0;
 }
 
@@ -183,6 +220,12 @@ static void init_params(dm_controller *c, dm_rng *r)
     dm_init_uniform(P(c, x->fcqm_b), D, dm_init_default_bound(D), r);
     dm_init_uniform(P(c, x->fcvm_w), D * V, dm_init_default_bound(V), r);
     dm_init_uniform(P(c, x->fcvm_b), D, dm_init_default_bound(V), r);
+    if (c->reinforce) {
+        /* Drawn after every seed parameter: the seed's values do not move. */
+        dm_wp_tensors wt;
+        for (int i = 0; i < DM_WP_NPARAMS; i++) wt.t[i] = P(c, x->wp[i]);
+        dm_wp_init_params(&wt, H, D, (float)c->cfg.policy_bias_init, r);
+    }
 }
 
 int dm_controller_create(dm_controller *c, const dm_controller_config *cfg_in, dm_rng *rng,
@@ -200,6 +243,13 @@ int dm_controller_create(dm_controller *c, const dm_controller_config *cfg_in, d
     c->L = (size_t)cfg.num_layers;
     c->training = 1;
     c->rng = &dm_rng_global;
+    c->reinforce = cfg.write_policy == DM_WRITE_POLICY_REINFORCE;
+    if (c->reinforce) {
+        if (dm_writepolicy_init(&c->wp, c->H, c->D, (size_t)cfg.episodic_slots, &cfg.rl, err) != 0)
+            return -1;
+        c->wp.actions = (int)cfg.write_actions;
+        c->wp.random_rate = (float)cfg.random_write_rate;
+    }
     dm_arena_init(&c->params);
     dm_arena_init(&c->grads);
     dm_arena_init(&c->acts);
@@ -227,6 +277,7 @@ void dm_controller_free(dm_controller *c)
     dm_free(c->argmax);
     dm_free(c->usage_scratch);
     dm_free(c->pending_mask);
+    dm_writepolicy_free(&c->wp);
     c->tokens = c->argmax = c->usage_scratch = NULL;
     c->pending_mask = NULL;
     c->cap_B = c->cap_T = 0;
@@ -274,6 +325,8 @@ static int ensure_acts(dm_controller *c, size_t B, size_t T, dm_error *err)
         [A_DEMB] = {n, E},     [A_GRUSCR] = {(int64_t)dm_gru_scratch_numel(&gd), 1},
         [A_MEMSCR] = {n, M},   [A_QM] = {n, D},      [A_VM] = {n, D},
         [A_QT] = {(int64_t)nB, D}, [A_VT] = {(int64_t)nB, D},
+        [A_EPIOUT] = {c->reinforce ? n : 1, c->reinforce ? H : 1},
+        [A_DEPI] = {c->reinforce ? n : 1, c->reinforce ? H : 1},
     };
     for (int i = 0; i < A_COUNT; i++) {
         dims[0] = sizes[i][0];
@@ -308,6 +361,13 @@ static void gru_params(const dm_controller *c, dm_gru_params *p)
         p->b_ih[l] = P(c, c->ix.b_ih[l]);
         p->b_hh[l] = P(c, c->ix.b_hh[l]);
     }
+}
+
+/* The write policy's parameters (grads != 0: their gradients). */
+static void wp_tensors(const dm_controller *c, dm_wp_tensors *wt, int grads)
+{
+    for (int i = 0; i < DM_WP_NPARAMS; i++)
+        wt->t[i] = grads ? G(c, c->ix.wp[i]) : P(c, c->ix.wp[i]);
 }
 
 static float dropout_scale(double p) { return p >= 1.0 ? 0.0f : (float)(1.0 / (1.0 - p)); }
@@ -355,9 +415,21 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
     float *rnnout = A(c, A_RNNOUT);
     dm_gru_forward(rnnout, A(c, A_GRUCACHE), memout, &gp, &gd);
 
+    /* reinforce: the episodic read joins the GRU output before fc1; its
+     * write decisions draw from c->rng before the dropout mask does. */
+    const float *fc1in = rnnout;
+    if (c->reinforce) {
+        dm_wp_tensors wt;
+        wp_tensors(c, &wt, 0);
+        if (dm_writepolicy_forward(&c->wp, A(c, A_EPIOUT), rnnout, &wt, B, T, c->training, c->rng,
+                                   err) != 0)
+            return -1;
+        fc1in = A(c, A_EPIOUT);
+    }
+
     float *fc1pre = A(c, A_FC1PRE), *fc1act = A(c, A_FC1ACT), *mask = A(c, A_MASK),
           *hidden = A(c, A_HIDDEN);
-    dm_linear_forward(fc1pre, rnnout, P(c, x->fc1_w), P(c, x->fc1_b), N, H, H);
+    dm_linear_forward(fc1pre, fc1in, P(c, x->fc1_w), P(c, x->fc1_b), N, H, H);
     dm_gelu_forward(fc1act, fc1pre, N * H);
     if (use_pending) {
         /* PyTorch's replay: hidden * (mask * (1/(1-p))), the product in float. */
@@ -431,10 +503,20 @@ int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, siz
     /* fc1_pre */
     memset(dh1, 0, N * H * sizeof(float));
     dm_gelu_backward(dh1, dh2, A(c, A_FC1PRE), N * H);
-    /* rnn_out */
+    /* rnn_out (reinforce: the episodic output, then back through it) */
     memset(dh2, 0, N * H * sizeof(float));
-    dm_linear_backward(dh2, G(c, x->fc1_w), G(c, x->fc1_b), dh1, A(c, A_RNNOUT), P(c, x->fc1_w),
-                       N, H, H);
+    dm_linear_backward(dh2, G(c, x->fc1_w), G(c, x->fc1_b), dh1,
+                       c->reinforce ? A(c, A_EPIOUT) : A(c, A_RNNOUT), P(c, x->fc1_w), N, H, H);
+    if (c->reinforce) {
+        dm_wp_tensors wt, wg;
+        wp_tensors(c, &wt, 0);
+        wp_tensors(c, &wg, 1);
+        float *depi = A(c, A_DEPI);
+        memset(depi, 0, N * H * sizeof(float));
+        if (dm_writepolicy_backward(&c->wp, depi, dh2, A(c, A_RNNOUT), &wt, &wg, err) != 0)
+            return -1;
+        dh2 = depi;
+    }
     /* mem_out */
     float *dmem = A(c, A_DMEMOUT);
     memset(dmem, 0, N * D * sizeof(float));
@@ -470,6 +552,34 @@ int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, siz
 }
 
 void dm_controller_zero_grad(dm_controller *c) { dm_arena_zero(&c->grads); }
+
+int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ignore_index,
+                            dm_reinforce_stats *stats, dm_error *err)
+{
+    if (!c->reinforce)
+        return dm_fail(err, "Controller.reinforce: write_policy is seed (set write_policy = "
+                            "reinforce for the episodic memory and its policy)");
+    if (!c->has_forward)
+        return dm_fail(err, "Controller.reinforce: no forward (the rewards come from the last "
+                            "forward's logits)");
+    dm_wp_tensors wg;
+    wp_tensors(c, &wg, 1);
+    return dm_writepolicy_reinforce(&c->wp, stats, dm_controller_logits(c), targets, c->V,
+                                    ignore_index, A(c, A_RNNOUT), &wg, err);
+}
+
+int dm_controller_set_write_options(dm_controller *c, int soft, double eta, int sample_eval,
+                                    dm_error *err)
+{
+    if (!c->reinforce)
+        return dm_fail(err, "Controller.set_write_options: write_policy is seed");
+    if (!(eta >= 0.0 && isfinite(eta)))
+        return dm_fail(err, "Controller.set_write_options: eta must be >= 0 and finite, got %g", eta);
+    c->wp.mode = soft ? DM_WRITE_SOFT : DM_WRITE_HARD;
+    c->wp.rl.eta = (float)eta;
+    c->wp.sample_eval = sample_eval != 0;
+    return 0;
+}
 
 int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
 {

@@ -29,8 +29,26 @@
 #include "core/gru.h"
 #include "core/optim.h"
 #include "core/rng.h"
+#include "core/writepolicy.h"
 
 typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_act;
+
+/* write_policy: `seed` is the upstream model (no episodic memory, nothing
+ * below changes); `reinforce` adds the episodic memory and its learned
+ * write policy between the GRU and fc1 (writepolicy.h, issue 6):
+ *   ... -> GRU -> h_t -> h_t + g_t * episodic_read(h_t) -> fc1 -> ...
+ * with the episodic and policy parameters appended to the parameter arena
+ * after every seed entry (names in dm_wp_names) and drawn from the rng
+ * after every seed parameter, so the seed's parameters are the same either
+ * way. write_actions chooses who decides the writes: the learned policy,
+ * every step (`always`), or Bernoulli(random_write_rate) draws (`random`);
+ * the last two are the ablation's controls and train no policy. */
+typedef enum dm_write_policy { DM_WRITE_POLICY_SEED = 0, DM_WRITE_POLICY_REINFORCE = 1 } dm_write_policy;
+typedef enum dm_write_actions {
+    DM_WRITE_ACTIONS_POLICY = 0,
+    DM_WRITE_ACTIONS_ALWAYS = 1,
+    DM_WRITE_ACTIONS_RANDOM = 2
+} dm_write_actions;
 
 typedef struct dm_controller_config {
     int64_t vocab_size;           /* V >= 1 */
@@ -41,6 +59,13 @@ typedef struct dm_controller_config {
     int64_t num_layers;           /* L in 1..DM_GRU_MAX_LAYERS */
     double dropout;               /* p in [0,1) */
     dm_output_act output_activation;
+    /* issue 6; all ignored when write_policy is seed (the zero value) */
+    dm_write_policy write_policy;
+    int64_t episodic_slots;       /* K >= 1; 0 in a config means 16 */
+    double policy_bias_init;      /* initial b of p = sigmoid(w.s + b), e.g. -2 */
+    dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
+    dm_write_actions write_actions;
+    double random_write_rate;     /* [0,1], for write_actions = random */
 } dm_controller_config;
 
 /* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu)
@@ -63,6 +88,7 @@ typedef struct dm_controller_index {
     int fco_w, fco_b;
     int fcqm_w, fcqm_b;
     int fcvm_w, fcvm_b;
+    int wp[DM_WP_NPARAMS];     /* reinforce only; -1 otherwise */
 } dm_controller_index;
 
 typedef struct dm_controller {
@@ -87,6 +113,9 @@ typedef struct dm_controller {
      * tests): {0,1} keep flags (B,T,H), scaled by 1/(1-p) when used. */
     float *pending_mask;       /* (pending_n) or NULL */
     size_t pending_B, pending_T;
+    /* write_policy = reinforce: the episodic memory and policy unit. */
+    int reinforce;
+    dm_writepolicy wp;
 } dm_controller;
 
 /* Validates cfg, lays out and allocates the arenas, and initialises the
@@ -136,6 +165,21 @@ void dm_controller_zero_grad(dm_controller *c);
  * (dropout forward's logits in training). No gradient anywhere. Errors:
  * no forward yet, s outside [0,1]. */
 int dm_controller_write_memory(dm_controller *c, float s, dm_error *err);
+
+/* write_policy = reinforce: REINFORCE for the last forward's write
+ * decisions, with rewards log p(target) from its logits; ADDS into the
+ * policy's and baseline's gradients (call after forward, before the
+ * optimizer step; order against backward does not matter). Positions
+ * whose target is ignore_index (< 0: none) are left out. stats may be NULL.
+ * Errors: seed policy, no forward, a target out of range. */
+int dm_controller_reinforce(dm_controller *c, const int32_t *targets /* (B,T) */,
+                            int32_t ignore_index, dm_reinforce_stats *stats, dm_error *err);
+/* Curriculum and schedule knobs of the write policy (reinforce only):
+ * soft != 0 makes training forwards write with weight p_t (no sampling
+ * into the memory); eta replaces the entropy weight (decayed per epoch by
+ * the caller); sample_eval != 0 samples actions in eval too. */
+int dm_controller_set_write_options(dm_controller *c, int soft, double eta, int sample_eval,
+                                    dm_error *err);
 
 /* Injects the next training forward's dropout mask: keep flags {0,1} of
  * shape (B,T,H) (values are multiplied by 1/(1-p) as PyTorch's replay does:

@@ -1,0 +1,107 @@
+/* writepolicy.h: the `reinforce` write policy as one unit the controller
+ * calls: episodic memory (episodic.h) + Bernoulli policy and baseline
+ * (policy.h), with the per-batch buffers they need.
+ *
+ * The controller owns the parameters (in its arena, under the names of
+ * DM_WP_NAMES, so optimizers and checkpoints see them) and hands pointers
+ * in; this object owns the activations of the last forward, sized for the
+ * largest B*T seen. Per training step:
+ *   forward(h)      p_t = sigmoid(w_p . h_t + b_p) from the DETACHED top GRU
+ *                   state; actions a_t ~ Bernoulli(p_t) (training: one
+ *                   dm_rng_uniform per position, row-major) or a_t =
+ *                   [p_t > 0.5] (eval, unless sample_eval); write weights
+ *                   wr = a (hard) or wr = p (soft, the curriculum's first
+ *                   phase); out = episodic(h, wr).
+ *   reinforce(...)  rewards r_t = log p(target_t) from the logits, then
+ *                   dm_reinforce_backward, whose logit / baseline gradients
+ *                   go straight into the policy's and baseline's parameter
+ *                   gradients (the state is detached, so nothing else).
+ *                   In soft mode the policy term is off (alpha = 0): the
+ *                   policy learns through the differentiable write weights.
+ *   backward(dout)  episodic backward into dh and the episodic parameters;
+ *                   in soft mode also dL/dwr -> p -> (w_p, b_p).
+ * Positions whose target is ignored (pads) give no reward and no policy
+ * gradient, but the policy may still write there (after the sequence's
+ * last valid read, so it changes nothing that is scored). */
+#ifndef DM_WRITEPOLICY_H
+#define DM_WRITEPOLICY_H
+
+#include "core/common.h"
+#include "core/episodic.h"
+#include "core/policy.h"
+#include "core/rng.h"
+
+typedef enum dm_write_mode { DM_WRITE_HARD = 0, DM_WRITE_SOFT = 1 } dm_write_mode;
+
+/* Parameter order and names (shapes: Dk x H, Dk x H, H x H, 1 x H, 1, 1 x H,
+ * 1, 1 x H, 1). */
+#define DM_WP_NPARAMS 9
+extern const char *const dm_wp_names[DM_WP_NPARAMS];
+enum { DM_WP_WQ, DM_WP_WK, DM_WP_WV, DM_WP_WG, DM_WP_BG, DM_WP_WP, DM_WP_BP, DM_WP_WB, DM_WP_BB };
+
+/* Pointers to the nine parameters (or their gradients), indexed by the
+ * enum above. */
+typedef struct dm_wp_tensors {
+    float *t[DM_WP_NPARAMS];
+} dm_wp_tensors;
+
+/* Shape of parameter i: ndim (1 or 2) and dims. */
+int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2]);
+/* Initial values, drawn from rng in parameter order: query/key/value
+ * weights U(+-1/sqrt(H)) (torch's Linear default), gate weights and bias 0
+ * (g = 0.5), policy weights U(+-1/sqrt(H)) and bias policy_bias (e.g. -2:
+ * p ~ 0.12, writes start rare), baseline weights and bias 0. */
+void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy_bias, dm_rng *rng);
+
+typedef struct dm_writepolicy {
+    size_t H, Dk, K;
+    dm_write_mode mode;
+    int sample_eval;            /* eval draws actions instead of thresholding */
+    /* Who decides (ablation controls): 0 the policy; 1 every step writes;
+     * 2 Bernoulli(random_rate) draws in training and eval. With 1 and 2
+     * the policy's logits are still computed (and logged) but REINFORCE
+     * adds no gradient. */
+    int actions;
+    float random_rate;
+    dm_reinforce_config rl;
+    dm_reinforce_state rs;      /* running advantage scale */
+    /* Buffers for cap_n = B*T rows; the last forward's (B,T). */
+    size_t cap_n, B, T;
+    int has_forward;
+    int training_forward;       /* the last forward sampled */
+    float *cache, *scratch;     /* episodic */
+    int32_t *src;               /* (cap_n,K) */
+    float *z, *p, *a, *wr, *v;  /* (cap_n) each: logits, probs, actions, write weights, baseline */
+    float *dwr, *dz, *rew, *valid, *rscr; /* (cap_n) each, rscr (2 cap_n) */
+    dm_reinforce_stats last;    /* of the last reinforce() */
+    double slot_usage;          /* of the last forward */
+    double write_rate_all;      /* mean wr over all positions of the last forward */
+} dm_writepolicy;
+
+/* Zeroes *w and checks sizes; the reinforce config must pass
+ * dm_reinforce_config_check. */
+int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
+                        const dm_reinforce_config *rl, dm_error *err);
+void dm_writepolicy_free(dm_writepolicy *w);
+
+/* out = h + gate * episodic read, with actions as the header says.
+ * training: sample from rng (NULL: dm_rng_global). Errors: out of memory. */
+int dm_writepolicy_forward(dm_writepolicy *w, float *out /* (B,T,H) */, const float *h /* (B,T,H) */,
+                           const dm_wp_tensors *params, size_t B, size_t T, int training,
+                           dm_rng *rng, dm_error *err);
+
+/* Rewards from logits/targets of the last forward, then REINFORCE: ADDS
+ * into grads' policy and baseline entries. stats may be NULL. Errors: no
+ * forward, a bad target, bad config. */
+int dm_writepolicy_reinforce(dm_writepolicy *w, dm_reinforce_stats *stats,
+                             const float *logits /* (B,T,V) */, const int32_t *targets /* (B,T) */,
+                             size_t V, int32_t ignore_index, const float *h /* (B,T,H) */,
+                             const dm_wp_tensors *grads, dm_error *err);
+
+/* Backward of the last forward: ADDS into dh (may be NULL) and grads
+ * (episodic entries; the policy's too in soft mode). */
+int dm_writepolicy_backward(dm_writepolicy *w, float *dh /* (B,T,H) acc, or NULL */,
+                            const float *dout /* (B,T,H) */, const float *h /* (B,T,H) */,
+                            const dm_wp_tensors *params, const dm_wp_tensors *grads, dm_error *err);
+
+#endif
