@@ -100,6 +100,7 @@ test-asan:
 
 # --- user commands ----------------------------------------------------------
 train: all
+	./drlmem scripts/make_data.lua
 	./drlmem scripts/train.lua
 
 bench: all

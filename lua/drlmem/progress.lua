@@ -1,0 +1,155 @@
+-- progress.lua: the per-epoch progress display of the training scripts, and
+-- a wall clock.
+--
+-- On a terminal a bar is redrawn in place with \r (batch i/n, running loss,
+-- tokens/s, elapsed and ETA); when stdout is a file or a pipe, plain lines
+-- are printed at most every tenth of the epoch and every few seconds, and
+-- always at its end, so a log stays readable. Mode "none" prints nothing.
+--
+--   local bar = progress.new{total = n, label = "epoch 3/50", mode = progress.default_mode()}
+--   bar:update(i, {loss = running_loss, tokens = tokens_so_far})
+--   bar:finish()
+--
+-- progress.now() is dm.clock() (a monotonic wall clock). Without it (an
+-- older build), Lua has no wall clock finer than os.time()'s second and
+-- os.clock() is CPU time (larger than wall time when OpenBLAS runs
+-- threads), so it reads Linux's /proc/uptime (10 ms steps), else os.clock().
+local dm = require "drlmem"
+
+local progress = {}
+
+local uptime_ok = true
+
+--- Wall-clock seconds from an arbitrary origin (monotonic on Linux).
+function progress.now()
+  if dm.clock then return dm.clock() end
+  if uptime_ok then
+    local f = io.open("/proc/uptime", "r")
+    if f then
+      local t = f:read("n")
+      f:close()
+      if t then return t end
+    end
+    uptime_ok = false
+  end
+  return os.clock()
+end
+
+local is_tty_cache
+--- Whether stdout is a terminal (dm.isatty, or test(1), which inherits
+-- our stdout).
+function progress.stdout_is_tty()
+  if dm.isatty then return dm.isatty("stdout") end
+  if is_tty_cache == nil then
+    local ok = os.execute("test -t 1")
+    is_tty_cache = ok == true or ok == 0
+  end
+  return is_tty_cache
+end
+
+--- "bar" on a terminal (and TERM not "dumb"), otherwise "plain".
+function progress.default_mode()
+  local term = os.getenv("TERM")
+  if progress.stdout_is_tty() and term and term ~= "" and term ~= "dumb" then return "bar" end
+  return "plain"
+end
+
+--- "1:02:03", "02:03" for a number of seconds; "--:--" when unknown.
+function progress.hms(s)
+  if not s or s ~= s or s == math.huge or s < 0 then return "--:--" end
+  s = math.floor(s + 0.5)
+  local h, m, sec = s // 3600, (s // 60) % 60, s % 60
+  if h > 0 then return string.format("%d:%02d:%02d", h, m, sec) end
+  return string.format("%02d:%02d", m, sec)
+end
+
+local function rate(tokens, dt)
+  if not tokens or dt <= 0 then return "" end
+  local r = tokens / dt
+  if r >= 1e4 then return string.format(" %.1fk tok/s", r / 1000) end
+  return string.format(" %.0f tok/s", r)
+end
+
+local Bar = {}
+Bar.__index = Bar
+Bar.__name = "drlmem.Progress"
+
+--- A progress display. opts: total (batches), label, mode ("bar" | "plain"
+-- | "none", default progress.default_mode()), out (io.stdout), width (bar
+-- cells, 24), lines (plain mode: at most this many lines per epoch, 10),
+-- min_interval (plain mode: seconds between two lines, 5; the last batch
+-- always prints), clock (a function returning seconds, progress.now).
+function progress.new(opts)
+  local self = setmetatable({
+    total = opts.total or 0,
+    label = opts.label or "",
+    mode = opts.mode or progress.default_mode(),
+    out = opts.out or io.stdout,
+    width = opts.width or 24,
+    clock = opts.clock or progress.now,
+    last_draw = -math.huge,
+    last_len = 0,
+    done = 0,
+    min_interval = opts.min_interval or 5,
+  }, Bar)
+  assert(self.mode == "bar" or self.mode == "plain" or self.mode == "none",
+    "progress: mode must be bar, plain or none, got " .. tostring(self.mode))
+  self.every = math.max(1, (self.total + (opts.lines or 10) - 1) // (opts.lines or 10))
+  self.start = self.clock()
+  return self
+end
+
+--- The status text for i of total batches done (no \r, no newline).
+function Bar:text(i, info)
+  info = info or {}
+  local elapsed = self.clock() - self.start
+  local eta = i > 0 and elapsed / i * (self.total - i) or nil
+  local loss = info.loss and string.format(" loss %.4f", info.loss) or ""
+  local head = self.label ~= "" and (self.label .. " ") or ""
+  if self.mode == "bar" then
+    local frac = self.total > 0 and i / self.total or 0
+    local full = math.floor(frac * self.width + 1e-9)
+    local bar = string.rep("#", full) .. string.rep(".", self.width - full)
+    return string.format("%s[%s] %d/%d%s%s %s<%s", head, bar, i, self.total, loss, rate(info.tokens, elapsed),
+      progress.hms(elapsed), progress.hms(eta))
+  end
+  return string.format("%sbatch %d/%d%s%s elapsed %s eta %s", head, i, self.total, loss,
+    rate(info.tokens, elapsed), progress.hms(elapsed), progress.hms(eta))
+end
+
+--- Records that i batches are done; redraws (bar, at most every 0.1 s and
+-- on the last batch) or prints a line (plain, every total/lines batches).
+function Bar:update(i, info)
+  self.done = i
+  if self.mode == "none" then return end
+  if self.mode == "bar" then
+    local t = self.clock()
+    if t - self.last_draw < 0.1 and i < self.total then return end
+    self.last_draw = t
+    local s = self:text(i, info)
+    local pad = math.max(0, self.last_len - #s)
+    self.out:write("\r", s, string.rep(" ", pad))
+    self.last_len = #s
+    self.out:flush()
+  elseif i == self.total or (i % self.every == 0 and self.clock() - self.last_draw >= self.min_interval) then
+    self.last_draw = self.clock()
+    self.out:write(self:text(i, info), "\n")
+    self.out:flush()
+  end
+end
+
+--- Ends the display: the bar's line is finished with a newline (or cleared
+-- when clear is true).
+function Bar:finish(clear)
+  if self.mode == "bar" and self.last_len > 0 then
+    if clear then
+      self.out:write("\r", string.rep(" ", self.last_len), "\r")
+    else
+      self.out:write("\n")
+    end
+    self.out:flush()
+    self.last_len = 0
+  end
+end
+
+return progress

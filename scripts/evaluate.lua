@@ -1,0 +1,82 @@
+-- evaluate.lua: loss, perplexity, accuracy and F1 of a trained checkpoint.
+--
+--   drlmem scripts/evaluate.lua --checkpoint models/memory_model.safetensors
+--       [--data FILE] [--split test|val|train] [--json] [--config FILE] [--set key=value ...]
+--
+-- Without --data it rebuilds the run's own split from the checkpoint's
+-- training config (data_path, seed, ratios, tokenizer: the same split and
+-- vocabulary as in training) and evaluates one part of it, the test split
+-- by default. With --data it evaluates every sample of FILE, encoded with
+-- the checkpoint's vocabulary. --set changes a setting of the checkpoint's
+-- config (e.g. --set batch_size=64); --config replaces it.
+--
+-- The numbers are those of training's test evaluation: the loss (mean over
+-- batches, as the config's loss_ignore_pad says), the perplexity over all
+-- non-pad targets, accuracy and weighted (zero_division=1) and macro F1
+-- pooled over the non-pad targets, and upstream's per-batch accuracy/F1.
+local dm = require "drlmem"
+local train = dm.train
+
+local args = dm.cli.parse {
+  name = "evaluate.lua",
+  description = "Evaluates a checkpoint: loss, perplexity, accuracy, weighted and macro F1.",
+  options = function(p)
+    p:option("--checkpoint", "Model checkpoint (memory_model.safetensors or any drlmem checkpoint).")
+      :argname("<path>"):args(1)
+    p:option("--data", "Text file to evaluate (default: the run's own split, see --split).")
+      :argname("<file>")
+    p:option("--split", "Part of the run's split to evaluate (without --data).", "test")
+      :choices { "test", "val", "train" }
+    p:flag("--json", "Print one JSON object instead of text.")
+  end,
+}
+if not args.checkpoint then dm.cli.die("--checkpoint is required (e.g. models/memory_model.safetensors)") end
+
+local ok, ck = pcall(dm.checkpoint.load, args.checkpoint)
+if not ok then dm.cli.die(ck) end
+local cfg_ok, cfg = pcall(train.checkpoint_config, ck, args)
+if not cfg_ok then dm.cli.die(cfg) end
+if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
+local vocab = dm.data.Vocab(ck.vocab)
+
+local split, source
+local run_ok, err = pcall(function()
+  if args.data then
+    split, source = train.file_split(args.data, vocab, cfg), args.data
+  else
+    local data = dm.data.load(cfg)
+    local mine = data.vocab:list()
+    local first
+    for i = 1, math.max(#mine, #ck.vocab) do
+      if mine[i] ~= ck.vocab[i] then first = i break end
+    end
+    if first then
+      error(string.format("%s with this config gives another vocabulary than the checkpoint's (%d vs %d "
+        .. "tokens, first difference at index %d): not the split the model was trained on; pass --data %s "
+        .. "to evaluate the file with the checkpoint's vocabulary", cfg.data_path, #mine, #ck.vocab, first - 1,
+        cfg.data_path), 0)
+    end
+    split, source = data[args.split], string.format("%s (%s split, seed %d)", cfg.data_path, args.split, cfg.seed)
+  end
+end)
+if not run_ok then dm.cli.die(err) end
+
+local t0 = train.now()
+local r = train.evaluate(ck.net, split, cfg, { metrics = true })
+local result = train.record {
+  checkpoint = args.checkpoint, data = source, samples = split:size(), targets = r.n,
+  loss = r.loss, perplexity = r.ppl, accuracy = r.accuracy, f1_weighted = r.f1_weighted,
+  f1_macro = r.f1_macro, accuracy_upstream = r.acc_upstream, f1_upstream = r.f1_upstream,
+  loss_ignore_pad = cfg.loss_ignore_pad, seconds = train.now() - t0,
+}
+if args.json then
+  print(dm.json.encode(result))
+else
+  print(string.format("%s on %s: %d samples, %d non-pad targets", args.checkpoint, source, split:size(), r.n))
+  print(string.format("  loss         %.4f  (%s)", r.loss, cfg.loss_ignore_pad and "non-pad targets" or "all positions, as upstream"))
+  print(string.format("  perplexity   %.4f", r.ppl))
+  print(string.format("  accuracy     %.4f", r.accuracy))
+  print(string.format("  f1_weighted  %.4f", r.f1_weighted))
+  print(string.format("  f1_macro     %.4f", r.f1_macro))
+  print(string.format("  upstream per-batch accuracy %.4f, weighted F1 %.4f", r.acc_upstream, r.f1_upstream))
+end

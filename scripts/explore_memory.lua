@@ -1,0 +1,182 @@
+-- explore_memory.lua: what the memory of a trained checkpoint does.
+--
+--   drlmem scripts/explore_memory.lua --checkpoint models/memory_model.safetensors
+--       [--data FILE] [--sentence "Mary went to the kitchen."] [--top 8] [--svg memory.svg]
+--
+-- Prints, and draws as one SVG picture:
+--   1. the usage histogram: memory.usage_counts as training left them (each
+--      forward adds 1 to every distinct slot some query chose), and how the
+--      counts spread over the slots;
+--   2. for the run's test split (or every sample of --data): how often each
+--      slot is the best match (argmax of query . keys) of a non-pad position,
+--      and for the --top most used slots, the input tokens whose queries hit
+--      them most often;
+--   3. for --sentence: the attention over slots of every token (softmax of
+--      query . keys), as the strongest slots per token and as a heat map of
+--      tokens x the slots that matter most for this sentence.
+local dm = require "drlmem"
+local train, plot = dm.train, dm.plot
+
+local args = dm.cli.parse {
+  name = "explore_memory.lua",
+  description = "Shows memory usage, the tokens behind the most used slots and a sentence's attention.",
+  options = function(p)
+    p:option("--checkpoint", "Model checkpoint (memory_model.safetensors)."):argname("<path>")
+    p:option("--data", "Text file whose samples probe the memory (default: the run's test split).")
+      :argname("<file>")
+    p:option("--sentence", "A sentence whose attention over slots is shown.",
+      "Mary went to the kitchen. Where is Mary?")
+    p:option("--top", "Number of slots to detail.", "8"):convert(math.tointeger)
+    p:option("--tokens", "Tokens shown per slot.", "6"):convert(math.tointeger)
+    p:option("--svg", "Picture to write (default: memory.svg beside the checkpoint; '-' for none).")
+      :argname("<path>")
+  end,
+}
+if not args.checkpoint then dm.cli.die("--checkpoint is required (e.g. models/memory_model.safetensors)") end
+if args.top < 1 or args.tokens < 1 then dm.cli.die("--top and --tokens must be >= 1") end
+
+local ok, ck = pcall(dm.checkpoint.load, args.checkpoint)
+if not ok then dm.cli.die(ck) end
+local cfg_ok, cfg = pcall(train.checkpoint_config, ck, args)
+if not cfg_ok then dm.cli.die(cfg) end
+local vocab, net = dm.data.Vocab(ck.vocab), ck.net
+local M = net:config().memory_size
+net:eval()
+
+-- 1. Usage as saved (read before any forward here adds to it).
+local usage = net:memory_usage():totable()
+local total_usage, used = 0, 0
+for _, c in ipairs(usage) do
+  total_usage = total_usage + c
+  if c > 1 then used = used + 1 end -- counts start at 1
+end
+local by_usage = {}
+for s = 1, M do by_usage[s] = s end
+table.sort(by_usage, function(a, b) return usage[a] > usage[b] or (usage[a] == usage[b] and a < b) end)
+print(string.format("memory: %d slots, width %d; usage counts sum %d, %d slots chosen at least once in training",
+  M, net:config().memory_embedding_dim, total_usage, used))
+io.write("  most used slots:")
+for i = 1, math.min(args.top, M) do io.write(string.format("  #%d %d", by_usage[i], usage[by_usage[i]])) end
+print()
+-- a coarse histogram of the counts: how many slots fall in each band
+local hi = usage[by_usage[1]]
+local bands = 8
+local hist = {}
+for b = 1, bands do hist[b] = 0 end
+for _, c in ipairs(usage) do
+  local b = hi > 1 and math.min(bands, 1 + math.floor((c - 1) / (hi - 1 + 1e-9) * bands)) or 1
+  hist[b] = hist[b] + 1
+end
+print("  slots by usage count:")
+for b = 1, bands do
+  local lo_c = 1 + (hi - 1) * (b - 1) / bands
+  local hi_c = 1 + (hi - 1) * b / bands
+  print(string.format("    %9.0f-%-9.0f %5d %s", lo_c, hi_c, hist[b], string.rep("#", math.ceil(hist[b] / M * 50))))
+end
+
+-- 2. Which tokens' queries hit which slots, over a data set.
+local split, source
+local dok, derr = pcall(function()
+  if args.data then
+    split, source = train.file_split(args.data, vocab, cfg), args.data
+  else
+    local d = dm.data.load(cfg)
+    split, source = d.test, cfg.data_path .. " (test split)"
+    for i, t in ipairs(d.vocab:list()) do
+      if ck.vocab[i] ~= t then
+        error(string.format("%s gives another vocabulary than the checkpoint's; pass --data FILE", cfg.data_path), 0)
+      end
+    end
+  end
+end)
+if not dok then dm.cli.die(derr) end
+
+local hits, token_hits, positions = {}, {}, 0
+for s = 1, M do hits[s], token_hits[s] = 0, {} end
+for x, y in split:batches(cfg.batch_size) do
+  net:forward(x)
+  local slots, xt, yt = net:last_slots():totable(), x:totable(), y:totable()
+  for b = 1, #slots do
+    for t = 1, #slots[b] do
+      if yt[b][t] ~= vocab.pad then
+        local s, tok = slots[b][t], xt[b][t]
+        hits[s] = hits[s] + 1
+        token_hits[s][tok] = (token_hits[s][tok] or 0) + 1
+        positions = positions + 1
+      end
+    end
+  end
+end
+local by_hits = {}
+for s = 1, M do by_hits[s] = s end
+table.sort(by_hits, function(a, b) return hits[a] > hits[b] or (hits[a] == hits[b] and a < b) end)
+local distinct = 0
+for s = 1, M do if hits[s] > 0 then distinct = distinct + 1 end end
+print(string.format("\nbest-matching slot of %d non-pad positions of %s: %d distinct slots", positions, source, distinct))
+for i = 1, math.min(args.top, M) do
+  local s = by_hits[i]
+  if hits[s] == 0 then break end
+  local toks = {}
+  for tok, c in pairs(token_hits[s]) do toks[#toks + 1] = { tok = tok, c = c } end
+  table.sort(toks, function(a, b) return a.c > b.c or (a.c == b.c and a.tok < b.tok) end)
+  local parts = {}
+  for j = 1, math.min(args.tokens, #toks) do
+    parts[j] = string.format("%s (%d)", vocab.itos[toks[j].tok], toks[j].c)
+  end
+  print(string.format("  slot %-4d %6d hits %5.1f%%  %s", s, hits[s], 100 * hits[s] / math.max(1, positions),
+    table.concat(parts, ", ")))
+end
+
+-- 3. The attention of one sentence.
+local ids = cfg.sample_mode == "lines" and { vocab.sos } or {}
+for _, id in ipairs(vocab:encode(dm.data.tokenizer(cfg.tokenizer)(args.sentence))) do ids[#ids + 1] = id end
+while #ids > cfg.max_seq_length do table.remove(ids) end
+local rows, labels, strongest = {}, {}, {}
+if #ids > 0 then
+  net:forward(dm.tensor({ ids }, "int32"))
+  local att = net:last_attention():totable()[1] -- (n, M)
+  print(string.format("\nattention of %q over the %d slots (strongest 3 per token):", args.sentence, M))
+  local weight_of = {}
+  for t, id in ipairs(ids) do
+    local w = att[t]
+    local order = {}
+    for s = 1, M do order[s] = s end
+    table.sort(order, function(a, b) return w[a] > w[b] or (w[a] == w[b] and a < b) end)
+    labels[t] = vocab.itos[id]
+    print(string.format("  %-12s slot %d %.3f   slot %d %.3f   slot %d %.3f", labels[t], order[1], w[order[1]],
+      order[2] or 0, w[order[2]] or 0, order[3] or 0, w[order[3]] or 0))
+    for s = 1, M do weight_of[s] = math.max(weight_of[s] or 0, w[s]) end
+  end
+  -- the heat map shows the slots with the largest weight anywhere in the sentence
+  local cols = {}
+  for s = 1, M do cols[s] = s end
+  table.sort(cols, function(a, b) return weight_of[a] > weight_of[b] or (weight_of[a] == weight_of[b] and a < b) end)
+  for i = #cols, math.min(24, M) + 1, -1 do cols[i] = nil end
+  table.sort(cols)
+  for t = 1, #ids do
+    rows[t] = {}
+    for j, s in ipairs(cols) do rows[t][j] = att[t][s] end
+  end
+  for j, s in ipairs(cols) do strongest[j] = tostring(s) end
+end
+
+-- The picture.
+local svg_path = args.svg or dm.log.join(dm.log.dirname(args.checkpoint), "memory.svg")
+if svg_path ~= "-" then
+  local svg = plot.SVG(900, 1000)
+  local counts = {}
+  for s = 1, M do counts[s] = usage[s] end
+  plot.bar_chart(svg, { id = "usage", x = 0, y = 0, w = 900, h = 300, values = counts,
+    title = "Usage counts by slot (training)", xlabel = "slot", ylabel = "count" })
+  local top_vals, top_labels = {}, {}
+  for i = 1, math.min(math.max(args.top, 16), M) do
+    top_vals[i], top_labels[i] = hits[by_hits[i]], tostring(by_hits[i])
+  end
+  plot.bar_chart(svg, { id = "hits", x = 0, y = 300, w = 900, h = 300, values = top_vals, labels = top_labels,
+    title = "Best-matching slot of the probe positions (most hit slots)", xlabel = "slot", ylabel = "positions",
+    color = plot.COLORS[2] })
+  plot.heatmap(svg, { id = "attention", x = 0, y = 600, w = 900, h = 400, rows = rows, row_labels = labels,
+    col_labels = strongest, vmax = 1, title = "Attention over slots: " .. args.sentence, xlabel = "slot" })
+  svg:save(svg_path)
+  print("\nwrote " .. svg_path)
+end

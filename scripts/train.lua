@@ -1,0 +1,175 @@
+-- train.lua: trains DRLMemNet and leaves a model, a log, metrics and a plot.
+--
+--   drlmem scripts/train.lua [--config FILE] [--set key=value ...] [--resume CKPT]
+--                            [--progress bar|plain|none]
+--
+-- Per epoch: train (gradients accumulated over accumulation_steps batches,
+-- then clip, optimizer step, zero_grad and the memory write), validate,
+-- step the learning-rate schedule, check early stopping (the seed's
+-- counter: stop once more than `patience` epochs passed without a better
+-- validation loss), and evaluate on the test split (loss, perplexity,
+-- accuracy, weighted and macro F1 over non-pad targets).
+--
+-- Written under save_path: memory_model_epoch_N.safetensors at each
+-- improvement, last.safetensors (resumable) after every epoch, and at the
+-- end memory_model.safetensors, the best epoch's weights with vocabulary
+-- and config. Beside log_file: the log, metrics.jsonl and training.svg.
+-- Ctrl-C finishes the current step, saves last.safetensors and prints the
+-- command that resumes (exit status 130); a NaN or infinite loss stops the
+-- run, keeping the last good checkpoint (exit status 1). The building
+-- blocks live in lua/drlmem/train.lua.
+local dm = require "drlmem"
+local train, log, progress = dm.train, dm.log, dm.progress
+
+local args, cfg = dm.cli.parse {
+  name = "train.lua",
+  description = "Trains DRLMemNet on data_path; writes checkpoints to save_path and the log, "
+    .. "metrics.jsonl and training.svg beside log_file.",
+  options = function(p)
+    p:option("--resume", "Continue from a resumable checkpoint (save_path/last.safetensors)."):argname("<checkpoint>")
+    p:option("--progress", "Progress display: bar (default on a terminal), plain or none.")
+      :choices { "bar", "plain", "none" }
+  end,
+}
+
+-- A bad data file or checkpoint is a message, not a traceback.
+local function try(f, ...)
+  local r = table.pack(pcall(f, ...))
+  if not r[1] then dm.cli.die(r[2]) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- Data: the generated default data is made on first use.
+try(train.ensure_data, cfg)
+if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
+local data = try(dm.data.load, cfg)
+
+-- Model, optimizer, schedule, early stopping.
+dm.manual_seed(cfg.seed)
+local net = dm.Controller(train.model_config(cfg, data.vocab.size))
+local opt = train.optimizer(net, cfg)
+local sched = train.scheduler(opt, cfg)
+local stopper = train.EarlyStopping(cfg.patience)
+local st = { net = net, opt = opt, sched = sched, stopper = stopper, vocab = data.vocab, cfg = cfg }
+
+-- Where the run stands: epoch in progress, batches of it done, their sums.
+local run = { epoch = 1, batch = 0, history = {} }
+local notes = {}
+if args.resume then run, notes = try(train.resume, args.resume, st) end
+st.run = run
+
+local save_dir = cfg.save_path
+log.mkdir_p(save_dir)
+local function saved(name) return log.join(save_dir, name) end
+local last_path = saved("last.safetensors")
+local lg = log.open(cfg.log_file, { append = args.resume ~= nil })
+lg:reset_metrics(run.history)
+local svg_path = log.join(log.dirname(cfg.log_file), "training.svg")
+local mode = args.progress or progress.default_mode()
+
+if args.resume then
+  lg:info("resuming from %s at epoch %d, batch %d", args.resume, run.epoch, run.batch)
+  for _, n in ipairs(notes) do lg:info("note: %s", n) end
+end
+lg:quiet("config:\n  " .. table.concat(dm.config.describe(cfg), "\n  "))
+lg:info("%s", dm.data.describe(data))
+lg:info("model: %d parameters, vocab %d; optimizer %s, scheduler %s; %d train / %d val / %d test samples",
+  net:num_parameters(), data.vocab.size, tostring(opt), cfg.scheduler, data.train:size(), data.val:size(),
+  data.test:size())
+
+-- last.safetensors and what it holds (for the messages).
+local function position()
+  if run.batch > 0 then return string.format("epoch %d, batch %d", run.epoch, run.batch) end
+  return string.format("end of epoch %d", run.epoch - 1)
+end
+local last_desc = args.resume == last_path and position() or nil
+local function save_last()
+  train.save_resumable(last_path, st)
+  run.saved, last_desc = true, position()
+end
+
+-- One epoch: train, validate, schedule, early stopping, test, record.
+local function epoch_body(epoch)
+  local t0, carried = train.now(), run.sums and run.sums.seconds or 0 -- (carried: a resumed epoch's time)
+  local lr = opt:get_lr()
+  local tr = train.train_epoch({ net = net, opt = opt, cfg = cfg, split = data.train }, epoch, {
+    start_batch = run.batch, sums = run.sums, -- 0 and nil unless resuming inside this epoch
+    progress = mode, label = string.format("epoch %d/%d", epoch, cfg.epochs),
+    on_step = function(pos)
+      run.batch, run.sums, run.saved = pos.batch, pos.sums, false
+      train.safe_point() -- Ctrl-C lands here, after a whole step
+    end,
+  })
+  local val = train.evaluate(net, data.val, cfg)
+  train.scheduler_step(sched, cfg, val.loss)
+  local improved, stop = stopper:update(val.loss, epoch)
+  if improved then
+    run.best_path = saved(string.format("memory_model_epoch_%d.safetensors", epoch))
+    train.save_model(run.best_path, net, data.vocab, cfg)
+  end
+  local test = train.evaluate(net, data.test, cfg, { metrics = true })
+  local rec = train.record {
+    epoch = epoch, train_loss = tr.loss, val_loss = val.loss, test_loss = test.loss, test_ppl = test.ppl,
+    test_acc = test.accuracy, test_f1_weighted = test.f1_weighted, test_f1_macro = test.f1_macro,
+    test_acc_upstream = test.acc_upstream, test_f1_upstream = test.f1_upstream, lr = lr,
+    seconds = carried + train.now() - t0, train_seconds = tr.seconds, tokens_per_s = tr.tokens / tr.seconds,
+    early_stop = stop, improved = improved,
+  }
+  run.history[#run.history + 1] = rec
+  lg:metrics(rec)
+  lg:info("%s", train.describe_epoch(rec, cfg.epochs))
+  run.epoch, run.batch, run.sums = epoch + 1, 0, nil
+  save_last()
+  return stop
+end
+
+local function finish()
+  local best = stopper.best_epoch
+  if run.best_path then
+    local ck = dm.checkpoint.load(run.best_path)
+    train.save_model(saved("memory_model.safetensors"), ck.net, data.vocab, cfg)
+    lg:info("best validation loss %.4f at epoch %d; saved %s", stopper.best, best, saved("memory_model.safetensors"))
+  else
+    train.save_model(saved("memory_model.safetensors"), net, data.vocab, cfg)
+    lg:info("no epoch improved the validation loss; saved the last weights as %s", saved("memory_model.safetensors"))
+  end
+  dm.plot.training_figure(run.history, svg_path, { title = cfg.data_path })
+  lg:info("log %s, metrics %s, figure %s", cfg.log_file, lg.metrics_file, svg_path)
+  run.finished = true
+end
+
+local ok, status = pcall(train.guard, function()
+  local t0 = train.now()
+  while run.epoch <= cfg.epochs and stopper.counter <= cfg.patience do
+    local stop = epoch_body(run.epoch)
+    train.safe_point()
+    if stop then
+      lg:info("early stopping: %d epochs without a better validation loss (patience %d)", stopper.counter,
+        cfg.patience)
+      break
+    end
+  end
+  lg:info("training took %s", progress.hms(train.now() - t0))
+  finish()
+end)
+
+if not ok and train.is_interrupt(status) then ok, status = true, "interrupted" end
+if not ok then
+  local err = status
+  if not train.is_nonfinite(err) then error(err, 0) end
+  lg:warn("stopped: %s", err.message)
+  if last_desc then
+    lg:warn("the last good checkpoint is %s (%s); nothing after it was saved", last_path, last_desc)
+  else
+    lg:warn("no checkpoint was written by this run")
+  end
+  lg:warn("try a lower learning_rate or grad_clip")
+  os.exit(1)
+end
+if status == "interrupted" and not run.finished then
+  if not run.saved then save_last() end
+  lg:warn("interrupted at epoch %d after %d of %d batches; saved %s", run.epoch, run.batch,
+    data.train:nbatches(cfg.batch_size), last_path)
+  lg:warn("resume with: %s", train.resume_command(last_path))
+  os.exit(130)
+end

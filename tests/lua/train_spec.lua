@@ -1,0 +1,539 @@
+-- train_spec.lua: the training loop's building blocks (lua/drlmem/train.lua)
+-- and its helpers (log.lua, progress.lua): early stopping, gradient
+-- accumulation, the metrics of an evaluation against values computed here
+-- by hand, resume equivalence (whole epochs and mid-epoch, through the
+-- Ctrl-C guard), the NaN stop, and the command-line errors of
+-- scripts/train.lua. Everything runs on a tiny model and a generated text
+-- of a few dozen lines, in a second or two.
+local dm = require "drlmem"
+local train = dm.train
+
+local tmpdir = os.tmpname()
+os.remove(tmpdir)
+assert(os.execute("mkdir -p '" .. tmpdir .. "'"))
+
+-- A small deterministic corpus: who went where, then a question about it.
+local function write_corpus(path, n)
+  local names = { "mary", "john", "sandra", "daniel" }
+  local places = { "kitchen", "garden", "office", "hallway", "park" }
+  local g = dm.Generator(7)
+  local f = assert(io.open(path, "w"))
+  for _ = 1, n do
+    local who, where = names[g:random(#names)], places[g:random(#places)]
+    local other = names[g:random(#names)]
+    f:write(string.format("%s went to the %s . %s slept . where is %s ? %s .\n", who, where, other, who, where))
+  end
+  f:close()
+  return path
+end
+local corpus = write_corpus(tmpdir .. "/corpus.txt", 60)
+
+local function tiny_cfg(extra)
+  local over = { data_path = corpus, embedding_dim = 8, memory_size = 6, hidden_size = 8, num_layers = 1,
+    max_seq_length = 12, batch_size = 4, epochs = 2, dropout = 0.2, seed = 3,
+    save_path = tmpdir .. "/models", log_file = tmpdir .. "/logs/training.log" }
+  for k, v in pairs(extra or {}) do over[k] = v end
+  return dm.config.load(nil, over)
+end
+
+-- Everything a run holds, built as scripts/train.lua builds it.
+local function setup(cfg, data)
+  data = data or dm.data.load(cfg)
+  dm.manual_seed(cfg.seed)
+  local net = dm.Controller(train.model_config(cfg, data.vocab.size))
+  local opt = train.optimizer(net, cfg)
+  local st = { net = net, opt = opt, sched = train.scheduler(opt, cfg), stopper = train.EarlyStopping(cfg.patience),
+    vocab = data.vocab, cfg = cfg, run = { epoch = 1, batch = 0, history = {} } }
+  return st, data
+end
+
+-- scripts/train.lua's epoch, minus the files: returns the metrics record.
+local function epoch_of(st, data, epoch, on_step)
+  local cfg, run = st.cfg, st.run
+  local lr = st.opt:get_lr()
+  local tr = train.train_epoch({ net = st.net, opt = st.opt, cfg = cfg, split = data.train }, epoch,
+    { start_batch = run.batch, sums = run.sums, on_step = function(pos)
+      run.batch, run.sums = pos.batch, pos.sums
+      if on_step then on_step(pos) end
+      train.safe_point()
+    end })
+  local val = train.evaluate(st.net, data.val, cfg)
+  train.scheduler_step(st.sched, cfg, val.loss)
+  local _, stop = st.stopper:update(val.loss, epoch)
+  local test = train.evaluate(st.net, data.test, cfg, { metrics = true })
+  local rec = { epoch = epoch, train_loss = tr.loss, val_loss = val.loss, test_loss = test.loss,
+    test_acc = test.accuracy, test_f1_weighted = test.f1_weighted, lr = lr, early_stop = stop }
+  run.history[#run.history + 1] = rec
+  run.epoch, run.batch, run.sums = epoch + 1, 0, nil
+  return rec
+end
+
+local function run_epochs(st, data, last, on_step)
+  return train.guard(function()
+    while st.run.epoch <= last do epoch_of(st, data, st.run.epoch, on_step) end
+  end)
+end
+
+-- Every tensor of the state dict and of the optimizer state, flattened.
+local function snapshot(st)
+  local out = {}
+  local sd, names = st.net:state_dict()
+  for _, n in ipairs(names) do out["w:" .. n] = sd[n] end
+  local os_ = st.opt:state()
+  for k, v in pairs(os_) do
+    if type(v) == "table" and k ~= "step" then
+      for n, t in pairs(v) do out["o:" .. k .. ":" .. n] = t end
+    elseif k == "step" then
+      for n, c in pairs(v) do out["s:" .. n] = c end
+    end
+  end
+  out.lr = st.opt:get_lr()
+  out.rng = dm.get_rng_state()
+  return out
+end
+
+local function assert_identical(a, b)
+  local n = 0
+  for k, v in pairs(a) do
+    n = n + 1
+    local w = b[k]
+    assert.is_not_nil(w, "missing " .. k)
+    if type(v) == "userdata" then
+      assert.same(v:shape(), w:shape())
+      assert.equal(0, (v - w):abs():max(), k .. " differs")
+      assert.same(v:totable(), w:totable(), k)
+    else
+      assert.equal(v, w, k)
+    end
+  end
+  for k in pairs(b) do assert.is_not_nil(a[k], "extra " .. k) end
+  assert.is_true(n > 10)
+end
+
+describe("train.EarlyStopping", function()
+  it("counts epochs without a better validation loss and stops once the count exceeds patience", function()
+    local es = train.EarlyStopping(2)
+    local losses = { 3.0, 2.0, 2.5, 2.0, 2.6, 1.9, 1.95, 1.95, 1.99 }
+    local want = { -- improved, stop, counter after the epoch
+      { true, false, 0 }, { true, false, 0 }, { false, false, 1 },
+      { false, false, 2 }, -- equal to the best is no improvement
+      { false, true, 3 }, { true, false, 0 }, { false, false, 1 }, { false, false, 2 }, { false, true, 3 } }
+    for e, v in ipairs(losses) do
+      local improved, stop = es:update(v, e)
+      assert.same(want[e], { improved, stop, es.counter }, "epoch " .. e)
+    end
+    assert.equal(1.9, es.best)
+    assert.equal(6, es.best_epoch)
+  end)
+
+  it("with patience 0 stops at the first epoch that does not improve", function()
+    local es = train.EarlyStopping(0)
+    assert.same({ true, false }, { es:update(1.0, 1) })
+    assert.same({ false, true }, { es:update(1.0, 2) })
+  end)
+
+  it("a NaN validation loss never improves", function()
+    local es = train.EarlyStopping(1)
+    assert.same({ false, false }, { es:update(0 / 0, 1) })
+    assert.same({ false, true }, { es:update(0 / 0, 2) })
+    assert.equal(0, es.best_epoch)
+  end)
+
+  it("saves and restores its state, infinity included", function()
+    local es = train.EarlyStopping(3)
+    local fresh = train.EarlyStopping(3):load_state(es:state())
+    assert.equal(math.huge, fresh.best)
+    es:update(2.5, 1)
+    es:update(2.7, 2)
+    local back = train.EarlyStopping(3):load_state(es:state())
+    assert.same({ 2.5, 1, 1 }, { back.best, back.best_epoch, back.counter })
+    assert.has_error(function() train.EarlyStopping(-1) end)
+  end)
+end)
+
+describe("train.evaluate", function()
+  -- Metrics recomputed here from the logits, without drlmem.metrics.
+  local function by_hand(net, split, cfg)
+    local V = nil
+    local nll, n, correct = 0.0, 0, 0
+    local tp, fp, fn = {}, {}, {}
+    local loss_sum, nb = 0.0, 0
+    net:eval()
+    for x, y in split:batches(cfg.batch_size) do
+      local logits = net:forward(x)
+      V = logits:shape()[3]
+      local lp = logits:log_softmax(-1):totable()
+      local lt, yt = logits:totable(), y:totable()
+      local bsum, bcnt, ball = 0.0, 0, 0
+      for b = 1, #yt do
+        for t = 1, #yt[b] do
+          local target = yt[b][t]
+          local l = -lp[b][t][target + 1]
+          ball = ball + 1
+          if target ~= 0 then
+            bsum, bcnt = bsum + l, bcnt + 1
+            nll, n = nll + l, n + 1
+            local best, arg = -math.huge, nil
+            for v = 1, V do if lt[b][t][v] > best then best, arg = lt[b][t][v], v - 1 end end
+            if arg == target then
+              correct = correct + 1
+              tp[target] = (tp[target] or 0) + 1
+            else
+              fp[arg] = (fp[arg] or 0) + 1
+              fn[target] = (fn[target] or 0) + 1
+            end
+          end
+        end
+      end
+      loss_sum, nb = loss_sum + bsum / bcnt, nb + 1
+    end
+    net:train()
+    -- weighted and macro F1 over the union of labels, as sklearn (zero_division=1)
+    local labels, wsum, msum, nl, support = {}, 0.0, 0.0, 0, 0
+    for _, t in ipairs { tp, fp, fn } do for l in pairs(t) do labels[l] = true end end
+    for l in pairs(labels) do
+      local a, b, c = tp[l] or 0, fp[l] or 0, fn[l] or 0
+      local f1 = 2 * a / (2 * a + b + c)
+      wsum, msum, nl, support = wsum + (a + c) * f1, msum + f1, nl + 1, support + a + c
+    end
+    return { loss = loss_sum / nb, ppl = math.exp(nll / n), accuracy = correct / n, f1_weighted = wsum / support,
+      f1_macro = msum / nl, n = n }
+  end
+
+  local function close(a, b, tol) return math.abs(a - b) <= tol * math.max(1, math.abs(b)) end
+
+  it("pools loss, perplexity, accuracy and F1 over the non-pad test targets", function()
+    local cfg = tiny_cfg()
+    local st, data = setup(cfg)
+    epoch_of(st, data, 1) -- a model that predicts something
+    local want = by_hand(st.net, data.test, cfg)
+    local got = train.evaluate(st.net, data.test, cfg, { metrics = true })
+    assert.is_true(st.net:training())
+    assert.equal(want.n, got.n)
+    assert.is_true(close(got.loss, want.loss, 1e-5), got.loss .. " vs " .. want.loss)
+    assert.is_true(close(got.ppl, want.ppl, 1e-5), got.ppl .. " vs " .. want.ppl)
+    assert.equal(want.accuracy, got.accuracy)
+    assert.is_true(close(got.f1_weighted, want.f1_weighted, 1e-12))
+    assert.is_true(close(got.f1_macro, want.f1_macro, 1e-12))
+    assert.is_true(got.accuracy > 0 and got.accuracy < 1)
+    assert.is_true(got.f1_macro < got.f1_weighted)
+    assert.is_number(got.acc_upstream)
+    assert.is_number(got.f1_upstream)
+  end)
+
+  it("without loss_ignore_pad reports the upstream loss but the same perplexity and accuracy", function()
+    local cfg = tiny_cfg { max_seq_length = 20 } -- lines of 16 targets: 4 pads each
+    local st, data = setup(cfg)
+    local a = train.evaluate(st.net, data.test, cfg, { metrics = true })
+    local b = train.evaluate(st.net, data.test, tiny_cfg { max_seq_length = 20, loss_ignore_pad = false },
+      { metrics = true })
+    assert.is_true(math.abs(a.loss - b.loss) > 1e-4) -- pads counted: another mean
+    assert.is_true(close(a.ppl, b.ppl, 1e-6), a.ppl .. " vs " .. b.ppl .. " n " .. a.n .. " " .. b.n)
+    assert.equal(a.accuracy, b.accuracy)
+    assert.equal(a.f1_weighted, b.f1_weighted)
+  end)
+end)
+
+describe("train.train_epoch", function()
+  it("steps once per accumulation group and once more for a partial last group", function()
+    local cfg = tiny_cfg { accumulation_steps = 5 }
+    local st, data = setup(cfg)
+    local n = data.train:nbatches(cfg.batch_size)
+    assert.is_true(n % 5 ~= 0, "the corpus should leave a partial group")
+    local steps_seen = {}
+    local tr = train.train_epoch({ net = st.net, opt = st.opt, cfg = cfg, split = data.train }, 1,
+      { on_step = function(pos) steps_seen[#steps_seen + 1] = pos.batch end })
+    assert.equal((n + 4) // 5, tr.steps)
+    assert.equal(n, steps_seen[#steps_seen])
+    for i = 1, #steps_seen - 1 do assert.equal(5 * i, steps_seen[i]) end
+    assert.equal(tr.steps, st.opt:state().step["embedding.weight"])
+    assert.equal(n, tr.batches)
+    assert.equal(data.train:size() * cfg.max_seq_length, tr.tokens)
+  end)
+
+  it("the training loss falls over a few epochs", function()
+    local cfg = tiny_cfg { epochs = 4, learning_rate = 0.02 }
+    local st, data = setup(cfg)
+    assert.equal("done", run_epochs(st, data, 4))
+    local h = st.run.history
+    assert.is_true(h[4].train_loss < h[1].train_loss - 0.3, h[1].train_loss .. " -> " .. h[4].train_loss)
+    assert.is_true(h[4].val_loss < h[1].val_loss)
+  end)
+
+  it("stops at a NaN loss naming the epoch and batch, before that batch changes the weights", function()
+    local cfg = tiny_cfg()
+    local st, data = setup(cfg)
+    local crit = train.criterion(cfg)
+    local calls, before = 0, nil
+    local ctx = { net = st.net, opt = st.opt, cfg = cfg, split = data.train,
+      criterion = function(logits, y, scale)
+        calls = calls + 1
+        local loss, d, c = crit(logits, y, scale)
+        if calls == 3 then return 0 / 0, d, c end
+        return loss, d, c
+      end }
+    local ok, err = pcall(train.train_epoch, ctx, 2, {
+      on_step = function(pos) if pos.batch == 2 then before = snapshot(st) end end })
+    assert.is_false(ok)
+    assert.is_true(train.is_nonfinite(err))
+    assert.equal(2, err.epoch)
+    assert.equal(3, err.batch)
+    local n = data.train:nbatches(cfg.batch_size)
+    assert.equal(string.format("the training loss is %s at epoch 2, batch 3 of %d", tostring(0 / 0), n),
+      tostring(err))
+    -- the forward of batch 3 counted memory usage and drew dropout, nothing else moved
+    local now = snapshot(st)
+    now["w:memory.usage_counts"], before["w:memory.usage_counts"] = nil, nil
+    now.rng, before.rng = nil, nil
+    assert_identical(before, now)
+    -- an infinite loss too
+    calls = 0
+    local ok2, err2 = pcall(train.train_epoch, { net = st.net, opt = st.opt, cfg = cfg, split = data.train,
+      criterion = function(l, y, s)
+        local _, d, c = crit(l, y, s)
+        return math.huge, d, c
+      end }, 5)
+    assert.is_false(ok2)
+    assert.truthy(tostring(err2):find("is inf at epoch 5, batch 1", 1, true), tostring(err2))
+  end)
+end)
+
+describe("resume", function()
+  local function path(name) return tmpdir .. "/" .. name end
+
+  it("2 epochs == 1 epoch, save, load into fresh objects, 1 more epoch (identical weights and metrics)", function()
+    local cfg = tiny_cfg()
+    local a, data = setup(cfg)
+    assert.equal("done", run_epochs(a, data, 2))
+
+    local b = setup(cfg, data)
+    assert.equal("done", run_epochs(b, data, 1))
+    train.save_resumable(path("r1.safetensors"), b)
+    dm.manual_seed(999) -- a fresh process: another generator state
+    local c = setup(tiny_cfg { seed = 3 }, data)
+    dm.manual_seed(12345)
+    local run, notes = train.resume(path("r1.safetensors"), c)
+    c.run = run
+    assert.same({}, notes)
+    assert.same({ 2, 0 }, { run.epoch, run.batch })
+    assert.equal(1, #run.history)
+    assert.equal("done", run_epochs(c, data, 2))
+    assert_identical(snapshot(a), snapshot(c))
+    assert.same(a.run.history, c.run.history)
+  end)
+
+  it("continues identically from a Ctrl-C in the middle of an epoch", function()
+    local cfg = tiny_cfg { accumulation_steps = 2, scheduler = "plateau" }
+    local a, data = setup(cfg)
+    assert.equal("done", run_epochs(a, data, 2))
+
+    -- The host's SIGINT sets a hook on the main thread; do the same from
+    -- inside the loop after the 3rd step of epoch 2.
+    local b = setup(cfg, data)
+    local main = coroutine.running()
+    local status = run_epochs(b, data, 2, function(pos)
+      if pos.epoch == 2 and pos.batch == 6 then
+        debug.sethook(main, function()
+          debug.sethook(main)
+          error("interrupted!")
+        end, "", 1)
+      end
+    end)
+    assert.equal("interrupted", status)
+    assert.same({ 2, 6 }, { b.run.epoch, b.run.batch })
+    train.save_resumable(path("mid.safetensors"), b)
+
+    local c = setup(cfg, data)
+    c.run = train.resume(path("mid.safetensors"), c)
+    assert.same({ 2, 6 }, { c.run.epoch, c.run.batch })
+    assert.equal("done", run_epochs(c, data, 2))
+    assert_identical(snapshot(a), snapshot(c))
+    assert.same(a.run.history, c.run.history)
+  end)
+
+  it("refuses a model file, another vocabulary and another model size, naming the file", function()
+    local cfg = tiny_cfg()
+    local a, data = setup(cfg)
+    train.save_model(path("model.safetensors"), a.net, data.vocab, cfg)
+    local ok, err = pcall(train.resume, path("model.safetensors"), setup(cfg, data))
+    assert.is_false(ok)
+    assert.truthy(err:find("model.safetensors is not a resumable checkpoint", 1, true), err)
+
+    train.save_resumable(path("r.safetensors"), a)
+    local other = setup(tiny_cfg { embedding_dim = 12 }, data)
+    ok, err = pcall(train.resume, path("r.safetensors"), other)
+    assert.is_false(ok)
+    assert.truthy(err:find("the model has embedding_dim = 8, the config asks for 12", 1, true), err)
+
+    local small = write_corpus(path("small.txt"), 20)
+    local cfg2 = tiny_cfg { data_path = small, seed = 11 }
+    ok, err = pcall(train.resume, path("r.safetensors"), setup(cfg2))
+    assert.is_false(ok)
+    assert.truthy(err:find("vocabulary", 1, true), err)
+
+    -- a changed learning rate is allowed but noted
+    local st = setup(tiny_cfg { learning_rate = 0.5 }, data)
+    local _, notes = train.resume(path("r.safetensors"), st)
+    assert.equal(1, #notes)
+    assert.truthy(notes[1]:find("^learning_rate = 0.5"), notes[1])
+  end)
+end)
+
+describe("train.guard", function()
+  it("returns done, and passes errors through with the loop's traceback", function()
+    assert.equal("done", train.guard(function() train.safe_point() end))
+    local ok, err = pcall(train.guard, function() error("boom") end)
+    assert.is_false(ok)
+    assert.truthy(err:find("boom", 1, true))
+    assert.truthy(err:find("stack traceback", 1, true))
+    local e = setmetatable({ message = "m" }, train.NonFinite)
+    ok, err = pcall(train.guard, function() error(e) end)
+    assert.equal(e, err)
+  end)
+
+  it("recognises the host's interrupt message", function()
+    assert.is_true(train.is_interrupt("scripts/train.lua:12: interrupted!"))
+    assert.is_false(train.is_interrupt("interrupted"))
+    assert.is_false(train.is_interrupt({}))
+  end)
+end)
+
+describe("log, progress and the script's helpers", function()
+  it("writes the log and metrics.jsonl beside it, and reads the metrics back", function()
+    local lf = tmpdir .. "/deep/er/run.log"
+    local out = io.open(tmpdir .. "/echo.txt", "w")
+    local lg = dm.log.open(lf, { echo = out })
+    lg:info("vocab %d", 51)
+    lg:quiet("only in the log")
+    lg:metrics(train.record { epoch = 1, val_loss = 0 / 0, train_loss = 2.5, early_stop = false })
+    lg:metrics(train.record { epoch = 2, val_loss = 1.5, train_loss = 2.0, early_stop = true })
+    lg:close()
+    out:close()
+    local text = assert(io.open(lf)):read("a")
+    assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d vocab 51\n"))
+    assert.truthy(text:find("only in the log", 1, true))
+    assert.equal("vocab 51\n", assert(io.open(tmpdir .. "/echo.txt")):read("a"))
+    assert.equal(tmpdir .. "/deep/er/metrics.jsonl", dm.log.metrics_path(lf))
+    local recs = assert(dm.log.read_metrics(dm.log.metrics_path(lf)))
+    assert.equal(2, #recs)
+    assert.equal(dm.json.null, recs[1].val_loss)
+    assert.same({ 2, 1.5, true }, { recs[2].epoch, recs[2].val_loss, recs[2].early_stop })
+    -- a resumed log appends, and its metrics are rewritten from the checkpoint's history
+    local lg2 = dm.log.open(lf, { append = true, echo = false })
+    lg2:reset_metrics({ recs[1] })
+    lg2:info("again")
+    lg2:close()
+    assert.equal(1, #assert(dm.log.read_metrics(dm.log.metrics_path(lf))))
+    assert.truthy(assert(io.open(lf)):read("a"):find("vocab 51.*again"))
+  end)
+
+  it("draws a bar with \\r on a terminal and plain lines otherwise", function()
+    local t = 0
+    local function clock() return t end
+    local buf = {}
+    local sink = { write = function(_, ...) for _, s in ipairs { ... } do buf[#buf + 1] = s end end, flush = function() end }
+    local bar = dm.progress.new { total = 10, label = "epoch 1/3", mode = "bar", out = sink, clock = clock }
+    t = 2
+    bar:update(5, { loss = 1.23456, tokens = 500 })
+    t = 4
+    bar:update(10, { loss = 1.0, tokens = 1000 })
+    bar:finish()
+    local s = table.concat(buf)
+    assert.truthy(s:find("\repoch 1/3 [############............] 5/10 loss 1.2346 250 tok/s 00:02<00:02", 1, true), s)
+    assert.truthy(s:find("10/10 loss 1.0000 250 tok/s 00:04<00:00", 1, true), s)
+    assert.equal("\n", s:sub(-1))
+
+    buf, t = {}, 0
+    local plain = dm.progress.new { total = 10, mode = "plain", out = sink, clock = clock, lines = 5, min_interval = 0 }
+    for i = 1, 10 do
+      t = i
+      plain:update(i, { loss = 2.0 })
+    end
+    s = table.concat(buf)
+    assert.falsy(s:find("\r", 1, true))
+    local n = 0
+    for _ in s:gmatch("\n") do n = n + 1 end
+    assert.equal(5, n)
+    assert.truthy(s:find("batch 10/10 loss 2.0000 elapsed 00:10 eta 00:00\n", 1, true), s)
+    assert.equal("1:01:01", dm.progress.hms(3661))
+    assert.equal("--:--", dm.progress.hms(nil))
+  end)
+
+  it("builds the resume command from the running one", function()
+    local argv = { [-1] = "./drlmem", [0] = "scripts/train.lua", "--config", "configs/tiny.yaml", "--resume",
+      "old.safetensors", "--set", "log_file=my logs/x.log" }
+    assert.equal("./drlmem scripts/train.lua --config configs/tiny.yaml --set 'log_file=my logs/x.log' "
+      .. "--resume models/last.safetensors", train.resume_command("models/last.safetensors", argv))
+  end)
+end)
+
+describe("helpers of the evaluation scripts", function()
+  it("file_split encodes every sample of a file with a given vocabulary (unknown words as <unk>)", function()
+    local vocab = dm.data.Vocab { "<pad>", "<unk>", "<sos>", "<eos>", "mary", "went", "." }
+    local f = assert(io.open(tmpdir .. "/probe.txt", "w"))
+    f:write("Mary went.\n\nMary flew away.\n")
+    f:close()
+    local split = train.file_split(tmpdir .. "/probe.txt", vocab, tiny_cfg { max_seq_length = 5 })
+    assert.equal(2, split:size())
+    local x, y, n = split:batches(8)()
+    assert.equal(2, n)
+    assert.same({ { 2, 4, 5, 6, 0 }, { 2, 4, 1, 1, 6 } }, x:totable())
+    assert.same({ { 4, 5, 6, 3, 0 }, { 4, 1, 1, 6, 3 } }, y:totable())
+  end)
+
+  it("detokenize attaches punctuation to words and joins characters", function()
+    assert.equal("where is mary? kitchen.", train.detokenize({ "where", "is", "mary", "?", "kitchen", "." }, "word"))
+    assert.equal("ab c", train.detokenize({ "a", "b", " ", "c" }, "char"))
+  end)
+
+  it("checkpoint_config takes the checkpoint's training config, with --set on top", function()
+    local ck = { train_config = dm.config.totable(tiny_cfg { batch_size = 5, learning_rate = 0.003 }) }
+    local cfg = train.checkpoint_config(ck, { set = { "batch_size=7" } })
+    assert.same({ 7, 0.003, 8, corpus }, { cfg.batch_size, cfg.learning_rate, cfg.embedding_dim, cfg.data_path })
+    local own = train.checkpoint_config(ck, { set = {} , config = nil })
+    assert.equal(5, own.batch_size)
+    -- no training config (a PyTorch export): the defaults
+    assert.equal(16, train.checkpoint_config({}, { set = {} }).batch_size)
+  end)
+end)
+
+describe("scripts/train.lua command line", function()
+  local exe = os.getenv("DRLMEM_EXE")
+  local function run(args)
+    local out = tmpdir .. "/cli.out"
+    local cmd = string.format("env -u LD_PRELOAD %s scripts/train.lua %s >%s 2>&1", exe, args, out)
+    local _, _, code = os.execute(cmd)
+    local text = assert(io.open(out)):read("a")
+    return code, text
+  end
+  local base = "--set data_path=" .. corpus .. " --set save_path=" .. tmpdir .. "/cli/m --set log_file=" .. tmpdir
+    .. "/cli/l/t.log --set embedding_dim=8 --set memory_size=4 --set hidden_size=8 --set num_layers=1 "
+    .. "--set max_seq_length=12 --progress none"
+
+  it("rejects bad options with the usage and status 2", function()
+    if not exe then return pending("DRLMEM_EXE is not set (run through make test)") end
+    local code, text = run("--progress fancy")
+    assert.equal(2, code)
+    assert.truthy(text:find("Usage:", 1, true), text)
+    assert.truthy(text:find("'--progress' must be one of", 1, true), text)
+    code, text = run("--set bach_size=3")
+    assert.equal(2, code)
+    assert.truthy(text:find("unknown key 'bach_size' (did you mean 'batch_size'?)", 1, true), text)
+    code, text = run("--resume")
+    assert.equal(2, code)
+    assert.truthy(text:find("--resume", 1, true), text)
+  end)
+
+  it("reports a missing or non-resumable checkpoint with status 1", function()
+    if not exe then return pending("DRLMEM_EXE is not set (run through make test)") end
+    local code, text = run(base .. " --resume " .. tmpdir .. "/nope.safetensors")
+    assert.equal(1, code)
+    assert.truthy(text:find("nope.safetensors", 1, true), text)
+    local cfg = tiny_cfg { embedding_dim = 8, memory_size = 4, hidden_size = 8 }
+    local st, data = setup(cfg)
+    train.save_model(tmpdir .. "/m.safetensors", st.net, data.vocab, cfg)
+    code, text = run(base .. " --resume " .. tmpdir .. "/m.safetensors")
+    assert.equal(1, code)
+    assert.truthy(text:find("is not a resumable checkpoint", 1, true), text)
+  end)
+end)
