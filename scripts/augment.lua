@@ -50,10 +50,8 @@ local body = table.concat(out, "\n") .. "\n"
 if args.out == "-" then
   io.write(body)
 else
-  local o, oerr = io.open(args.out, "wb")
-  if not o then dm.cli.die("cannot write " .. args.out .. ": " .. tostring(oerr)) end
-  o:write(body)
-  o:close()
+  local ok, werr = pcall(dm.log.write_file, args.out, body)
+  if not ok then dm.cli.die(werr) end
   io.stderr:write(string.format("wrote %s: %d lines from %d (%d copies each, alpha %g)\n", args.out, #out, n_in,
     args.copies, args.alpha))
 end

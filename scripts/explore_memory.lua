@@ -177,6 +177,7 @@ if svg_path ~= "-" then
     color = plot.COLORS[2] })
   plot.heatmap(svg, { id = "attention", x = 0, y = 600, w = 900, h = 400, rows = rows, row_labels = labels,
     col_labels = strongest, vmax = 1, title = "Attention over slots: " .. args.sentence, xlabel = "slot" })
-  svg:save(svg_path)
+  local saved, serr = pcall(svg.save, svg, svg_path)
+  if not saved then dm.cli.die(serr) end
   print("\nwrote " .. svg_path)
 end

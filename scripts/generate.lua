@@ -42,7 +42,16 @@ net:eval()
 
 local prime_tokens = dm.data.tokenizer(cfg.tokenizer)(args.prime)
 local ids = cfg.sample_mode == "lines" and { vocab.sos } or {}
-for _, id in ipairs(vocab:encode(prime_tokens)) do ids[#ids + 1] = id end
+local unknown = 0
+for _, id in ipairs(vocab:encode(prime_tokens)) do
+  ids[#ids + 1] = id
+  if id == vocab.unk then unknown = unknown + 1 end
+end
+-- The text still comes, but from <unk>s: say so rather than look broken.
+if unknown > 0 then
+  io.stderr:write(string.format("generate.lua: note: %d of the %d prime tokens are not in the checkpoint's "
+    .. "vocabulary (read as <unk>)\n", unknown, #prime_tokens))
+end
 if #ids == 0 then dm.cli.die("--prime gives no token (stream-mode checkpoints need a prime text)") end
 
 -- The next token after ids: sampled from the last position's logits.

@@ -214,18 +214,8 @@ for i = 1, n do
   lines[i] = a
 end
 
-local dir = out:match("^(.*)/[^/]*$")
-if dir and dir ~= "" then
-  local ok = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
-  if not ok then dm.cli.die("cannot create folder " .. dir) end
-end
-local tmp = out .. ".tmp"
-local f, err = io.open(tmp, "wb")
-if not f then dm.cli.die("cannot write " .. tmp .. ": " .. tostring(err)) end
-f:write(table.concat(lines, "\n"), "\n")
-f:close()
-local ok, rerr = os.rename(tmp, out)
-if not ok then dm.cli.die("cannot rename " .. tmp .. " to " .. out .. ": " .. tostring(rerr)) end
+local ok_w, werr = pcall(dm.log.write_file, out, table.concat(lines, "\n") .. "\n")
+if not ok_w then dm.cli.die(werr) end
 local bytes = 0
 for _, l in ipairs(lines) do bytes = bytes + #l + 1 end
 print(string.format("wrote %s: %d stories, %d bytes, seed %d (%.1fs)", out, n, bytes, seed, os.clock() - t0))

@@ -37,17 +37,6 @@ local ok, lines = pcall(dm.tasks.generate, task, opts)
 if not ok then dm.cli.die(lines) end
 
 local out = args.out or string.format("data/%s%d.txt", task, n)
-local dir = out:match("^(.*)/[^/]*$")
-if dir and dir ~= "" then
-  if not os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") then
-    dm.cli.die("cannot create folder " .. dir)
-  end
-end
-local tmp = out .. ".tmp"
-local f, err = io.open(tmp, "wb")
-if not f then dm.cli.die("cannot write " .. tmp .. ": " .. tostring(err)) end
-f:write(table.concat(lines, "\n"), "\n")
-f:close()
-local rok, rerr = os.rename(tmp, out)
-if not rok then dm.cli.die("cannot rename " .. tmp .. " to " .. out .. ": " .. tostring(rerr)) end
+local ok_w, werr = pcall(dm.log.write_file, out, table.concat(lines, "\n") .. "\n")
+if not ok_w then dm.cli.die(werr) end
 print(string.format("wrote %s: %d %s samples (n=%d), seed %d", out, #lines, task, n, opts.seed))

@@ -153,7 +153,10 @@ function checkpoint.save(path, net, opts)
     meta.optimizer = encode(optimizer_tensors(opts.optimizer, list), "the optimizer state")
   end
   if opts.scheduler ~= nil then meta.scheduler = encode(opts.scheduler:state(), "the scheduler state") end
-  dm.save_safetensors(path, list, meta)
+  -- A full disk or a missing folder is about the path, not about this line:
+  -- the message names the file, and the previous file there is unchanged.
+  local ok, err = pcall(dm.save_safetensors, path, list, meta)
+  if not ok then error("checkpoint.save: " .. tostring(err), 0) end
 end
 
 -- ---- load ----------------------------------------------------------------------

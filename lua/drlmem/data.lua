@@ -231,8 +231,12 @@ function data.read_text(path)
   if not ok then
     local line = 1
     for _ in gmatch(text:sub(1, bad - 1), "\n") do line = line + 1 end
-    error(string.format("data file '%s' is not UTF-8: invalid byte 0x%02x at offset %d (line %d)", path,
-      text:byte(bad), bad - 1, line), 0)
+    -- A NUL or a byte in 0x80-0xff among mostly text is a legacy 8-bit file
+    -- (latin-1, cp1252), which iconv converts; a NUL early is a binary file.
+    local hint = find(text:sub(1, 4096), "%z") and " (a binary file?)"
+      or string.format(" (if it is latin-1: iconv -f latin1 -t utf-8 %s > %s.utf8)", path, path)
+    error(string.format("data file '%s' is not UTF-8: invalid byte 0x%02x at offset %d (line %d)%s", path,
+      text:byte(bad), bad - 1, line, hint), 0)
   end
   if not find(text, "%S") then error(string.format("data file '%s' is empty (only whitespace)", path), 0) end
   return (gsub(text, "\r\n?", "\n"))
@@ -371,8 +375,12 @@ function data.load(cfg)
   end
   local sizes = data.split_sizes(N, cfg.train_size_ratio, cfg.val_size_ratio)
   if sizes[1] < 1 or sizes[2] < 1 or sizes[3] < 1 then
-    error(string.format("data file '%s' gives only %d sample%s: too few for a train/val/test split "
-      .. "(sizes %d/%d/%d)", path, N, N == 1 and "" or "s", sizes[1], sizes[2], sizes[3]), 0)
+    -- (split_sizes may lend test a sample train has not got: show no negative count)
+    local m = math.max
+    error(string.format("data file '%s' gives only %d sample%s: too few for a train/val/test split, which "
+      .. "needs at least one sample in each part (train_size_ratio %g and val_size_ratio %g give %d/%d/%d)",
+      path, N, N == 1 and "" or "s", cfg.train_size_ratio, cfg.val_size_ratio, m(0, sizes[1]), m(0, sizes[2]),
+      m(0, sizes[3])), 0)
   end
   local perm = dm.Generator(cfg.seed):randperm(N)
   local parts, k = { {}, {}, {} }, 0

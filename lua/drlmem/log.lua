@@ -39,6 +39,18 @@ function log.mkdir_p(dir)
   if not (ok == true or ok == 0) then error(string.format("cannot create folder '%s'", dir), 0) end
 end
 
+--- Writes text to path, creating its folder (mkdir -p): crash-safe (a
+-- temporary, fsync, then a rename over path, through dm.write_file), so a
+-- full disk or a kill leaves the previous file intact and raises
+-- "write PATH: REASON" instead of leaving half a file under the final name.
+function log.write_file(path, text)
+  if type(path) ~= "string" or path == "" then error("write_file: path must be a non-empty string", 2) end
+  if type(text) ~= "string" then error("write_file: text must be a string", 2) end
+  log.mkdir_p(log.dirname(path))
+  dm.write_file(path, text)
+  return path
+end
+
 --- The metrics.jsonl path beside a log file.
 function log.metrics_path(log_file) return log.join(log.dirname(log_file), "metrics.jsonl") end
 
@@ -118,19 +130,23 @@ function Logger:quiet(fmt, ...)
 end
 
 --- Appends one record to metrics.jsonl (a line of compact JSON).
+-- A full disk shows at write or at close (buffered): both are checked.
 function Logger:metrics(record)
   local f, err = io.open(self.metrics_file, "a")
   if not f then error(string.format("cannot write '%s': %s", self.metrics_file, tostring(err)), 0) end
-  f:write(dm.json.encode(record), "\n")
-  f:close()
+  local ok, werr = f:write(dm.json.encode(record), "\n")
+  local closed, cerr = f:close()
+  if not (ok and closed) then
+    error(string.format("cannot write '%s': %s", self.metrics_file, tostring(werr or cerr)), 0)
+  end
 end
 
---- Rewrites metrics.jsonl with exactly these records.
+--- Rewrites metrics.jsonl with exactly these records (atomically: a failed
+-- rewrite leaves the old file).
 function Logger:reset_metrics(records)
-  local f, err = io.open(self.metrics_file, "w")
-  if not f then error(string.format("cannot write '%s': %s", self.metrics_file, tostring(err)), 0) end
-  for _, r in ipairs(records) do f:write(dm.json.encode(r), "\n") end
-  f:close()
+  local lines = {}
+  for i, r in ipairs(records) do lines[i] = dm.json.encode(r) .. "\n" end
+  log.write_file(self.metrics_file, table.concat(lines))
 end
 
 function Logger:close()

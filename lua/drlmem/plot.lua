@@ -15,6 +15,8 @@
 -- validation loss by epoch, and test accuracy and F1 by epoch, side by side.
 -- plot.check_svg(text) is a small XML well-formedness check (balanced tags,
 -- quoted attributes, known entities) used by the tests.
+local dm = require "drlmem"
+
 local plot = {}
 
 plot.COLORS = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f" }
@@ -119,20 +121,12 @@ function SVG:tostring()
 end
 SVG.__tostring = SVG.tostring
 
---- Writes the SVG to path through a temporary file and a rename, so a
--- reader never sees half a picture. Raises on an I/O error.
+--- Writes the SVG to path (creating its folder) through a temporary file
+-- and a rename, so a reader never sees half a picture and a full disk
+-- leaves the previous picture. Raises "plot: write PATH: REASON".
 function SVG:save(path)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error("plot: cannot write '" .. path .. "': " .. tostring(err), 2) end
-  local ok, werr = f:write(self:tostring())
-  f:close()
-  if not ok then
-    os.remove(tmp)
-    error("plot: cannot write '" .. path .. "': " .. tostring(werr), 2)
-  end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then error("plot: cannot rename to '" .. path .. "': " .. tostring(rerr), 2) end
+  local ok, err = pcall(dm.log.write_file, path, self:tostring())
+  if not ok then error("plot: " .. tostring(err), 0) end
   return path
 end
 
@@ -240,10 +234,15 @@ function plot.line_chart(svg, spec)
     if s.dash then style.stroke_dasharray = "6,4" end
     svg:polyline(pts, style)
     for _, p in ipairs(pts) do svg:circle(p[1], p[2], 2.5, { fill = color }) end
-    -- legend, top right inside the plot
+    -- legend, top right inside the plot, wide enough for the longest name
+    -- (about 6.5 px a character at size 11); dashed like its line
+    local lw = 110
+    for _, t in ipairs(series) do lw = math.max(lw, #(t.name or "series 10") * 6.5 + 34) end
     local ly = py + 14 + (i - 1) * 16
-    svg:line(px + pw - 110, ly - 4, px + pw - 90, ly - 4, { stroke = color, stroke_width = 2 })
-    svg:text(px + pw - 84, ly, s.name or ("series " .. i), { size = 11 })
+    local lstyle = { stroke = color, stroke_width = 2 }
+    if s.dash then lstyle.stroke_dasharray = "6,4" end
+    svg:line(px + pw - lw, ly - 4, px + pw - lw + 20, ly - 4, lstyle)
+    svg:text(px + pw - lw + 26, ly, s.name or ("series " .. i), { size = 11 })
   end
   svg:close_group()
 end

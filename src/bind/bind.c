@@ -28,10 +28,24 @@ int dm_bind_errorf(lua_State *L, const char *fmt, ...)
     return luaL_error(L, "%s", msg);
 }
 
-/* Type name for messages: __name of a userdata's metatable when it has
- * one ("drlmem.Memory"), else the Lua type. */
-static const char *type_name(lua_State *L, int idx)
+/* The message already starts with the file's own name and line, which is
+ * where the user must look; the Lua line that asked for the file would
+ * only push that out of sight (config.lua:356: app.yaml:3: ...). */
+int dm_bind_fileerrorf(lua_State *L, const char *fmt, ...)
 {
+    char msg[DM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+const char *dm_bind_typename(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (idx > lua_gettop(L)) return "no value";
     int t = luaL_getmetafield(L, idx, "__name");
     if (t == LUA_TSTRING) {
         const char *s = lua_tostring(L, -1);
@@ -52,8 +66,12 @@ dm_tensor *dm_bind_checktensor(lua_State *L, int idx, const char *fn, const char
     idx = lua_absindex(L, idx);
     dm_tensor *t = dm_bind_testtensor(L, idx);
     if (!t) {
-        const char *tn = idx > lua_gettop(L) ? "no value" : type_name(L, idx);
-        dm_bind_errorf(L, "%s: argument %s: expected Tensor, got %s", fn, arg, tn);
+        /* t.sum() instead of t:sum() leaves self missing or shifted to a
+         * plain argument; another object passed as self is a different slip. */
+        if (strcmp(arg, "self") == 0 && !lua_isuserdata(L, idx))
+            dm_bind_errorf(L, "%s: argument self: expected Tensor, got %s (call it as t:%s(...), not t.%s(...))",
+                           fn, dm_bind_typename(L, idx), fn, fn);
+        dm_bind_errorf(L, "%s: argument %s: expected Tensor, got %s", fn, arg, dm_bind_typename(L, idx));
         return NULL;
     }
     if (!t->storage) dm_bind_errorf(L, "%s: argument %s: tensor has been freed (closed)", fn, arg);

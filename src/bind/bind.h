@@ -22,6 +22,12 @@ int dm_bind_error(lua_State *L, const dm_error *err);
 /* Raises a Lua error formatted by vsnprintf (so PRId64, %g, %zu work, which
  * luaL_error's own formatter does not support); never returns. */
 int dm_bind_errorf(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* As dm_bind_errorf but without the calling Lua line: for errors about a
+ * file or its contents, whose message starts with the file's own name. */
+int dm_bind_fileerrorf(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Type name for messages: a userdata's __name ("drlmem.Memory"), else the
+ * Lua type; "no value" for an index past the top of the stack. */
+const char *dm_bind_typename(lua_State *L, int idx);
 
 /* The tensor at idx, or a Lua error "FN: argument ARG: expected Tensor, got
  * TYPE". fn and arg name the caller for the message. */
@@ -65,7 +71,7 @@ void dm_open_memory(lua_State *L);   /* dm.Memory (memory.c) */
 void dm_open_optim(lua_State *L);    /* dm.optim, dm.clip_grad_norm (optim.c) */
 void dm_open_safetensors(lua_State *L); /* dm.save/load_safetensors (safetensors.c) */
 void dm_open_json(lua_State *L);     /* dm.json (json.c) */
-void dm_open_sys(lua_State *L);      /* dm.clock, dm.isatty, dm.set_num_threads (sys.c) */
+void dm_open_sys(lua_State *L);      /* dm.clock, dm.isatty, dm.set_num_threads, dm.write_file (sys.c) */
 void dm_open_controller(lua_State *L); /* dm.Controller (controller.c) */
 
 #endif

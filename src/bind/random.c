@@ -28,19 +28,6 @@ dm_rng *dm_bind_testgenerator(lua_State *L, int idx)
     return (dm_rng *)luaL_testudata(L, idx, DM_GENERATOR_MT);
 }
 
-static const char *tname(lua_State *L, int idx)
-{
-    if (idx > lua_gettop(L)) return "no value";
-    int t = luaL_getmetafield(L, idx, "__name");
-    if (t == LUA_TSTRING) {
-        const char *s = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        return s;
-    }
-    if (t != LUA_TNIL) lua_pop(L, 1);
-    return luaL_typename(L, idx);
-}
-
 static lua_Integer check_integer(lua_State *L, int idx, const char *fn, const char *arg)
 {
     int ok = 0;
@@ -48,14 +35,17 @@ static lua_Integer check_integer(lua_State *L, int idx, const char *fn, const ch
     if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &ok);
     if (!ok)
         dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg,
-                   lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : tname(L, idx));
+                   lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : dm_bind_typename(L, idx));
     return v;
 }
 
 static dm_rng *check_generator(lua_State *L, int idx, const char *fn)
 {
     dm_rng *r = dm_bind_testgenerator(L, idx);
-    if (!r) dm_bind_errorf(L, "%s: argument self: expected Generator, got %s", fn, tname(L, idx));
+    if (!r && !lua_isuserdata(L, idx)) /* g.random() for g:random() */
+        dm_bind_errorf(L, "%s: argument self: expected Generator, got %s (call it as g:%s(...), not g.%s(...))",
+                       fn, dm_bind_typename(L, idx), fn, fn);
+    if (!r) dm_bind_errorf(L, "%s: argument self: expected Generator, got %s", fn, dm_bind_typename(L, idx));
     return r;
 }
 
@@ -103,7 +93,7 @@ static void read_state(lua_State *L, int idx, dm_rng *r, const char *fn)
         }
     } else {
         dm_bind_errorf(L, "%s: argument state: expected a string or a table of 4 integers, got %s", fn,
-                   tname(L, idx));
+                   dm_bind_typename(L, idx));
         return;
     }
     /* The all-zero state is a fixed point of xoshiro: every draw would be 0. */

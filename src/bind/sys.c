@@ -2,8 +2,13 @@
  * and the scripts need: a monotonic wall clock with sub-microsecond steps
  * (os.clock is CPU time, which OpenBLAS threads inflate; os.time has
  * one-second steps), whether a stream is a terminal (progress bar or plain
- * lines), and OpenBLAS's thread count (the one thread pool of drlmem). */
+ * lines), OpenBLAS's thread count (the one thread pool of drlmem), and
+ * the crash-safe whole-file write of core/fileio.c for the text files the
+ * scripts write (io.open + write + rename would report a full disk only at
+ * a close nobody checks, and leave a torn file under the final name). */
 #include "bind/bind.h"
+
+#include "core/fileio.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -49,6 +54,19 @@ static int sys_get_num_threads(lua_State *L)
     return 1;
 }
 
+/* dm.write_file(path, text): text replaces path atomically (temporary,
+ * fsync, rename), or a Lua error "write PATH: REASON" (without the Lua line:
+ * the path is what matters) and path as it was. The folder must exist. */
+static int sys_write_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *text = luaL_checklstring(L, 2, &n);
+    dm_error err;
+    if (dm_file_write_atomic(path, text, n, &err) != 0) return dm_bind_fileerrorf(L, "%s", err.msg);
+    return 0;
+}
+
 void dm_open_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -56,6 +74,7 @@ void dm_open_sys(lua_State *L)
         {"isatty", sys_isatty},
         {"set_num_threads", sys_set_num_threads},
         {"get_num_threads", sys_get_num_threads},
+        {"write_file", sys_write_file},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);

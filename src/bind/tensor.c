@@ -21,23 +21,10 @@
 
 /* ---- argument helpers ---------------------------------------------------- */
 
-static const char *tname(lua_State *L, int idx)
-{
-    if (idx > lua_gettop(L)) return "no value";
-    int t = luaL_getmetafield(L, idx, "__name");
-    if (t == LUA_TSTRING) {
-        const char *s = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        return s;
-    }
-    if (t != LUA_TNIL) lua_pop(L, 1);
-    return luaL_typename(L, idx);
-}
-
 static double check_num(lua_State *L, int idx, const char *fn, const char *arg)
 {
     if (lua_type(L, idx) != LUA_TNUMBER)
-        dm_bind_errorf(L, "%s: argument %s: expected a number, got %s", fn, arg, tname(L, idx));
+        dm_bind_errorf(L, "%s: argument %s: expected a number, got %s", fn, arg, dm_bind_typename(L, idx));
     return lua_tonumber(L, idx);
 }
 
@@ -50,7 +37,7 @@ static int64_t check_int(lua_State *L, int idx, const char *fn, const char *arg)
         if (lua_type(L, idx) == LUA_TNUMBER)
             dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg,
                        lua_tostring(L, idx));
-        dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg, tname(L, idx));
+        dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg, dm_bind_typename(L, idx));
     }
     return (int64_t)v;
 }
@@ -91,7 +78,7 @@ static dm_dtype check_dtype(lua_State *L, int idx, const char *fn)
         if (strcmp(s, "int32") == 0 || strcmp(s, "int") == 0) return DM_I32;
         dm_bind_errorf(L, "%s: unknown dtype '%s' (expected \"float32\" or \"int32\")", fn, s);
     }
-    dm_bind_errorf(L, "%s: argument dtype: expected \"float32\" or \"int32\", got %s", fn, tname(L, idx));
+    dm_bind_errorf(L, "%s: argument dtype: expected \"float32\" or \"int32\", got %s", fn, dm_bind_typename(L, idx));
     return DM_F32;
 }
 
@@ -102,7 +89,7 @@ static int read_shape(lua_State *L, int first, int last, const char *fn, int64_t
     char arg[32];
     if (first <= last && lua_type(L, first) == LUA_TTABLE) {
         if (last > first) dm_bind_errorf(L, "%s: unexpected argument %d after the size table (%s)", fn,
-                                     first + 1, tname(L, first + 1));
+                                     first + 1, dm_bind_typename(L, first + 1));
         lua_Integer n = (lua_Integer)lua_rawlen(L, first);
         if (n > DM_MAX_DIMS) dm_bind_errorf(L, "%s: %d dimensions given, expected at most %d", fn, (int)n, DM_MAX_DIMS);
         for (lua_Integer i = 1; i <= n; i++) {
@@ -245,7 +232,7 @@ static void fill_from_table(lua_State *L, int idx, dm_tensor *t, int depth, int6
     if (depth == t->ndim) {
         if (lua_type(L, idx) != LUA_TNUMBER) {
             path_str(ps, sizeof ps, path, depth);
-            dm_bind_errorf(L, "tensor: element %s is %s, expected a number%s", ps, tname(L, idx),
+            dm_bind_errorf(L, "tensor: element %s is %s, expected a number%s", ps, dm_bind_typename(L, idx),
                        lua_istable(L, idx) ? " (ragged nesting: too deep here)" : "");
         }
         double v = lua_tonumber(L, idx);
@@ -259,7 +246,7 @@ static void fill_from_table(lua_State *L, int idx, dm_tensor *t, int depth, int6
     path_str(ps, sizeof ps, path, depth);
     if (!lua_istable(L, idx))
         dm_bind_errorf(L, "tensor: element %s is %s, expected a table of %" PRId64 " (ragged nesting)",
-                   ps, tname(L, idx), t->shape[depth]);
+                   ps, dm_bind_typename(L, idx), t->shape[depth]);
     int64_t n = (int64_t)lua_rawlen(L, idx);
     if (n != t->shape[depth])
         dm_bind_errorf(L, "tensor: ragged table: %s%s has %" PRId64 " elements, expected %" PRId64,
@@ -287,7 +274,7 @@ static int l_tensor(lua_State *L)
         return 1;
     }
     if (!lua_istable(L, 1))
-        dm_bind_errorf(L, "tensor: argument 1: expected a table of numbers, got %s", tname(L, 1));
+        dm_bind_errorf(L, "tensor: argument 1: expected a table of numbers, got %s", dm_bind_typename(L, 1));
     int nd = 0;
     lua_pushvalue(L, 1);
     while (lua_istable(L, -1)) {
@@ -543,7 +530,7 @@ static int binary_impl(lua_State *L, const char *fn, dm_binop op, int inplace)
     dm_tensor *a = self_f32(L, fn);
     dm_tensor *b = dm_bind_testtensor(L, 2);
     if (!b && lua_type(L, 2) != LUA_TNUMBER)
-        dm_bind_errorf(L, "%s: argument other: expected Tensor or number, got %s", fn, tname(L, 2));
+        dm_bind_errorf(L, "%s: argument other: expected Tensor or number, got %s", fn, dm_bind_typename(L, 2));
     if (b) b = dm_bind_checkf32(L, 2, fn, "other");
     dm_tensor *out = a;
     if (!inplace) out = dm_bind_newempty(L);
@@ -573,8 +560,8 @@ static int arith_meta(lua_State *L, const char *fn, dm_binop op)
         return binary_impl(L, fn, op, 0);
     }
     if (!a && lua_type(L, 1) != LUA_TNUMBER)
-        dm_bind_errorf(L, "%s: argument 1: expected Tensor or number, got %s", fn, tname(L, 1));
-    if (!b) dm_bind_errorf(L, "%s: argument 2: expected Tensor or number, got %s", fn, tname(L, 2));
+        dm_bind_errorf(L, "%s: argument 1: expected Tensor or number, got %s", fn, dm_bind_typename(L, 1));
+    if (!b) dm_bind_errorf(L, "%s: argument 2: expected Tensor or number, got %s", fn, dm_bind_typename(L, 2));
     b = dm_bind_checkf32(L, 2, fn, "2");
     dm_tensor *out = dm_bind_newempty(L);
     if (dm_tensor_binary_scalar(out, b, lua_tonumber(L, 1), op, 1, fn, &err)) dm_bind_error(L, &err);
@@ -892,7 +879,7 @@ static int l_tostring(lua_State *L)
 {
     char sb[160];
     dm_tensor *t = dm_bind_testtensor(L, 1);
-    if (!t) dm_bind_errorf(L, "tostring: argument self: expected Tensor, got %s", tname(L, 1));
+    if (!t) dm_bind_errorf(L, "tostring: argument self: expected Tensor, got %s", dm_bind_typename(L, 1));
     if (!t->storage) {
         lua_pushliteral(L, "[Tensor (freed)]");
         return 1;
@@ -965,7 +952,7 @@ static int m_newindex(lua_State *L)
     dm_tensor *t = self_tensor(L, "newindex");
     if (lua_type(L, 2) != LUA_TNUMBER)
         dm_bind_errorf(L, "newindex: cannot set field %s of a Tensor (expected an integer index)",
-                   lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : tname(L, 2));
+                   lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : dm_bind_typename(L, 2));
     if (t->ndim == 0) dm_bind_errorf(L, "newindex: cannot index a scalar (0-d) tensor");
     if (t->ndim == 1) {
         int64_t off = elem_offset(L, t, 2, 2, "newindex");
@@ -975,7 +962,7 @@ static int m_newindex(lua_State *L)
     int64_t i = check_int(L, 2, "newindex", "index");
     dm_tensor *src = dm_bind_testtensor(L, 3);
     if (!src && lua_type(L, 3) != LUA_TNUMBER)
-        dm_bind_errorf(L, "newindex: argument value: expected Tensor or number, got %s", tname(L, 3));
+        dm_bind_errorf(L, "newindex: argument value: expected Tensor or number, got %s", dm_bind_typename(L, 3));
     dm_tensor v = {0};
     if (dm_tensor_select(&v, t, 0, i - 1, &err)) dm_bind_error(L, &err);
     int rc = 0;
@@ -1006,7 +993,7 @@ static int m_len(lua_State *L)
 static int l_free(lua_State *L)
 {
     dm_tensor *t = dm_bind_testtensor(L, 1);
-    if (!t) dm_bind_errorf(L, "free: argument self: expected Tensor, got %s", tname(L, 1));
+    if (!t) dm_bind_errorf(L, "free: argument self: expected Tensor, got %s", dm_bind_typename(L, 1));
     dm_tensor_release(t);
     return 0;
 }

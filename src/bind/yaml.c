@@ -62,19 +62,24 @@ static int parse_error(lua_State *L, yaml_loader *y)
             /* lua_pushfstring knows no %x: format the byte here */
             char byte[8];
             snprintf(byte, sizeof byte, "0x%02x", (unsigned)p->problem_value & 0xffu);
-            return luaL_error(L, "%s:%d: YAML error: %s (byte %s at offset %d)", y->name,
+            return dm_bind_fileerrorf(L, "%s:%d: YAML error: %s (byte %s at offset %d)", y->name,
                               (int)line_of_offset(y, p->problem_offset), problem, byte,
                               (int)p->problem_offset);
         }
-        return luaL_error(L, "%s:%d: YAML error: %s", y->name,
+        return dm_bind_fileerrorf(L, "%s:%d: YAML error: %s", y->name,
                           (int)line_of_offset(y, p->problem_offset), problem);
     }
+    /* libyaml's words for a tab ("found character that cannot start any
+     * token") do not say what to change. */
+    size_t at = p->problem_mark.index;
+    const char *hint = at < y->input_len && y->input[at] == '\t'
+                           ? " (a tab: YAML indents with spaces only)" : "";
     if (p->context)
-        return luaL_error(L, "%s:%d:%d: YAML syntax error: %s %s (line %d)", y->name,
+        return dm_bind_fileerrorf(L, "%s:%d:%d: YAML syntax error: %s %s (line %d)%s", y->name,
                           (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
-                          problem, p->context, (int)p->context_mark.line + 1);
-    return luaL_error(L, "%s:%d:%d: YAML syntax error: %s", y->name,
-                      (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1, problem);
+                          problem, p->context, (int)p->context_mark.line + 1, hint);
+    return dm_bind_fileerrorf(L, "%s:%d:%d: YAML syntax error: %s%s", y->name,
+                      (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1, problem, hint);
 }
 
 /* Replaces the current event with the next one. */
@@ -197,7 +202,7 @@ static void push_scalar(lua_State *L, yaml_loader *y)
     size_t n = e->data.scalar.length;
     const char *tag = (const char *)e->data.scalar.tag;
     if (tag && strcmp(tag, YAML_STR_TAG) != 0 && strcmp(tag, "!") != 0)
-        luaL_error(L, "%s:%d: unsupported YAML tag '%s' (only !!str is understood)", y->name,
+        dm_bind_fileerrorf(L, "%s:%d: unsupported YAML tag '%s' (only !!str is understood)", y->name,
                    event_line(y), tag);
     if (e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !tag)
         push_plain(L, s, n);
@@ -208,7 +213,7 @@ static void push_scalar(lua_State *L, yaml_loader *y)
 static void reject_anchor(lua_State *L, yaml_loader *y, const yaml_char_t *anchor)
 {
     if (anchor)
-        luaL_error(L, "%s:%d: YAML anchors (&%s) are not supported", y->name, event_line(y),
+        dm_bind_fileerrorf(L, "%s:%d: YAML anchors (&%s) are not supported", y->name, event_line(y),
                    (const char *)anchor);
 }
 
@@ -218,12 +223,12 @@ static void reject_anchor(lua_State *L, yaml_loader *y, const yaml_char_t *ancho
 static void build_node(lua_State *L, yaml_loader *y, int lines_idx, const char *path, int depth)
 {
     if (depth > YAML_MAX_DEPTH)
-        luaL_error(L, "%s:%d: YAML nesting deeper than %d levels", y->name, event_line(y),
+        dm_bind_fileerrorf(L, "%s:%d: YAML nesting deeper than %d levels", y->name, event_line(y),
                    YAML_MAX_DEPTH);
     luaL_checkstack(L, 8, "YAML nesting");
     switch (y->event.type) {
     case YAML_ALIAS_EVENT:
-        luaL_error(L, "%s:%d: YAML aliases (*%s) are not supported", y->name, event_line(y),
+        dm_bind_fileerrorf(L, "%s:%d: YAML aliases (*%s) are not supported", y->name, event_line(y),
                    (const char *)y->event.data.alias.anchor);
         return;
     case YAML_SCALAR_EVENT:
@@ -253,7 +258,7 @@ static void build_node(lua_State *L, yaml_loader *y, int lines_idx, const char *
             next_event(L, y);
             if (y->event.type == YAML_MAPPING_END_EVENT) break;
             if (y->event.type != YAML_SCALAR_EVENT)
-                luaL_error(L, "%s:%d: only plain text keys are supported in a mapping", y->name,
+                dm_bind_fileerrorf(L, "%s:%d: only plain text keys are supported in a mapping", y->name,
                            event_line(y));
             reject_anchor(L, y, y->event.data.scalar.anchor);
             int line = event_line(y);
@@ -269,7 +274,7 @@ static void build_node(lua_State *L, yaml_loader *y, int lines_idx, const char *
             lua_pushvalue(L, -2);
             if (lua_rawget(L, -4) != LUA_TNIL) {
                 lua_getfield(L, lines_idx, child);
-                luaL_error(L, "%s:%d: duplicate key '%s' (first at line %d)", y->name, line,
+                dm_bind_fileerrorf(L, "%s:%d: duplicate key '%s' (first at line %d)", y->name, line,
                            child, (int)lua_tointeger(L, -1));
             }
             lua_pop(L, 1);
@@ -283,7 +288,7 @@ static void build_node(lua_State *L, yaml_loader *y, int lines_idx, const char *
         return;
     }
     default:
-        luaL_error(L, "%s:%d: unexpected YAML event %d", y->name, event_line(y),
+        dm_bind_fileerrorf(L, "%s:%d: unexpected YAML event %d", y->name, event_line(y),
                    (int)y->event.type);
     }
 }
@@ -296,7 +301,7 @@ static int load_text(lua_State *L, const char *text, size_t n, const char *name)
     memset(y, 0, sizeof *y);
     luaL_setmetatable(L, YAML_LOADER_MT);
     int ud = lua_gettop(L);
-    if (!yaml_parser_initialize(&y->parser)) return luaL_error(L, "%s: out of memory", name);
+    if (!yaml_parser_initialize(&y->parser)) return dm_bind_fileerrorf(L, "%s: out of memory", name);
     y->parser_ok = 1;
     y->name = name;
     y->input = text;
@@ -313,9 +318,9 @@ static int load_text(lua_State *L, const char *text, size_t n, const char *name)
         next_event(L, y);
         if (y->event.type == YAML_STREAM_END_EVENT) break;
         if (y->event.type != YAML_DOCUMENT_START_EVENT)
-            return luaL_error(L, "%s:%d: unexpected YAML event", name, event_line(y));
+            return dm_bind_fileerrorf(L, "%s:%d: unexpected YAML event", name, event_line(y));
         if (++docs > 1)
-            return luaL_error(L, "%s:%d: a second YAML document (only one is read)", name,
+            return dm_bind_fileerrorf(L, "%s:%d: a second YAML document (only one is read)", name,
                               event_line(y));
         next_event(L, y);
         lua_pop(L, 1);
@@ -330,7 +335,7 @@ static int load_text(lua_State *L, const char *text, size_t n, const char *name)
         }
         next_event(L, y);
         if (y->event.type != YAML_DOCUMENT_END_EVENT)
-            return luaL_error(L, "%s:%d: unexpected YAML event", name, event_line(y));
+            return dm_bind_fileerrorf(L, "%s:%d: unexpected YAML event", name, event_line(y));
     }
     lua_pushvalue(L, lines_idx);
     /* Release the parser now rather than at the next collection. */
@@ -346,7 +351,7 @@ static int l_yaml_load(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     lua_settop(L, 1);
     FILE *f = fopen(path, "rb");
-    if (!f) return luaL_error(L, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return dm_bind_fileerrorf(L, "%s: cannot open: %s", path, strerror(errno));
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     size_t got;
@@ -358,7 +363,7 @@ static int l_yaml_load(lua_State *L)
     int bad = ferror(f);
     int saved = errno;
     fclose(f);
-    if (bad) return luaL_error(L, "%s: cannot read: %s", path, strerror(saved));
+    if (bad) return dm_bind_fileerrorf(L, "%s: cannot read: %s", path, strerror(saved));
     luaL_pushresult(&b);
     size_t n;
     const char *text = lua_tolstring(L, 2, &n);
