@@ -52,6 +52,27 @@ describe("plot.training_figure", function()
     os.remove(path)
   end)
 
+  it("renders as a picture (rsvg-convert, from librsvg2-bin, draws it to PNG)", function()
+    local svg_path = os.tmpname()
+    local png_path = svg_path .. ".png"
+    plot.training_figure(history, svg_path)
+    local ok = os.execute("rsvg-convert -f png -o '" .. png_path .. "' '" .. svg_path .. "' 2>/dev/null")
+    assert.is_true(ok == true or ok == 0, "rsvg-convert could not render the figure")
+    local f = assert(io.open(png_path, "rb"))
+    local png = f:read("a")
+    f:close()
+    os.remove(svg_path)
+    os.remove(png_path)
+    assert.equal("\137PNG\r\n\26\n", png:sub(1, 8))
+    -- IHDR: width and height as big-endian 32-bit integers at bytes 17..24
+    local w, h = string.unpack(">I4I4", png, 17)
+    local sw = tonumber(plot.training_figure(history):tostring():match('<svg[^>]-width="(%d+)"'))
+    assert.equal(sw, w)
+    assert.is_true(h > 100)
+    -- Curves, axes and text compress far worse than a blank canvas (< 3 KB).
+    assert.is_true(#png > 8000, "PNG of " .. #png .. " bytes looks blank")
+  end)
+
   it("maps the first epoch to the left edge and a lower loss lower down", function()
     local text = plot.training_figure(history):tostring()
     local pts = text:match('<polyline[^>]-points="([^"]+)"[^>]-stroke="#1f77b4"')
