@@ -8,7 +8,8 @@
 -- A training step is what scripts/train.lua does per batch: forward, the
 -- upstream loss (pads counted), zero_grad + backward, clip_grad_norm(1.0),
 -- AdamW(lr 0.01, weight decay 1e-4) and the memory write (0.1). An eval step
--- is the eval-mode forward and the loss. Shapes are the seed's: batch 16,
+-- is the eval-mode forward and the loss (no dlogits, as torch.no_grad).
+-- Both reuse one logits and one dlogits buffer. Shapes are the seed's: batch 16,
 -- sequence 100, embedding 128, memory 512 x 128, GRU 256 x 2; batches are
 -- random tokens with trailing pads on a quarter of the rows, as the
 -- reference's `bench` makes them. Each figure is the median step time over
@@ -30,6 +31,7 @@ p:option("--rounds", "Alternating rounds per vocabulary.", "3"):convert(tonumber
 p:option("--steps", "Timed steps per measurement.", "10"):convert(tonumber)
 p:option("--warmup", "Untimed steps first.", "3"):convert(tonumber)
 p:option("--threads", "OpenBLAS threads for both.", "2"):convert(tonumber)
+p:option("--blas-core", "OPENBLAS_CORETYPE for both (e.g. SkylakeX); default: OpenBLAS's own detection.")
 p:option("--reference", "Path of reference.py.", "../shared/reference/reference.py")
 p:option("--json", "Append every measurement as a JSON line to this file.")
 p:flag("--one", "Measure drlmem once and print one JSON line (used internally).")
@@ -96,11 +98,17 @@ local function measure_one(V)
     end
     return median(times)
   end
+  -- One logits buffer and one dlogits buffer for every step (B*T*V floats
+  -- each, 64 MB at V=10000), as scripts/train.lua does: allocating them
+  -- per step costs page faults and lets Lua's GC pile up garbage it cannot
+  -- see the size of.
+  local logits = dm.zeros({B, T, V}, "float32")
+  local dlogits = dm.zeros({B, T, V}, "float32")
   net:train()
   local last_loss
   local tr = run(function(x, y)
-    local logits = net:forward(x)
-    local loss, dlogits = dm.nn.cross_entropy(logits, y)
+    net:forward(x, logits)
+    local loss = dm.nn.cross_entropy(logits, y, {out = dlogits})
     net:zero_grad()
     net:backward(dlogits)
     dm.clip_grad_norm(net, 1.0)
@@ -110,8 +118,8 @@ local function measure_one(V)
   end)
   net:eval()
   local ev = run(function(x, y)
-    local logits = net:forward(x)
-    dm.nn.cross_entropy(logits, y)
+    net:forward(x, logits)
+    dm.nn.cross_entropy(logits, y, {grad = false})
   end)
   res.train = {median_step_s = tr, tokens_per_s = B * T / tr, last_loss = last_loss}
   res.eval = {median_step_s = ev, tokens_per_s = B * T / ev}
@@ -155,7 +163,12 @@ end
 
 local ref_ok, why = have_reference()
 if not ref_ok then io.stderr:write("bench: PyTorch reference skipped: ", why, "\n") end
+-- --blas-core: OpenBLAS 0.3.21 does not recognise some recent CPUs and
+-- falls back to its SSE3 (Prescott) kernels; naming the core type selects
+-- the right ones. Both implementations get the same environment.
 local env = "OPENBLAS_NUM_THREADS=" .. args.threads .. " "
+local core_env = args.blas_core and "OPENBLAS_CORETYPE=" .. shell_quote(args.blas_core) .. " " or ""
+env = env .. core_env
 local jf = args.json and assert(io.open(args.json, "a"))
 local summary = {}
 for v in tostring(args.vocab):gmatch("[^,]+") do
@@ -169,7 +182,7 @@ for v in tostring(args.vocab):gmatch("[^,]+") do
     rows.dm[#rows.dm + 1] = d
     if jf then jf:write(dm.json.encode(d), "\n") end
     if ref_ok then
-      local r, rerr = run_json("/usr/bin/python3 " .. shell_quote(args.reference) ..
+      local r, rerr = run_json(core_env .. "/usr/bin/python3 " .. shell_quote(args.reference) ..
         " bench --vocab " .. V .. " --batch " .. B .. " --seq " .. T .. " --steps " .. args.steps ..
         " --warmup " .. args.warmup .. " --threads 1 --blas-threads " .. args.threads .. " 2>/dev/null")
       if not r then error("bench: reference measurement failed:\n" .. tostring(rerr)) end
@@ -191,8 +204,8 @@ local function med_of(list, f)
   return median(xs)
 end
 
-print(string.format("drlmem bench: B=%d T=%d E=D=%d M=%d H=%dx%d, OpenBLAS threads %d, median of %d rounds x %d steps",
-  B, T, E, M, H, L, args.threads, args.rounds, args.steps))
+print(string.format("drlmem bench: B=%d T=%d E=D=%d M=%d H=%dx%d, OpenBLAS threads %d%s, median of %d rounds x %d steps",
+  B, T, E, M, H, L, args.threads, args.blas_core and (", core " .. args.blas_core) or "", args.rounds, args.steps))
 print(string.format("%-7s %-8s %14s %14s %12s", "vocab", "impl", "train tok/s", "eval tok/s", "peak RSS MiB"))
 for _, s in ipairs(summary) do
   local function line(name, list)

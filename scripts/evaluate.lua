@@ -14,6 +14,10 @@
 -- batches, as the config's loss_ignore_pad says), the perplexity over all
 -- non-pad targets, accuracy and weighted (zero_division=1) and macro F1
 -- pooled over the non-pad targets, and upstream's per-batch accuracy/F1.
+-- With task recall|copy in the config (a scripts/make_task.lua file), the
+-- answer-token accuracy too; with write_policy reinforce, the write rate
+-- and slot usage of the evaluation, whose write actions are thresholded at
+-- 0.5 unless --sample-writes draws them from the policy.
 local dm = require "drlmem"
 local train = dm.train
 
@@ -28,6 +32,7 @@ local args = dm.cli.parse {
     p:option("--split", "Part of the run's split to evaluate (without --data).", "test")
       :choices { "test", "val", "train" }
     p:flag("--json", "Print one JSON object instead of text.")
+    p:flag("--sample-writes", "write_policy reinforce: sample the write actions instead of thresholding.")
   end,
 }
 if not args.checkpoint then dm.cli.die("--checkpoint is required (e.g. models/memory_model.safetensors)") end
@@ -62,12 +67,20 @@ end)
 if not run_ok then dm.cli.die(err) end
 
 local t0 = train.now()
-local r = train.evaluate(ck.net, split, cfg, { metrics = true })
+if args.sample_writes then
+  if ck.net:config().write_policy ~= "reinforce" then
+    dm.cli.die("--sample-writes needs a write_policy reinforce checkpoint")
+  end
+  ck.net:set_write_options { sample_eval = true }
+end
+local r = train.evaluate(ck.net, split, cfg, { metrics = true, task = cfg.task, vocab = vocab })
 local result = train.record {
   checkpoint = args.checkpoint, data = source, samples = split:size(), targets = r.n,
   loss = r.loss, perplexity = r.ppl, accuracy = r.accuracy, f1_weighted = r.f1_weighted,
   f1_macro = r.f1_macro, accuracy_upstream = r.acc_upstream, f1_upstream = r.f1_upstream,
   loss_ignore_pad = cfg.loss_ignore_pad, seconds = train.now() - t0,
+  answer_accuracy = r.answer_acc, answers = r.answers, write_rate = r.write_rate, slot_usage = r.slot_usage,
+  sampled_writes = r.write_rate ~= nil and args.sample_writes or nil,
 }
 if args.json then
   print(dm.json.encode(result))
@@ -79,4 +92,9 @@ else
   print(string.format("  f1_weighted  %.4f", r.f1_weighted))
   print(string.format("  f1_macro     %.4f", r.f1_macro))
   print(string.format("  upstream per-batch accuracy %.4f, weighted F1 %.4f", r.acc_upstream, r.f1_upstream))
+  if r.answer_acc then print(string.format("  answer accuracy %.4f over %d answers (%s)", r.answer_acc, r.answers, cfg.task)) end
+  if r.write_rate then
+    print(string.format("  write rate %.4f, episodic slot usage %.4f (%s actions)", r.write_rate, r.slot_usage,
+      args.sample_writes and "sampled" or "thresholded"))
+  end
 end

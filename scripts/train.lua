@@ -107,14 +107,25 @@ local function epoch_body(epoch)
     run.best_path = saved(string.format("memory_model_epoch_%d.safetensors", epoch))
     train.save_model(run.best_path, net, data.vocab, cfg)
   end
-  local test = train.evaluate(net, data.test, cfg, { metrics = true })
+  local test = train.evaluate(net, data.test, cfg, { metrics = true, task = cfg.task, vocab = data.vocab })
   local rec = train.record {
     epoch = epoch, train_loss = tr.loss, val_loss = val.loss, test_loss = test.loss, test_ppl = test.ppl,
     test_acc = test.accuracy, test_f1_weighted = test.f1_weighted, test_f1_macro = test.f1_macro,
     test_acc_upstream = test.acc_upstream, test_f1_upstream = test.f1_upstream, lr = lr,
     seconds = carried + train.now() - t0, train_seconds = tr.seconds, tokens_per_s = tr.tokens / tr.seconds,
     early_stop = stop, improved = improved,
+    -- task data: accuracy at the answer positions (lua/drlmem/tasks.lua)
+    test_answer_acc = test.answer_acc, test_answers = test.answers,
   }
+  -- write_policy reinforce: the epoch's policy statistics (training
+  -- batches) and the evaluation's write rate (thresholded actions)
+  if tr.write then
+    local w = tr.write
+    rec.write_rate, rec.policy_entropy, rec.mean_reward = w.write_rate, w.entropy, w.mean_reward
+    rec.mean_advantage, rec.baseline_loss, rec.slot_usage = w.mean_advantage, w.baseline_loss, w.slot_usage
+    rec.test_write_rate, rec.test_slot_usage = test.write_rate, test.slot_usage
+    rec = train.record(rec)
+  end
   run.history[#run.history + 1] = rec
   lg:metrics(rec)
   lg:info("%s", train.describe_epoch(rec, cfg.epochs))

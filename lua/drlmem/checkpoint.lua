@@ -46,7 +46,9 @@ local MODEL_KEYS = {"vocab_size", "embedding_dim", "memory_embedding_dim", "memo
                     -- write_policy = reinforce only (net:config() leaves them out for seed)
                     "write_policy", "episodic_slots", "policy_bias_init", "policy_gamma",
                     "write_cost", "policy_alpha", "baseline_beta", "entropy_eta",
-                    "advantage_decay", "normalize_advantage", "write_actions", "random_write_rate"}
+                    "advantage_decay", "normalize_advantage", "write_actions", "random_write_rate",
+                    -- false only (the ablation's GRU without memory)
+                    "use_memory"}
 local MOMENTS = {exp_avg = true, exp_avg_sq = true, momentum_buffer = true}
 
 -- ---- JSON with non-finite numbers ------------------------------------------

@@ -141,6 +141,26 @@ F("max_vocab_size", "int", 0, "[0,inf)", "cap on the vocabulary size, specials i
 F("max_samples", "int", 0, "[0,inf)", "use only the first N samples of the data file (0 = all)")
 F("vocab_from", "enum", "train", "train|all", "build the vocabulary from the training split or from all samples")
 F("threads", "int", 0, "[0,inf)", "OpenBLAS threads (0 = OpenBLAS default)")
+-- The RL write policy (issue 6; README "RL write policy"). Everything but
+-- write_policy is ignored while it is `seed`.
+F("write_policy", "enum", "seed", "seed|reinforce",
+  "seed: the upstream model; reinforce: per-sequence episodic memory with a write policy trained by REINFORCE")
+F("episodic_slots", "int", 16, "[1,inf)", "reinforce: episodic memory slots per sequence")
+F("policy_bias_init", "number", -2.0, nil, "reinforce: initial bias b of p = sigmoid(w.s + b) (-2: writes start rare)")
+F("policy_gamma", "number", 0.95, "[0,1]", "reinforce: discount of the reward-to-go within a sequence")
+F("write_cost", "number", 0.01, "[0,inf)", "reinforce: cost subtracted from the reward of each write")
+F("policy_alpha", "number", 1.0, "[0,inf)", "reinforce: weight of the policy (REINFORCE) loss")
+F("baseline_beta", "number", 0.5, "[0,inf)", "reinforce: weight of the baseline's squared error")
+F("entropy_eta", "number", 0.01, "[0,inf)", "reinforce: weight of the entropy bonus at epoch 0")
+F("entropy_decay", "number", 0.9, "[0,1]", "reinforce: the entropy weight of epoch e is entropy_eta * entropy_decay^e")
+F("curriculum_epochs", "int", 0, "[0,inf)", "reinforce: first epochs with soft writes (weight p_t), then sampled hard writes")
+F("advantage_decay", "number", 0.99, "[0,1)", "reinforce: decay of the running advantage scale")
+F("normalize_advantage", "bool", true, nil, "reinforce: divide advantages by their running standard deviation")
+F("write_actions", "enum", "policy", "policy|always|random",
+  "reinforce: who decides writes: the policy, every step (always) or Bernoulli(random_write_rate) (ablation controls)")
+F("random_write_rate", "number", 0.1, "[0,1]", "reinforce, write_actions random: the write probability")
+F("use_memory", "bool", true, nil, "false: the GRU reads the query directly, bypassing the learned memory (ablation)")
+F("task", "enum", "none", "none|recall|copy", "data_path holds this synthetic task: evaluation adds answer-token accuracy")
 
 -- Cross-field checks: each returns nil, or the keys involved and a message;
 -- the error names the last of those keys that was set (not left default).

@@ -47,8 +47,12 @@ train.finite = finite
 ---------------------------------------------------------------------------
 
 --- The dm.Controller config of cfg for a vocabulary of V tokens.
+train.WRITE_POLICY_KEYS = { "write_policy", "episodic_slots", "policy_bias_init", "policy_gamma",
+  "write_cost", "policy_alpha", "baseline_beta", "entropy_eta", "advantage_decay", "normalize_advantage",
+  "write_actions", "random_write_rate" }
+
 function train.model_config(cfg, V)
-  return {
+  local m = {
     vocab_size = V,
     embedding_dim = cfg.embedding_dim,
     memory_embedding_dim = cfg.memory_embedding_dim or cfg.embedding_dim,
@@ -58,7 +62,47 @@ function train.model_config(cfg, V)
     dropout = cfg.dropout,
     output_activation = cfg.output_activation,
   }
+  -- The issue-6 keys go in only when they change the model, so a seed
+  -- config's model (and its checkpoints) stay exactly the upstream's.
+  if cfg.use_memory == false then m.use_memory = false end
+  if cfg.write_policy == "reinforce" then
+    for _, k in ipairs(train.WRITE_POLICY_KEYS) do m[k] = cfg[k] end
+  end
+  return m
 end
+
+--- The parameter groups gradient clipping treats separately: one group
+-- (net:parameters()) for the seed model; with reinforce, the policy and
+-- baseline parameters (policy.*, baseline.*) form a group of their own.
+-- The baseline regresses discounted returns of log-probabilities (tens of
+-- nats), so its gradient is orders of magnitude larger than the language
+-- model's: one global norm would shrink every model gradient to nothing.
+-- The episodic read parameters learn from the cross-entropy and stay with
+-- the model.
+function train.clip_groups(net, cfg)
+  local all = net:parameters()
+  if not train.reinforce(cfg) then return { all } end
+  local model, rl = {}, {}
+  for _, p in ipairs(all) do
+    local g = (p.name:match("^policy%.") or p.name:match("^baseline%.")) and rl or model
+    g[#g + 1] = p
+  end
+  return { model, rl }
+end
+
+--- Whether cfg trains the reinforce write policy.
+function train.reinforce(cfg) return cfg.write_policy == "reinforce" end
+
+--- The write options of an epoch (1-based): soft writes during the
+-- curriculum's first curriculum_epochs epochs, then sampled hard writes;
+-- the entropy weight decays as entropy_eta * entropy_decay^epoch.
+function train.write_options(cfg, epoch)
+  return { soft = epoch <= cfg.curriculum_epochs, eta = cfg.entropy_eta * cfg.entropy_decay ^ epoch }
+end
+
+-- The six per-epoch statistics of the write policy (means over the
+-- epoch's batches of net:reinforce's results).
+train.WRITE_STATS = { "write_rate", "entropy", "mean_reward", "mean_advantage", "baseline_loss", "slot_usage" }
 
 --- The optimizer of cfg.optimizer over net's parameters.
 function train.optimizer(net, cfg)
@@ -90,14 +134,35 @@ function train.scheduler_step(sched, cfg, val_loss)
   end
 end
 
---- The training loss of cfg: fn(logits, targets, scale) -> loss, dlogits,
--- count. With loss_ignore_pad the mean runs over non-pad targets; without,
--- over every position as upstream. scale multiplies dlogits only.
+--- The training loss of cfg: fn(logits, targets, scale [, out]) -> loss,
+-- dlogits, count. With loss_ignore_pad the mean runs over non-pad targets;
+-- without, over every position as upstream. scale multiplies dlogits only.
+-- out: a float32 tensor of the logits' shape that receives dlogits (and is
+-- returned as it), or false for no dlogits at all (evaluation).
 function train.criterion(cfg)
   local ignore = cfg.loss_ignore_pad and 0 or nil
   local ce = dm.nn.cross_entropy
-  return function(logits, y, scale)
-    return ce(logits, y, { ignore_index = ignore, scale = scale or 1.0 })
+  return function(logits, y, scale, out)
+    return ce(logits, y, { ignore_index = ignore, scale = scale or 1.0, out = out or nil,
+      grad = out ~= false })
+  end
+end
+
+--- A source of reusable float32 (B,T,V) buffers, one per name: the logits
+-- and dlogits of a batch are 4*B*T*V bytes each (64 MB at the seed's batch
+-- and V=10000), and allocating them every batch costs page faults and lets
+-- garbage pile up that Lua's collector cannot see the size of. A buffer is
+-- reallocated only when the batch shape changes (the last, smaller batch).
+function train.buffers()
+  local cache = {}
+  return function(name, x, V)
+    local B, T = x:size(1), x:size(2)
+    local t = cache[name]
+    if not t or t:size(1) ~= B or t:size(2) ~= T or t:size(3) ~= V then
+      t = dm.zeros({ B, T, V }, "float32")
+      cache[name] = t
+    end
+    return t
   end
 end
 
@@ -175,55 +240,95 @@ end
 -- The loss of a batch is its criterion; backward uses dlogits scaled by
 -- 1/accumulation_steps; every accumulation_steps batches, and after the
 -- epoch's last batch, the gradients are clipped to grad_clip (0: no clip),
--- the optimizer steps, the gradients are cleared and the memory is written.
--- Returns {loss = mean batch loss, batches=, tokens=, seconds=, steps=}.
+-- the optimizer steps (clipping each of train.clip_groups separately), the
+-- gradients are cleared and the memory is written.
+-- With write_policy reinforce, the epoch starts with
+-- net:set_write_options(train.write_options(cfg, epoch)) and each batch
+-- calls net:reinforce(y, pad) after its forward (pad = 0 with
+-- loss_ignore_pad, else none), adding the policy and baseline gradients
+-- before the step; sums.write (running sums of train.WRITE_STATS and their
+-- batch count) carries over a resume like the loss.
+-- Returns {loss = mean batch loss, batches=, tokens=, seconds=, steps=,
+-- write = {write_rate=, entropy=, ...} (reinforce only)}.
 function train.train_epoch(ctx, epoch, opts)
   opts = opts or {}
   local net, opt, cfg, split = ctx.net, ctx.opt, ctx.cfg, ctx.split
   local criterion = ctx.criterion or train.criterion(cfg)
+  local buf, V = train.buffers(), net:config().vocab_size
   local B, acc = cfg.batch_size, cfg.accumulation_steps
   local n = split:nbatches(B)
   local start = opts.start_batch or 0
   local s0 = opts.sums or {}
   local loss_sum, nb, tokens, carried = s0.loss or 0.0, s0.batches or 0, s0.tokens or 0, s0.seconds or 0.0
+  local rl = train.reinforce(cfg)
+  local wsum = {}
+  if rl then
+    for k, v in pairs(s0.write or {}) do wsum[k] = v end
+    wsum.n = wsum.n or 0
+    for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] or 0.0 end
+    net:set_write_options(train.write_options(cfg, epoch))
+  end
   local bar = progress.new { total = n, label = opts.label or ("epoch " .. epoch), mode = opts.progress or "none" }
   local t0 = train.now()
   local steps = 0
+  local ignore = cfg.loss_ignore_pad and 0 or -1
+  local clip_groups = train.clip_groups(net, cfg)
+  local function sums_copy()
+    local w
+    if rl then
+      w = {}
+      for k, v in pairs(wsum) do w[k] = v end
+    end
+    return { loss = loss_sum, batches = nb, tokens = tokens, seconds = carried + train.now() - t0, write = w }
+  end
   net:train()
   net:zero_grad()
   local i = 0
   for x, y, rows in split:batches(B, epoch) do
     i = i + 1
     if i > start then
-      local logits = net:forward(x)
-      local loss, dlogits, count = criterion(logits, y, 1.0 / acc)
+      local logits = net:forward(x, buf("logits", x, V))
+      local loss, dlogits, count = criterion(logits, y, 1.0 / acc, buf("dlogits", x, V))
       if count > 0 then
         if not finite(loss) then
           error(setmetatable({ epoch = epoch, batch = i, batches = n, loss = loss,
             message = string.format("the training loss is %s at epoch %d, batch %d of %d", tostring(loss),
               epoch, i, n) }, NonFinite), 0)
         end
+        if rl then
+          local ws = net:reinforce(y, ignore)
+          if ws.count > 0 then
+            for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] + ws[k] end
+            wsum.n = wsum.n + 1
+          end
+        end
         net:backward(dlogits)
         loss_sum, nb = loss_sum + loss, nb + 1
       end
       tokens = tokens + x:numel()
       if i % acc == 0 or i == n then
-        if cfg.grad_clip > 0 then dm.clip_grad_norm(net:parameters(), cfg.grad_clip) end
+        if cfg.grad_clip > 0 then
+          for _, group in ipairs(clip_groups) do dm.clip_grad_norm(group, cfg.grad_clip) end
+        end
         opt:step()
         net:zero_grad()
         net:write_memory(cfg.write_strength)
         steps = steps + 1
         if opts.on_step then
-          opts.on_step { epoch = epoch, batch = i,
-            sums = { loss = loss_sum, batches = nb, tokens = tokens, seconds = carried + train.now() - t0 } }
+          opts.on_step { epoch = epoch, batch = i, sums = sums_copy() }
         end
       end
       bar:update(i, { loss = nb > 0 and loss_sum / nb or nil, tokens = tokens })
     end
   end
   bar:finish()
+  local write
+  if rl then
+    write = {}
+    for _, k in ipairs(train.WRITE_STATS) do write[k] = wsum.n > 0 and wsum[k] / wsum.n or 0 / 0 end
+  end
   return { loss = nb > 0 and loss_sum / nb or 0 / 0, batches = nb, tokens = tokens,
-    seconds = carried + train.now() - t0, steps = steps }
+    seconds = carried + train.now() - t0, steps = steps, write = write }
 end
 
 --- Evaluates net on a split in eval mode (no dropout; usage counts still
@@ -231,25 +336,35 @@ end
 -- loss of cfg), batches=}, and with opts.metrics also ppl (exp of the mean
 -- NLL over all non-pad targets), accuracy, f1_weighted, f1_macro (pooled
 -- over non-pad targets), acc_upstream, f1_upstream (per batch, weighted by
--- rows, as upstream) and n (non-pad targets). Leaves net in training mode.
+-- rows, as upstream) and n (non-pad targets). opts.task ("recall" | "copy")
+-- with opts.vocab adds answer_acc and answers (dm.tasks.Accumulator); with
+-- write_policy reinforce, write_rate and slot_usage are the means over the
+-- batches of the evaluation forwards (thresholded actions unless
+-- sample_eval). Leaves net in training mode.
 function train.evaluate(net, split, cfg, opts)
   opts = opts or {}
   local criterion = train.criterion(cfg)
   local ce = dm.nn.cross_entropy
+  local buf, V = train.buffers(), net:config().vocab_size
   local with_metrics = opts.metrics
   local pooled = with_metrics and dm.metrics.Accumulator { pad = 0 }
   local per_batch = with_metrics and dm.metrics.Accumulator { pad = 0, mode = "batch" }
   local loss_sum, nb, nll_sum, n_tok = 0.0, 0, 0.0, 0
+  local answers = opts.task and opts.task ~= "none" and dm.tasks.Accumulator(opts.task, opts.vocab)
+  local wr_sum, su_sum, nw = 0.0, 0.0, 0
   net:eval()
   local ok, err = pcall(function()
     for x, y in split:batches(opts.batch_size or cfg.batch_size) do
-      local logits = net:forward(x)
-      local loss, _, count = criterion(logits, y)
+      local logits = net:forward(x, buf("logits", x, V))
+      local loss, _, count = criterion(logits, y, 1.0, false)
       if count > 0 then loss_sum, nb = loss_sum + loss, nb + 1 end
+      local ws = net:write_stats()
+      if ws then wr_sum, su_sum, nw = wr_sum + ws.write_rate, su_sum + ws.slot_usage, nw + 1 end
+      if answers then answers:add(logits, y) end
       if with_metrics then
         local nll, cnt = loss, count
         if not cfg.loss_ignore_pad then
-          nll, _, cnt = ce(logits, y, { ignore_index = 0 })
+          nll, _, cnt = ce(logits, y, { ignore_index = 0, grad = false })
         end
         if cnt > 0 then nll_sum, n_tok = nll_sum + nll * cnt, n_tok + cnt end
         pooled:add(logits, y)
@@ -260,6 +375,11 @@ function train.evaluate(net, split, cfg, opts)
   net:train()
   if not ok then error(err, 0) end
   local r = { loss = nb > 0 and loss_sum / nb or 0 / 0, batches = nb }
+  if nw > 0 then r.write_rate, r.slot_usage = wr_sum / nw, su_sum / nw end
+  if answers then
+    local a = answers:result()
+    r.answer_acc, r.answers = a.accuracy, a.total
+  end
   if with_metrics then
     local m, u = pooled:compute(), per_batch:compute()
     r.ppl = n_tok > 0 and dm.metrics.perplexity(nll_sum / n_tok) or 0 / 0
@@ -322,7 +442,21 @@ function train.describe_epoch(r, epochs)
     f4(r.test_loss), type(r.test_ppl) == "number" and string.format("%.2f", r.test_ppl) or "nan",
     f4(r.test_acc), f4(r.test_f1_weighted), f4(r.test_f1_macro), r.lr, r.seconds, r.train_seconds,
     type(r.tokens_per_s) == "number" and r.tokens_per_s or 0, r.improved and "  *best*" or "",
-    r.early_stop and "  (early stop)" or "")
+    r.early_stop and "  (early stop)" or "") .. train.describe_extras(r)
+end
+
+--- The optional parts of an epoch's log line: answer accuracy (task
+-- data) and the write policy's statistics (reinforce).
+function train.describe_extras(r)
+  local parts = {}
+  if r.test_answer_acc ~= nil then parts[#parts + 1] = "answer acc " .. f4(r.test_answer_acc) end
+  if r.write_rate ~= nil then
+    parts[#parts + 1] = string.format("writes: rate %s entropy %s reward %s advantage %s baseline %s "
+      .. "slots %s eval rate %s", f4(r.write_rate), f4(r.policy_entropy), f4(r.mean_reward),
+      f4(r.mean_advantage), f4(r.baseline_loss), f4(r.slot_usage), f4(r.test_write_rate))
+  end
+  if #parts == 0 then return "" end
+  return "  " .. table.concat(parts, "; ")
 end
 
 local function shq(s)
@@ -379,6 +513,7 @@ function train.save_resumable(path, st)
       epoch = run.epoch, batch = run.batch, sums = run.sums or dm.json.null,
       history = dm.json.array(run.history or {}), best_path = run.best_path or dm.json.null,
       early = st.stopper:state(), rng = dm.get_rng_state(),
+      write_state = st.net:write_state() or dm.json.null,
     },
   })
 end
@@ -427,6 +562,8 @@ function train.resume(path, st)
   if st.sched then dm.checkpoint.restore_scheduler(st.sched, ck) end
   st.stopper:load_state(s.early or {})
   dm.checkpoint.restore_rng(ck)
+  -- the reinforce policy's running advantage scale
+  if type(s.write_state) == "table" and st.net:write_state() then st.net:set_write_state(s.write_state) end
   local notes = {}
   for k, v in pairs(ck.train_config or {}) do
     local ok, mine_v = pcall(function() return st.cfg[k] end)

@@ -4,10 +4,14 @@
  *   net = dm.Controller(cfg [, generator])
  *     cfg: vocab_size, embedding_dim, memory_size, hidden_size (required),
  *     memory_embedding_dim (default embedding_dim), num_layers (2), dropout
- *     (0.3), output_activation ("gelu" | "none"); an unknown key is an
+ *     (0.3), output_activation ("gelu" | "none"), use_memory (true; false
+ *     is the ablation's GRU without memory: the GRU reads the query), the
+ *     write-policy keys (core/controller.h); an unknown key is an
  *     error. Weights are drawn from generator (a dm.Generator, kept alive
  *     by the net and also used for dropout), else from the global generator.
- *   net:forward(tokens)       int32 (B,T) -> logits (B,T,V), a fresh copy
+ *   net:forward(tokens [, out]) int32 (B,T) -> logits (B,T,V), a fresh copy,
+ *                             or copied into `out` (float32 (B,T,V),
+ *                             contiguous), which is returned
  *   net:backward(dlogits)     float32 (B,T,V); adds into the gradients
  *   net:zero_grad(), net:train(), net:eval(), net:training() -> bool
  *   net:write_memory(s)       the post-step memory write (no gradient)
@@ -64,7 +68,7 @@ static const char *const cfg_keys[] = {"vocab_size",  "embedding_dim", "memory_e
                                        "policy_gamma", "write_cost", "policy_alpha",
                                        "baseline_beta", "entropy_eta", "advantage_decay",
                                        "normalize_advantage", "write_actions",
-                                       "random_write_rate", NULL};
+                                       "random_write_rate", "use_memory", NULL};
 
 /* Number field of the table at idx, or def when absent. */
 static double cfg_num(lua_State *L, int idx, const char *key, double def)
@@ -156,7 +160,7 @@ static int l_controller_new(lua_State *L)
                               "policy: write_policy, episodic_slots, policy_bias_init, "
                               "policy_gamma, write_cost, policy_alpha, baseline_beta, "
                               "entropy_eta, advantage_decay, normalize_advantage, "
-                              "write_actions, random_write_rate)",
+                              "write_actions, random_write_rate; use_memory)",
                            k ? k : luaL_typename(L, -1));
     }
     dm_controller_config cfg;
@@ -210,6 +214,14 @@ static int l_controller_new(lua_State *L)
     lua_pop(L, 1);
     cfg.write_actions = (dm_write_actions)cfg_enum(L, 1, "write_actions", write_actions_names, 0);
     cfg.random_write_rate = cfg_num(L, 1, "random_write_rate", def.random_write_rate);
+    lua_getfield(L, 1, "use_memory");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1))
+            dm_bind_errorf(L, "Controller: config field use_memory must be a boolean, got %s",
+                           luaL_typename(L, -1));
+        cfg.no_memory = !lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
 
     lctrl *u = (lctrl *)lua_newuserdatauv(L, sizeof(lctrl), 1);
     memset(u, 0, sizeof *u);
@@ -276,11 +288,27 @@ static int c_forward(lua_State *L)
         dm_bind_errorf(L, "%s: tokens must have shape (B,T) with B, T >= 1, got %s", fn,
                        dm_tensor_shape_str(t, sb, sizeof sb));
     size_t B = (size_t)t->shape[0], T = (size_t)t->shape[1];
+    lua_settop(L, 3); /* the optional out stays at 3, below what is pushed next */
     dm_tensor *tc = push_contiguous(L, 2, t);
     dm_error err;
     if (dm_controller_forward(&u->c, dm_tensor_i32(tc), B, T, &err) != 0) dm_bind_error(L, &err);
     int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
-    dm_tensor *out = dm_bind_newtensor_named(L, DM_F32, 3, shape, fn);
+    dm_tensor *out;
+    if (!lua_isnil(L, 3)) {
+        /* A caller-owned buffer: a loop reuses it instead of allocating
+         * B*T*V floats per call (fresh pages are zero-filled by the kernel
+         * on first touch, and Lua's GC does not see their size). */
+        out = dm_bind_checkf32(L, 3, fn, "out");
+        if (out->ndim != 3 || out->shape[0] != shape[0] || out->shape[1] != shape[1] ||
+            out->shape[2] != shape[2] || !dm_tensor_is_contiguous(out))
+            dm_bind_errorf(L, "%s: out must be a contiguous float32 tensor of shape %zux%zux%zu, "
+                              "got %s%s",
+                           fn, B, T, u->c.V, dm_tensor_shape_str(out, sb, sizeof sb),
+                           dm_tensor_is_contiguous(out) ? "" : " (not contiguous)");
+        lua_pushvalue(L, 3);
+    } else {
+        out = dm_bind_newtensor_named(L, DM_F32, 3, shape, fn);
+    }
     memcpy(dm_tensor_f32(out), dm_controller_logits(&u->c), B * T * u->c.V * sizeof(float));
     return 1;
 }
@@ -525,6 +553,10 @@ static int c_config(lua_State *L)
     lua_pushstring(L, dm_output_act_name(cfg->output_activation));
     lua_setfield(L, -2, "output_activation");
     /* The seed's config stays exactly the eight fields above. */
+    if (cfg->no_memory) {
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "use_memory");
+    }
     if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
         lua_pushstring(L, write_policy_names[cfg->write_policy]);
         lua_setfield(L, -2, "write_policy");
@@ -605,6 +637,44 @@ static int c_write_stats(lua_State *L)
     lua_pushnumber(L, u->c.wp.write_rate_all);
     lua_setfield(L, -2, "write_rate");
     return 1;
+}
+
+/* net:write_state() -> {second_moment=, updates=}: the running advantage
+ * scale (for resumable checkpoints), or nil for the seed policy.
+ * net:set_write_state(t) puts it back. */
+static int c_write_state(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.write_state");
+    if (!u->c.reinforce) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, u->c.wp.rs.second_moment);
+    lua_setfield(L, -2, "second_moment");
+    lua_pushinteger(L, (lua_Integer)u->c.wp.rs.updates);
+    lua_setfield(L, -2, "updates");
+    return 1;
+}
+
+static int c_set_write_state(lua_State *L)
+{
+    const char *fn = "Controller.set_write_state";
+    lctrl *u = check_ctrl(L, fn);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!u->c.reinforce) dm_bind_errorf(L, "%s: write_policy is seed", fn);
+    lua_getfield(L, 2, "second_moment");
+    lua_getfield(L, 2, "updates");
+    int ok = 0;
+    lua_Integer n = lua_tointegerx(L, -1, &ok);
+    if (lua_type(L, -2) != LUA_TNUMBER || !(lua_tonumber(L, -2) >= 0.0) ||
+        !isfinite(lua_tonumber(L, -2)) || !ok || n < 0)
+        dm_bind_errorf(L, "%s: expected {second_moment = a finite number >= 0, updates = an "
+                          "integer >= 0}", fn);
+    u->c.wp.rs.second_moment = lua_tonumber(L, -2);
+    u->c.wp.rs.updates = (int64_t)n;
+    lua_pop(L, 2);
+    return 0;
 }
 
 /* net:set_write_options{soft=bool, eta=number, sample_eval=bool}: the
@@ -724,6 +794,8 @@ void dm_open_controller(lua_State *L)
         {"reinforce", c_reinforce},
         {"write_stats", c_write_stats},
         {"set_write_options", c_set_write_options},
+        {"write_state", c_write_state},
+        {"set_write_state", c_set_write_state},
         {"parameters", c_parameters},
         {"param", c_param},
         {"state_dict", c_state_dict},

@@ -6,8 +6,9 @@
  *   dm.nn.Linear(in, out [, {bias = true, init = "default" | "kaiming"}])
  *   dm.nn.Embedding(V, E)          forward(ids) with 0-based ids; backward -> nil
  *   dm.nn.GELU()   dm.nn.Dropout(p)   dm.nn.GRU(input, hidden [, layers])
- *   dm.nn.cross_entropy(logits, targets [, {ignore_index =, scale =}])
- *       -> loss (number), dlogits (tensor), count
+ *   dm.nn.cross_entropy(logits, targets [, {ignore_index =, scale =, out =, grad =}])
+ *       -> loss (number), dlogits (tensor; `out` when given; nil with
+ *          grad = false), count
  *
  * Each module owns a parameter arena and a gradient arena of the same
  * layout, named as PyTorch's state_dict (weight, bias, weight_ih_l0, ...);
@@ -572,15 +573,21 @@ static int m_gc(lua_State *L)
 /* ---- dm.nn.cross_entropy ----------------------------------------------------- */
 
 /* cross_entropy(logits (N,V) or (B,T,V), targets (N) or (B,T) [, {ignore_index
- * = i, scale = s}]) -> loss, dlogits (shape of logits), count. ignore_index
- * absent or negative: nothing ignored. All targets ignored: loss is NaN and
- * dlogits zero. scale multiplies dlogits (e.g. 1/accumulation_steps). */
+ * = i, scale = s, out = t, grad = b}]) -> loss, dlogits (shape of logits),
+ * count. ignore_index absent or negative: nothing ignored. All targets
+ * ignored: loss is NaN and dlogits zero. scale multiplies dlogits (e.g.
+ * 1/accumulation_steps). out: a contiguous float32 tensor of the logits'
+ * shape that receives dlogits (overwritten) and is returned, so a training
+ * loop reuses one buffer instead of allocating logits-sized memory (64 MB
+ * at V=10000) every step. grad = false: no dlogits at all (nil in its
+ * place), for evaluation. */
 static int l_cross_entropy(lua_State *L)
 {
     dm_tensor *x = dm_bind_checkf32(L, 1, "cross_entropy", "logits");
     dm_tensor *t = dm_bind_checktensor(L, 2, "cross_entropy", "targets");
     int32_t ignore = -1;
     double scale = 1.0;
+    int want_grad = 1, out_idx = 0;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         if (lua_getfield(L, 3, "ignore_index") != LUA_TNIL) {
@@ -593,6 +600,19 @@ static int l_cross_entropy(lua_State *L)
         lua_pop(L, 1);
         if (lua_getfield(L, 3, "scale") != LUA_TNIL) scale = luaL_checknumber(L, -1);
         lua_pop(L, 1);
+        if (lua_getfield(L, 3, "grad") != LUA_TNIL) {
+            if (!lua_isboolean(L, -1))
+                dm_bind_errorf(L, "cross_entropy: option grad: expected a boolean, got %s",
+                               luaL_typename(L, -1));
+            want_grad = lua_toboolean(L, -1);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "out") != LUA_TNIL) {
+            dm_bind_checkf32(L, lua_gettop(L), "cross_entropy", "out");
+            out_idx = lua_gettop(L); /* stays on the stack, below the results */
+        } else {
+            lua_pop(L, 1);
+        }
     }
     char a[96], b[96], c[96];
     if (x->ndim < 2 || x->shape[x->ndim - 1] < 1)
@@ -626,16 +646,38 @@ static int l_cross_entropy(lua_State *L)
         gather_f32(x, buf);
         lx = buf;
     }
-    dm_tensor *dl = push_result(L, x->ndim, x->shape, "cross_entropy");
-    int dl_idx = lua_gettop(L);
+    float *dlp = NULL;
+    int dl_idx = 0;
+    if (want_grad && out_idx) {
+        dm_tensor *o = dm_bind_checkf32(L, out_idx, "cross_entropy", "out");
+        int same = o->ndim == x->ndim;
+        for (int k = 0; same && k < x->ndim; k++) same = o->shape[k] == x->shape[k];
+        if (!same)
+            dm_bind_errorf(L, "cross_entropy: option out has shape %s, expected the logits' %s",
+                           tshape(o, a, sizeof a), tshape(x, b, sizeof b));
+        if (!dm_tensor_is_contiguous(o))
+            dm_bind_errorf(L, "cross_entropy: option out must be contiguous");
+        /* out is zeroed before the logits are read: it must not be them. */
+        dlp = dm_tensor_f32(o);
+        if (dlp < lx + N * V && lx < dlp + N * V)
+            dm_bind_errorf(L, "cross_entropy: option out shares memory with the logits");
+        memset(dlp, 0, N * V * sizeof(float));
+        dl_idx = out_idx;
+    } else if (want_grad) {
+        dm_tensor *dl = push_result(L, x->ndim, x->shape, "cross_entropy");
+        dlp = dm_tensor_f32(dl);
+        dl_idx = lua_gettop(L);
+    }
     float loss;
     size_t count;
     dm_error err;
-    if (dm_cross_entropy(&loss, &count, dm_tensor_f32(dl), lx, tg, N, V, ignore, (float)scale,
-                         &err) != 0)
+    if (dm_cross_entropy(&loss, &count, dlp, lx, tg, N, V, ignore, (float)scale, &err) != 0)
         dm_bind_error(L, &err);
     lua_pushnumber(L, loss);
-    lua_pushvalue(L, dl_idx);
+    if (dl_idx)
+        lua_pushvalue(L, dl_idx);
+    else
+        lua_pushnil(L);
     lua_pushinteger(L, (lua_Integer)count);
     return 3;
 }

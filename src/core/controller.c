@@ -15,6 +15,7 @@
 
 #include "core/memory.h"
 #include "core/nn.h"
+#include "core/vmath.h"
 
 /* Activation arena entries, in layout order. */
 enum {
@@ -122,6 +123,8 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
     if (cfg->output_activation != DM_OUTPUT_GELU && cfg->output_activation != DM_OUTPUT_NONE)
         return dm_fail(err, "Controller: output_activation must be gelu or none, got %d",
                        (int)cfg->output_activation);
+    if (cfg->no_memory != 0 && cfg->no_memory != 1)
+        return dm_fail(err, "Controller: no_memory must be 0 or 1, got %d", cfg->no_memory);
     if (cfg->write_policy != DM_WRITE_POLICY_SEED && cfg->write_policy != DM_WRITE_POLICY_REINFORCE)
         return dm_fail(err, "Controller: write_policy must be seed or reinforce, got %d",
                        (int)cfg->write_policy);
@@ -404,10 +407,16 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
     dm_linear_forward(qpre, emb, P(c, x->fcq_w), P(c, x->fcq_b), N, E, D);
     dm_gelu_forward(query, qpre, N * D);
 
-    float *memout = A(c, A_MEMOUT);
-    dm_memory_read_forward(memout, A(c, A_WEIGHTS), c->argmax, query, P(c, x->keys),
-                           P(c, x->values), N, M, D);
-    dm_memory_usage_update(P(c, x->usage), c->argmax, N, M, c->usage_scratch);
+    /* no_memory: the GRU reads the query itself (the ablation's control). */
+    float *memout = c->cfg.no_memory ? query : A(c, A_MEMOUT);
+    if (!c->cfg.no_memory) {
+        dm_memory_read_forward(memout, A(c, A_WEIGHTS), c->argmax, query, P(c, x->keys),
+                               P(c, x->values), N, M, D);
+        dm_memory_usage_update(P(c, x->usage), c->argmax, N, M, c->usage_scratch);
+    } else {
+        memset(A(c, A_WEIGHTS), 0, N * M * sizeof(float));
+        memset(c->argmax, 0, N * sizeof(int32_t));
+    }
 
     dm_gru_dims gd = gru_dims(c, B, T);
     dm_gru_params gp;
@@ -487,9 +496,9 @@ int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, siz
 
     const float *doutpre = dlogits;
     if (c->cfg.output_activation == DM_OUTPUT_GELU) {
+        /* Overwritten, not zeroed then accumulated: one pass over N*V. */
         float *d = A(c, A_DOUTPRE);
-        memset(d, 0, N * V * sizeof(float));
-        dm_gelu_backward(d, dlogits, A(c, A_OUTPRE), N * V);
+        dm_vgelu_backward(d, dlogits, A(c, A_OUTPRE), N * V, 0);
         doutpre = d;
     }
     float *dh1 = A(c, A_DH1), *dh2 = A(c, A_DH2);
@@ -531,13 +540,17 @@ int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, siz
         gg.b_ih[l] = G(c, x->b_ih[l]);
         gg.b_hh[l] = G(c, x->b_hh[l]);
     }
-    dm_gru_backward(dmem, &gg, dh2, A(c, A_GRUCACHE), A(c, A_MEMOUT), &gp, &gd, A(c, A_GRUSCR));
-    /* query, keys, values */
-    float *dq = A(c, A_DQUERY);
-    memset(dq, 0, N * D * sizeof(float));
-    dm_memory_read_backward(dq, G(c, x->keys), G(c, x->values), dmem, A(c, A_WEIGHTS),
-                            A(c, A_QUERY), P(c, x->keys), P(c, x->values), N, M, D,
-                            A(c, A_MEMSCR));
+    dm_gru_backward(dmem, &gg, dh2, A(c, A_GRUCACHE),
+                    c->cfg.no_memory ? A(c, A_QUERY) : A(c, A_MEMOUT), &gp, &gd, A(c, A_GRUSCR));
+    /* query, keys, values (no_memory: the GRU's input was the query) */
+    float *dq = dmem;
+    if (!c->cfg.no_memory) {
+        dq = A(c, A_DQUERY);
+        memset(dq, 0, N * D * sizeof(float));
+        dm_memory_read_backward(dq, G(c, x->keys), G(c, x->values), dmem, A(c, A_WEIGHTS),
+                                A(c, A_QUERY), P(c, x->keys), P(c, x->values), N, M, D,
+                                A(c, A_MEMSCR));
+    }
     /* fc_query_pre */
     float *dqpre = A(c, A_DQPRE);
     memset(dqpre, 0, N * D * sizeof(float));
@@ -588,6 +601,7 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
                             "forward's query and logits)");
     if (!(s >= 0.0f && s <= 1.0f))
         return dm_fail(err, "Controller.write_memory: strength must be in [0, 1], got %g", (double)s);
+    if (c->cfg.no_memory) return 0; /* nothing reads the memory */
     const size_t B = c->last_B, T = c->last_T, N = B * T, V = c->V, D = c->D;
     const dm_controller_index *x = &c->ix;
     float *qm = A(c, A_QM), *vm = A(c, A_VM), *qt = A(c, A_QT), *vt = A(c, A_VT);
@@ -631,6 +645,7 @@ int dm_controller_set_dropout_mask(dm_controller *c, const float *mask, size_t B
 int dm_controller_entry_trained(const dm_controller *c, int i)
 {
     const dm_controller_index *x = &c->ix;
+    if (c->cfg.no_memory && (i == x->keys || i == x->values)) return 0;
     return !(i == x->usage || i == x->fcqm_w || i == x->fcqm_b || i == x->fcvm_w ||
              i == x->fcvm_b);
 }

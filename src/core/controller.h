@@ -66,6 +66,12 @@ typedef struct dm_controller_config {
     dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
     dm_write_actions write_actions;
     double random_write_rate;     /* [0,1], for write_actions = random */
+    /* The ablation's "GRU without memory": 1 bypasses the learned memory
+     * (the GRU reads the query itself, mem_out = query; no read, no usage
+     * counts, write_memory does nothing, memory.keys/values get no
+     * gradient). The memory tensors stay in the arena, so checkpoints keep
+     * one layout. 0 (the zero value) is the seed's model, bit for bit. */
+    int no_memory;
 } dm_controller_config;
 
 /* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu)

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/vmath.h"
+
 /* BLAS takes int dimensions: every size handed to it must fit. */
 #define DM_BLAS_MAX ((size_t)INT_MAX)
 
@@ -43,11 +45,7 @@ static int32_t softmax_row(float *row, size_t M)
     }
     if (nan_at < M) arg = nan_at;
     /* All -inf (and no NaN): torch gives NaN for 0/0; keep that. */
-    double sum = 0.0;
-    for (size_t j = 0; j < M; j++) {
-        row[j] = expf(row[j] - mx);
-        sum += row[j];
-    }
+    double sum = dm_vexp_sum(row, row, mx, M);
     float inv = (float)(1.0 / sum);
     for (size_t j = 0; j < M; j++) row[j] *= inv;
     return (int32_t)arg;

@@ -8,6 +8,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/vmath.h"
+
 /* ---- Linear ---- */
 
 void dm_linear_forward(float *out, const float *in, const float *weight, const float *bias,
@@ -45,23 +47,12 @@ void dm_linear_backward(float *din, float *dweight, float *dbias, const float *d
 
 /* ---- GELU ---- */
 
-void dm_gelu_forward(float *out, const float *in, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
-    }
-}
+/* The loops live in vmath.c, where erf and exp vectorise. */
+void dm_gelu_forward(float *out, const float *in, size_t n) { dm_vgelu_forward(out, in, n); }
 
 void dm_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 {
-    const float inv_sqrt_2pi = 0.3989422804014327f;
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i];
-        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-        float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
-        din[i] += dout[i] * (cdf + x * pdf);
-    }
+    dm_vgelu_backward(din, dout, in, n, 1);
 }
 
 /* ---- Embedding ---- */
@@ -120,16 +111,14 @@ void dm_dropout_backward(float *din, const float *dout, const float *mask, size_
 
 /* ---- log-softmax, cross-entropy ---- */
 
-/* max + log(sum exp(x - max)) in double: exact enough for any logit size and
- * immune to overflow, since every exponent is <= 0. */
+/* max + log(sum exp(x - max)), the sum in double: exact enough for any
+ * logit size and immune to overflow, since every exponent is <= 0. The
+ * exps are vmath's float ones (x - max rounded to float first, as
+ * PyTorch's log_softmax does). */
 static double row_logsumexp(const float *x, size_t V)
 {
-    float mx = x[0];
-    for (size_t v = 1; v < V; v++)
-        if (x[v] > mx) mx = x[v];
-    double s = 0.0;
-    for (size_t v = 0; v < V; v++) s += exp((double)x[v] - (double)mx);
-    return (double)mx + log(s);
+    float mx = dm_vmax(x, V);
+    return (double)mx + log(dm_vexp_sum(NULL, x, mx, V));
 }
 
 void dm_log_softmax_forward(float *out, const float *in, size_t N, size_t V)
@@ -171,11 +160,14 @@ int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *lo
         double lse = row_logsumexp(x, V);
         total += lse - (double)x[t];
         if (dlogits) {
+            /* softmax * scale everywhere, then the target's -1 in double
+             * on the target's own (unrounded) term. */
             float *g = dlogits + n * V;
-            for (size_t v = 0; v < V; v++) {
-                double p = exp((double)x[v] - lse);
-                g[v] += (float)(scale * (p - (v == (size_t)t ? 1.0 : 0.0)));
-            }
+            float gt = g[t];
+            dm_vsoftmax_grad_row(g, x, lse, scale, V, 1);
+            float dt = (float)((double)x[t] - lse), pt;
+            dm_vexp(&pt, &dt, 1);
+            g[t] = gt + (float)(scale * ((double)pt - 1.0));
         }
     }
     *loss = (float)(total / (double)cnt);
