@@ -59,11 +59,11 @@ if args.resume then run, notes = try(train.resume, args.resume, st) end
 st.run = run
 
 local save_dir = cfg.save_path
-log.mkdir_p(save_dir)
+try(log.mkdir_p, save_dir)
 local function saved(name) return log.join(save_dir, name) end
 local last_path = saved("last.safetensors")
-local lg = log.open(cfg.log_file, { append = args.resume ~= nil })
-lg:reset_metrics(run.history)
+local lg = try(log.open, cfg.log_file, { append = args.resume ~= nil })
+try(lg.reset_metrics, lg, run.history)
 local svg_path = log.join(log.dirname(cfg.log_file), "training.svg")
 local mode = args.progress or progress.default_mode()
 
@@ -165,16 +165,30 @@ local ok, status = pcall(train.guard, function()
 end)
 
 if not ok and train.is_interrupt(status) then ok, status = true, "interrupted" end
+-- A failed write (full disk, folder gone) stops the run like a NaN loss:
+-- one message and where the last good checkpoint is. Anything else is a
+-- bug and keeps its traceback.
+local function is_write_failure(err)
+  return type(err) == "string" and (err:find("^checkpoint%.save: ") or err:find("^plot: ")
+    or err:find("^log: ") or err:find("^write ")) ~= nil
+end
 if not ok then
   local err = status
-  if not train.is_nonfinite(err) then error(err, 0) end
-  lg:warn("stopped: %s", err.message)
-  if last_desc then
-    lg:warn("the last good checkpoint is %s (%s); nothing after it was saved", last_path, last_desc)
-  else
-    lg:warn("no checkpoint was written by this run")
+  local nonfinite = train.is_nonfinite(err)
+  if not nonfinite and not is_write_failure(err) then error(err, 0) end
+  -- The log may sit on the full disk too: a line it cannot take goes to
+  -- stderr instead.
+  local function warn(fmt, ...)
+    if not pcall(lg.warn, lg, fmt, ...) then io.stderr:write("train.lua: ", string.format(fmt, ...), "\n") end
   end
-  lg:warn("try a lower learning_rate or grad_clip")
+  -- (train.guard adds a traceback to errors; a write failure needs none)
+  warn("stopped: %s", nonfinite and err.message or err:match("^[^\n]*"))
+  if last_desc then
+    warn("the last good checkpoint is %s (%s); nothing after it was saved", last_path, last_desc)
+  else
+    warn("no checkpoint was written by this run")
+  end
+  if nonfinite then warn("try a lower learning_rate or grad_clip") end
   os.exit(1)
 end
 if status == "interrupted" and not run.finished then

@@ -21,7 +21,10 @@
  * draw from the global generator (dm.manual_seed): Linear "default" is
  * PyTorch's U(+-1/sqrt(in)) for weight and bias, "kaiming" the seed model's
  * U(+-sqrt(6/in)) weight with a zero bias; Embedding N(0, 0.1^2) as the
- * seed model; GRU U(+-1/sqrt(hidden)) for everything, as PyTorch. */
+ * seed model; GRU U(+-1/sqrt(hidden)) for everything, as PyTorch.
+ * Modules have __gc but no __close, as dm.Memory and dm.Controller: closing
+ * one would free the arenas under the views m:parameters() handed out, and
+ * every later use of the module or a view would read freed memory. */
 #include "bind/bind.h"
 
 #include <math.h>
@@ -691,7 +694,7 @@ static const luaL_Reg mod_methods[] = {
 };
 
 static const luaL_Reg mod_meta[] = {
-    {"__gc", m_gc}, {"__close", m_gc}, {"__tostring", m_tostring}, {NULL, NULL},
+    {"__gc", m_gc}, {"__tostring", m_tostring}, {NULL, NULL},
 };
 
 static const luaL_Reg nn_funcs[] = {

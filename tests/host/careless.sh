@@ -73,4 +73,26 @@ t "generate.lua notes prime words missing from the vocabulary" \
 run -e 't = dm.zeros(3); t.sum()'
 t "t.sum() says to call t:sum()" '[ $rc -eq 1 ] && has "$err" "(call it as t:sum(...), not t.sum(...))"'
 
+# 7. Outputs of a training run where nothing can be written: one line.
+"$E" "$root/scripts/make_data.lua" --tiny --out "$tmp/tiny.txt" >/dev/null 2>&1 </dev/null
+run "$root/scripts/train.lua" --config configs/tiny.yaml --set data_path="$tmp/tiny.txt" \
+  --set save_path=/proc/drlmem-no/models --set log_file="$tmp/l7/t.log" --progress none
+t "train.lua with a save_path that cannot be made: one line naming it" \
+  '[ $rc -ne 0 ] && clean && has "$err" "/proc/drlmem-no"'
+run "$root/scripts/train.lua" --config configs/tiny.yaml --set data_path="$tmp/tiny.txt" \
+  --set save_path="$tmp/m7" --set log_file=/proc/drlmem-no/t.log --progress none
+t "train.lua with a log_file that cannot be written: one line naming it" \
+  '[ $rc -ne 0 ] && clean && has "$err" "/proc/drlmem-no"'
+
+# 8. The disk fills during training: the checkpoint write fails, the run
+# stops with one message saying what was kept, and no torn file is left.
+(trap '' XFSZ; ulimit -f 24; exec "$E" "$root/scripts/train.lua" --config configs/tiny.yaml \
+  --set data_path="$tmp/tiny.txt" --set save_path="$tmp/m8" --set log_file="$tmp/l8/t.log" \
+  --set epochs=1 --progress none) >"$tmp/out" 2>"$tmp/err" </dev/null
+rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+t "a full disk during training: status 1, the failed write named, no torn checkpoint" \
+  '[ $rc -eq 1 ] && clean && has "$err" "stopped: checkpoint.save: " && has "$err" "File too large" \
+   && has "$err" "no checkpoint was written by this run" \
+   && [ -z "$(ls "$tmp/m8" 2>/dev/null | grep -v "^$")" ]'
+
 echo "1..$n"

@@ -279,3 +279,18 @@ describe("dm.nn.cross_entropy", function()
         "cross_entropy: targets of shape 2 do not match logits 3x5 (expected 3)")
   end)
 end)
+
+describe("dm.nn lifetime", function()
+  it("refuses to be a to-be-closed variable, so no view outlives its arenas", function()
+    -- __close would free the parameter arenas under live views; the
+    -- module has none, so Lua refuses the <close> declaration up front.
+    local chunk = assert(load([[
+      local u
+      do local m <close> = dm.nn.Linear(2, 2); u = m end
+      return u:forward(dm.zeros(1, 2))
+    ]], "close_test", "t", setmetatable({dm = dm}, {__index = _G})))
+    local ok, err = pcall(chunk)
+    assert.is_false(ok)
+    assert.matches("non%-closable value", err)
+  end)
+end)
