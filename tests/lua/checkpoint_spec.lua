@@ -6,6 +6,7 @@
 -- truncated, mutated and mismatched files are refused with a message naming
 -- the file and the problem.
 local dm = require "drlmem"
+local slurp, spit = require("helpers").slurp, require("helpers").spit
 local checkpoint = require "drlmem.checkpoint"
 
 local EXPORT = "tests/fixtures/export/tiny.safetensors"
@@ -29,18 +30,7 @@ local function has(s, sub)
   assert(s:find(sub, 1, true), ("expected %q to contain %q"):format(s, sub))
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
 
 local function flat(t)
   local out = {}

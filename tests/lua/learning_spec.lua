@@ -3,20 +3,10 @@
 -- names inside the plot, and scripts/learning_report.lua turns run folders
 -- (metrics.jsonl + wall_seconds) into the Markdown tables and SVG figures.
 local dm = require "drlmem"
+local slurp, spit = require("helpers").slurp, require("helpers").spit
 local plot = dm.plot
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 -- The legend <line> elements of a chart: the short ones (20 px wide).
 local function legend_lines(text)

@@ -3,24 +3,14 @@
 -- determinism of saves, the PyTorch-written fixture, and the error texts
 -- for missing, truncated and malformed files and for bad metadata.
 local dm = require "drlmem"
+local slurp, spit = require("helpers").slurp, require("helpers").spit
 
 local dir = os.tmpname()
 os.remove(dir)
 assert(os.execute("mkdir -p '" .. dir .. "'"))
 local function tmp(name) return dir .. "/" .. name end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
 
 describe("safetensors", function()
   teardown(function() os.execute("rm -rf '" .. dir .. "'") end)

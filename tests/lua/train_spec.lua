@@ -36,16 +36,7 @@ local function tiny_cfg(extra)
   return dm.config.load(nil, over)
 end
 
--- Everything a run holds, built as scripts/train.lua builds it.
-local function setup(cfg, data)
-  data = data or dm.data.load(cfg)
-  dm.manual_seed(cfg.seed)
-  local net = dm.Controller(train.model_config(cfg, data.vocab.size))
-  local opt = train.optimizer(net, cfg)
-  local st = { net = net, opt = opt, sched = train.scheduler(opt, cfg), stopper = train.EarlyStopping(cfg.patience),
-    vocab = data.vocab, cfg = cfg, run = { epoch = 1, batch = 0, history = {} } }
-  return st, data
-end
+local setup = require("helpers").setup_run
 
 -- scripts/train.lua's epoch, minus the files: returns the metrics record.
 local function epoch_of(st, data, epoch, on_step)
