@@ -4,7 +4,15 @@
  * leading dimension of T*width instead of gathering them into a copy. The
  * elementwise gate math of a row is vmath.c's, where sigmoid and tanh
  * vectorise. (A (T,B,H) layout with contiguous per-step rows, and the
- * transposed product W_hh h^T, measured no faster with OpenBLAS here.) */
+ * transposed product W_hh h^T, measured no faster with OpenBLAS here.)
+ * The per-step products with W_hh are not sgemm calls: OpenBLAS repacks the
+ * whole W_hh on each of them and its kernel for this CPU is slow at M = B,
+ * so each layer packs W_hh once for vmath.c's small-M kernel: backward into
+ * its scratch; forward (the cache's size is a contract callers rely on)
+ * into space not yet written, the next layer's cache region or, for the
+ * last layer, `out` (free until the final copy). Where the packed W_hh does
+ * not fit (B*T below about 3H/7, or 3H for the last layer), forward keeps
+ * the per-step sgemm. */
 #include "core/gru.h"
 
 #include <cblas.h>
@@ -24,7 +32,8 @@ int dm_gru_dims_check(const dm_gru_dims *d, dm_error *err)
      * the cache is L*B*T*7H floats: refuse anything that overflows either. */
     const size_t lim = INT32_MAX;
     if (d->B > lim / d->T || d->In > lim / d->T || d->H > lim / (7 * d->T) ||
-        d->B * d->T > lim / (7 * d->H) || d->L * d->B * d->T * 7 * d->H > ((size_t)1 << 40))
+        d->B * d->T > lim / (7 * d->H) || d->L * d->B * d->T * 7 * d->H > ((size_t)1 << 40) ||
+        3 * d->H * d->H > ((size_t)1 << 40))
         return dm_fail(err, "gru: sizes too large (B=%zu T=%zu In=%zu H=%zu L=%zu)", d->B, d->T,
                        d->In, d->H, d->L);
     return 0;
@@ -37,7 +46,7 @@ size_t dm_gru_cache_numel(const dm_gru_dims *d) { return d->L * d->B * d->T * 7 
 size_t dm_gru_scratch_numel(const dm_gru_dims *d)
 {
     size_t bt = d->B * d->T;
-    return 2 * bt * 3 * d->H + bt * d->H + d->B * d->H;
+    return 2 * bt * 3 * d->H + bt * d->H + d->B * d->H + dm_vgemm_packed_numel(3 * d->H, d->H);
 }
 
 /* Layer l's three cache regions. */
@@ -83,11 +92,18 @@ void dm_gru_forward(float *out, float *cache, const float *in, const dm_gru_para
         for (size_t r = 0; r < BT; r++) memcpy(gates + r * G, p->b_ih[l], G * sizeof *gates);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
                     (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
+        /* packed W_hh^T (H,3H), or NULL to use sgemm */
+        const size_t pk = dm_vgemm_packed_numel(H, G);
+        float *wpk = l + 1 < d->L ? (pk <= BT * 7 * H ? cache_gates(cache, d, l + 1) : NULL)
+                                  : (pk <= BT * H ? out : NULL);
+        if (wpk) dm_vgemm_pack(wpk, p->w_hh[l], H, 1, H, G);
         for (size_t t = 0; t < T; t++) {
             for (size_t b = 0; b < B; b++)
                 memcpy(hg + (b * T + t) * G, p->b_hh[l], G * sizeof *hg);
             /* h0 = 0, so step 0's hidden projection is the bias alone. */
-            if (t > 0)
+            if (t > 0 && wpk)
+                dm_vgemm_packed(hg + t * G, T * G, h + (t - 1) * H, T * H, wpk, B, G, H);
+            else if (t > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
                             h + (t - 1) * H, (int)(T * H), p->w_hh[l], (int)H, 1.0f,
                             hg + t * G, (int)(T * G));
@@ -108,6 +124,7 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
     /* dxg: gradient of the input projection pre-activations; dhg: of the
      * hidden projections (they differ only in the n rows, scaled by r). */
     float *dxg = scratch, *dhg = dxg + BT * G, *dy_below = dhg + BT * G, *dh = dy_below + BT * H;
+    float *wpk = dh + B * H; /* W_hh (3H,H) packed for dh += dhg W_hh */
     for (size_t l = d->L; l-- > 0;) {
         const size_t In_l = l == 0 ? d->In : H;
         const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
@@ -116,6 +133,7 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
         /* The layer above left this layer's output gradient in dy_below. */
         const float *dy = l == d->L - 1 ? dout : dy_below;
         memset(dh, 0, B * H * sizeof *dh);
+        dm_vgemm_pack(wpk, p->w_hh[l], H, 0, G, H);
         for (size_t t = T; t-- > 0;) {
             for (size_t b = 0; b < B; b++) {
                 size_t row = b * T + t;
@@ -124,9 +142,7 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
                                        t > 0 ? h + (row - 1) * H : NULL, H);
             }
             if (t > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)H, (int)G,
-                            1.0f, dhg + t * G, (int)(T * G), p->w_hh[l], (int)H, 1.0f, dh,
-                            (int)H);
+                dm_vgemm_packed(dh, H, dhg + t * G, T * G, wpk, B, H, G);
         }
         for (size_t r = 0; r < BT; r++)
             for (size_t k = 0; k < G; k++) {

@@ -8,8 +8,9 @@
  *   h' = (1 - z) * n + z * h
  * Layer l reads layer l-1's outputs (I_0 = In, I_l = H after). The input
  * projections of a whole layer are one sgemm over all B*T rows; the
- * recurrence does one sgemm per timestep on strided rows of the batch-first
- * buffers, so nothing is copied or allocated inside the time loop. The
+ * recurrence does one small-M product per timestep (vmath.h's packed kernel,
+ * W_hh packed once per layer) on strided rows of the batch-first buffers,
+ * so nothing is copied or allocated inside the time loop. The
  * caller owns the cache (what backward needs) and the backward scratch, sized
  * by dm_gru_cache_numel / dm_gru_scratch_numel, so both can live in an
  * activation arena. Backward runs through the whole sequence and ADDS into
@@ -55,10 +56,12 @@ size_t dm_gru_w_ih_numel(const dm_gru_dims *d, size_t l);
  * layer's outputs h (B,T,H); L * B*T*7H in all. */
 size_t dm_gru_cache_numel(const dm_gru_dims *d);
 /* Floats of the backward scratch: two (B,T,3H) gate gradients, one (B,T,H)
- * output gradient for the layer below, and one (B,H) carried dh. */
+ * output gradient for the layer below, one (B,H) carried dh, and one packed
+ * W_hh (dm_vgemm_packed_numel(3H, H)). */
 size_t dm_gru_scratch_numel(const dm_gru_dims *d);
 
-/* Runs all layers; writes out and fills cache. */
+/* Runs all layers; writes out and fills cache. out doubles as work space
+ * until the end (it must not overlap cache). */
 void dm_gru_forward(float *out /* (B,T,H) */, float *cache /* (cache_numel) */,
                     const float *in /* (B,T,In) */, const dm_gru_params *p, const dm_gru_dims *d);
 

@@ -272,3 +272,122 @@ DM_VCLONES void dm_vgru_gates_backward(float *restrict dx, float *restrict dhh, 
         dh[j] = g * z;
     }
 }
+
+size_t dm_vgemm_packed_numel(size_t K, size_t N)
+{
+    return K * ((N + DM_VGEMM_NR - 1) / DM_VGEMM_NR) * DM_VGEMM_NR;
+}
+
+/* Panel p holds columns p*NR .. p*NR+NR-1 of B, row k of the panel at
+ * (p*K + k)*NR, so the kernel's inner loop reads NR contiguous floats. */
+void dm_vgemm_pack(float *packed, const float *b, size_t ldb, int trans, size_t K, size_t N)
+{
+    const size_t NR = DM_VGEMM_NR, np = (N + NR - 1) / NR;
+    for (size_t p = 0; p < np; p++)
+        for (size_t k = 0; k < K; k++) {
+            float *dst = packed + (p * K + k) * NR;
+            for (size_t jj = 0; jj < NR; jj++) {
+                size_t j = p * NR + jj;
+                dst[jj] = j >= N ? 0.0f : trans ? b[j * ldb + k] : b[k * ldb + j];
+            }
+        }
+}
+
+/* The tile kernels use GCC's generic vectors (8 floats; two SSE registers
+ * in the baseline clone, one ymm in the AVX2 one): written as scalar loops,
+ * GCC 12 vectorises them over k with shuffles instead of keeping the tile
+ * of sums in registers. Each lane still sums its column in k order, so the
+ * result is the scalar loop's, bit for bit. */
+typedef float dm_v8f __attribute__((vector_size(32)));
+/* Unaligned vector load and add-into-memory; macros, since passing a
+ * 32-byte vector by value to a non-AVX function draws GCC's -Wpsabi note. */
+#define V8_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
+#define V8_ADD_STORE(p, v)                                                                     \
+    do {                                                                                       \
+        dm_v8f c_;                                                                             \
+        V8_LOAD(c_, p);                                                                        \
+        c_ += (v);                                                                             \
+        memcpy((p), &c_, sizeof c_);                                                           \
+    } while (0)
+
+/* MR = 4 rows of C times one panel (NR = 16 = two vectors): 8 vectors of
+ * sums stay in registers while k runs. It adds all NR columns into c (ldc
+ * apart); the caller points it at a local tile for a panel that sticks out
+ * of C. */
+#define DM_VGEMM_MR 4
+static inline void vgemm_4x16(float *c, size_t ldc, const float *a, size_t lda, const float *w,
+                              size_t K)
+{
+    dm_v8f s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
+    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda;
+    for (size_t k = 0; k < K; k++) {
+        dm_v8f w0, w1;
+        V8_LOAD(w0, w + k * 16);
+        V8_LOAD(w1, w + k * 16 + 8);
+        float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+        s00 += x0 * w0;
+        s01 += x0 * w1;
+        s10 += x1 * w0;
+        s11 += x1 * w1;
+        s20 += x2 * w0;
+        s21 += x2 * w1;
+        s30 += x3 * w0;
+        s31 += x3 * w1;
+    }
+    V8_ADD_STORE(c, s00);
+    V8_ADD_STORE(c + 8, s01);
+    V8_ADD_STORE(c + ldc, s10);
+    V8_ADD_STORE(c + ldc + 8, s11);
+    V8_ADD_STORE(c + 2 * ldc, s20);
+    V8_ADD_STORE(c + 2 * ldc + 8, s21);
+    V8_ADD_STORE(c + 3 * ldc, s30);
+    V8_ADD_STORE(c + 3 * ldc + 8, s31);
+}
+
+/* One row of C times one panel (rows left over below a multiple of 4). */
+static inline void vgemm_1x16(float *c, const float *a, const float *w, size_t K)
+{
+    dm_v8f s0 = {0}, s1 = {0};
+    for (size_t k = 0; k < K; k++) {
+        dm_v8f w0, w1;
+        V8_LOAD(w0, w + k * 16);
+        V8_LOAD(w1, w + k * 16 + 8);
+        s0 += a[k] * w0;
+        s1 += a[k] * w1;
+    }
+    V8_ADD_STORE(c, s0);
+    V8_ADD_STORE(c + 8, s1);
+}
+
+DM_VCLONES void dm_vgemm_packed(float *c, size_t ldc, const float *a, size_t lda,
+                                const float *packed, size_t M, size_t N, size_t K)
+{
+    enum { NR = DM_VGEMM_NR, MR = DM_VGEMM_MR };
+    _Static_assert(DM_VGEMM_NR == 16, "the tile kernels are 16 columns wide");
+    const size_t np = (N + NR - 1) / NR;
+    /* Panel outer: one panel (K*NR floats) stays in L1 across all rows. */
+    for (size_t p = 0; p < np; p++) {
+        const size_t nr = N - p * NR < NR ? N - p * NR : NR;
+        const float *w = packed + p * K * NR;
+        float tile[MR * NR];
+        for (size_t i = 0; i < M;) {
+            const size_t mr = M - i >= MR ? MR : 1;
+            float *dst = c + i * ldc + p * NR;
+            size_t ld = ldc;
+            if (nr < NR) {
+                memset(tile, 0, sizeof tile);
+                dst = tile;
+                ld = NR;
+            }
+            if (mr == MR)
+                vgemm_4x16(dst, ld, a + i * lda, lda, w, K);
+            else
+                vgemm_1x16(dst, a + i * lda, w, K);
+            if (nr < NR)
+                for (size_t r = 0; r < mr; r++)
+                    for (size_t jj = 0; jj < nr; jj++)
+                        c[(i + r) * ldc + p * NR + jj] += tile[r * NR + jj];
+            i += mr;
+        }
+    }
+}

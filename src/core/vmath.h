@@ -71,4 +71,21 @@ void dm_vgru_gates_backward(float *dx /* (3H) */, float *dhh /* (3H) */, float *
                             const float *dy /* (H) */, const float *hprev /* (H) or NULL */,
                             size_t H);
 
+/* A small-M matrix product for the GRU recurrence, C (M,N) += A (M,K) B (K,N),
+ * M around the batch size. OpenBLAS repacks B on every call and its kernel
+ * for the CPU it picks here is slow at M = 16; packing B once per sequence
+ * into panels of DM_VGEMM_NR columns (zero-padded) and running a C kernel
+ * (GCC generic vectors, AVX2 clone at run time) over them is faster. Each C element is summed over k in order and
+ * then added to C, so every CPU gives the same bits. */
+#define DM_VGEMM_NR 16
+/* Floats of the packed B: K * N rounded up to a multiple of DM_VGEMM_NR. */
+size_t dm_vgemm_packed_numel(size_t K, size_t N);
+/* Packs B (K,N) for dm_vgemm_packed; trans = 0: B[k][n] = b[k*ldb + n],
+ * trans != 0: B[k][n] = b[n*ldb + k] (b is B^T, as W_hh for h W_hh^T). */
+void dm_vgemm_pack(float *packed /* (packed_numel) */, const float *b, size_t ldb, int trans,
+                   size_t K, size_t N);
+/* C[i][j] += sum_k A[i][k] B[k][j], A rows lda apart, C rows ldc apart. */
+void dm_vgemm_packed(float *c /* (M,ldc) */, size_t ldc, const float *a /* (M,lda) */, size_t lda,
+                     const float *packed, size_t M, size_t N, size_t K);
+
 #endif

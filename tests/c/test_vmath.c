@@ -11,7 +11,9 @@
  * The bounds asserted are the ones vmath.h states. The composite kernels
  * (GELU forward/backward, exp-sum, softmax gradient, GRU gates) are checked
  * against the same formulas in double with relative bounds, including
- * lengths that are not a multiple of any SIMD width and in-place calls. */
+ * lengths that are not a multiple of any SIMD width and in-place calls.
+ * The packed small-M product is compared bit for bit with the naive triple
+ * loop (same sums in the same order), on shapes with row and column tails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -312,6 +314,61 @@ static void test_gru_gates(void **state)
     (void)h0;
 }
 
+/* C (M,N) += A (M,K) B (K,N) with strided A and C, B given as B or as B^T;
+ * the naive loop sums over k from 0 and then adds, as the kernel does. */
+static void check_vgemm(size_t M, size_t N, size_t K, int trans, uint64_t seed)
+{
+    dm_rng r;
+    dm_rng_seed(&r, seed);
+    const size_t lda = K + 3, ldc = N + 5, ldb = trans ? K + 2 : N + 1;
+    const size_t brows = trans ? N : K;
+    float *a = malloc(M * lda * sizeof *a), *b = malloc(brows * ldb * sizeof *b);
+    float *c = malloc(M * ldc * sizeof *c), *ref = malloc(M * ldc * sizeof *ref);
+    float *pk = malloc(dm_vgemm_packed_numel(K, N) * sizeof *pk);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_non_null(ref);
+    assert_non_null(pk);
+    for (size_t i = 0; i < M * lda; i++) a[i] = 2.0f * dm_rng_uniform(&r) - 1.0f;
+    for (size_t i = 0; i < brows * ldb; i++) b[i] = 2.0f * dm_rng_uniform(&r) - 1.0f;
+    for (size_t i = 0; i < M * ldc; i++) ref[i] = c[i] = 2.0f * dm_rng_uniform(&r) - 1.0f;
+    /* NaN in the packing buffer must all be overwritten (tail panels too). */
+    for (size_t i = 0; i < dm_vgemm_packed_numel(K, N); i++) pk[i] = NAN;
+    dm_vgemm_pack(pk, b, ldb, trans, K, N);
+    dm_vgemm_packed(c, ldc, a, lda, pk, M, N, K);
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (size_t k = 0; k < K; k++)
+                s += a[i * lda + k] * (trans ? b[j * ldb + k] : b[k * ldb + j]);
+            ref[i * ldc + j] += s;
+        }
+    /* Exact: the padding columns of C (j >= N) must be untouched as well. */
+    for (size_t i = 0; i < M * ldc; i++)
+        if (memcmp(&c[i], &ref[i], sizeof *c) != 0)
+            fail_msg("vgemm M=%zu N=%zu K=%zu trans=%d: c[%zu] = %.9g, naive %.9g", M, N, K,
+                     trans, i, c[i], ref[i]);
+    free(a);
+    free(b);
+    free(c);
+    free(ref);
+    free(pk);
+}
+
+static void test_vgemm_packed(void **state)
+{
+    assert_int_equal(dm_vgemm_packed_numel(5, 15), 5 * 16);
+    assert_int_equal(dm_vgemm_packed_numel(256, 768), 256 * 768);
+    check_vgemm(3, 15, 5, 1, 1);     /* B=3, H=5: one partial panel, rows < 4 */
+    check_vgemm(3, 15, 5, 0, 2);
+    check_vgemm(1, 1, 1, 1, 3);
+    check_vgemm(7, 40, 19, 0, 4);    /* 4 + 3 rows, 2 full panels + 8 columns */
+    check_vgemm(9, 33, 17, 1, 5);
+    check_vgemm(16, 768, 256, 1, 6); /* the seed's recurrence: h (16,256) W_hh^T */
+    check_vgemm(16, 256, 768, 0, 7); /* and its backward: dhg (16,768) W_hh */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,7 +376,7 @@ int main(void)
         cmocka_unit_test(test_tanh),         cmocka_unit_test(test_sigmoid),
         cmocka_unit_test(test_lengths_in_place), cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_exp_sum_and_grad), cmocka_unit_test(test_gru_gates),
-        cmocka_unit_test(test_max),
+        cmocka_unit_test(test_max),          cmocka_unit_test(test_vgemm_packed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
