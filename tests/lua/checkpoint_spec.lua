@@ -30,8 +30,6 @@ local function has(s, sub)
   assert(s:find(sub, 1, true), ("expected %q to contain %q"):format(s, sub))
 end
 
-
-
 local function flat(t)
   local out = {}
   local function walk(x)

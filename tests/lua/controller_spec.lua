@@ -7,6 +7,7 @@
 -- The strict parity (every gradient, both golden sizes, three steps, the
 -- AdamW decay) is tests/c/test_controller.c.
 local dm = require "drlmem"
+local flat, readbin = require("helpers").flat, require("helpers").readbin
 
 local G = "tests/fixtures/golden_1234/"
 local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
@@ -20,26 +21,6 @@ end
 
 local function has(s, sub)
   assert(s:find(sub, 1, true), ("expected %q to contain %q"):format(s, sub))
-end
-
--- raw little-endian float32 fixture -> tensor of `shape`
-local function readbin(path, shape)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  local n, vals = #s // 4, {}
-  for i = 1, n do vals[i] = string.unpack("<f", s, 4 * (i - 1) + 1) end
-  local t = dm.tensor(vals)
-  return shape and t:reshape(table.unpack(shape)) or t
-end
-
-local function flat(t)
-  local out = {}
-  local function walk(x)
-    if type(x) == "table" then for _, v in ipairs(x) do walk(v) end else out[#out + 1] = x end
-  end
-  walk(t:totable())
-  return out
 end
 
 -- max |a - b| <= rtol * max |b|

@@ -31,4 +31,25 @@ function helpers.setup_run(cfg, data)
   return st, data
 end
 
+--- The numbers of a tensor, flattened in row-major order, as a Lua array.
+function helpers.flat(t)
+  local out = {}
+  local function walk(x)
+    if type(x) == "table" then for _, v in ipairs(x) do walk(v) end else out[#out + 1] = x end
+  end
+  walk(t:totable())
+  return out
+end
+
+--- A raw little-endian float32 fixture file (tests/fixtures/*/*.bin) as a
+-- tensor, reshaped to `shape` when given.
+function helpers.readbin(path, shape)
+  local dm = require "drlmem"
+  local s = helpers.slurp(path)
+  local vals = {}
+  for i = 1, #s // 4 do vals[i] = string.unpack("<f", s, 4 * (i - 1) + 1) end
+  local t = dm.tensor(vals)
+  return shape and t:reshape(table.unpack(shape)) or t
+end
+
 return helpers

@@ -6,8 +6,6 @@ local dm = require "drlmem"
 local slurp, spit = require("helpers").slurp, require("helpers").spit
 local plot = dm.plot
 
-
-
 -- The legend <line> elements of a chart: the short ones (20 px wide).
 local function legend_lines(text)
   local out = {}

@@ -10,8 +10,6 @@ os.remove(dir)
 assert(os.execute("mkdir -p '" .. dir .. "'"))
 local function tmp(name) return dir .. "/" .. name end
 
-
-
 describe("safetensors", function()
   teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
 

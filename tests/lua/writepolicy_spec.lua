@@ -5,6 +5,7 @@
 -- keeps causality (a changed future token leaves earlier logits identical),
 -- trains through net:reinforce, and round-trips through a checkpoint.
 local dm = require "drlmem"
+local flat, readbin = require("helpers").flat, require("helpers").readbin
 
 local G = "tests/fixtures/golden_1234/"
 local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
@@ -15,25 +16,6 @@ local function with(base, extra)
   for k, v in pairs(base) do t[k] = v end
   for k, v in pairs(extra or {}) do t[k] = v end
   return t
-end
-
-local function readbin(path, shape)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  local vals = {}
-  for i = 1, #s // 4 do vals[i] = string.unpack("<f", s, 4 * (i - 1) + 1) end
-  local t = dm.tensor(vals)
-  return shape and t:reshape(table.unpack(shape)) or t
-end
-
-local function flat(t)
-  local out = {}
-  local function walk(x)
-    if type(x) == "table" then for _, v in ipairs(x) do walk(v) end else out[#out + 1] = x end
-  end
-  walk(t:totable())
-  return out
 end
 
 local function same(a, b, what)
