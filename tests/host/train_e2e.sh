@@ -6,18 +6,7 @@
 # a SIGINT mid-training leaves a resumable checkpoint, prints how to resume
 # and exits 130, and the printed command resumes. Prints TAP.
 # Uses $DRLMEM_EXE (default ./build/drlmem).
-set -u
-cd "$(dirname "$0")/../.."
-root=$PWD
-E=${DRLMEM_EXE:-./build/drlmem}
-E=$(realpath "$E")
-# The exe carries its own sanitizer runtime; helpers must not get it.
-unset LD_PRELOAD
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-t() { if eval "$2"; then ok 0 "$1"; else ok 1 "$1"; echo "#   rc=$rc"; sed 's/^/#   /' "$tmp/out" | tail -15; fi; }
-clean() { ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$tmp/out"; }
+. "$(dirname "$0")/tap.inc"
 # train DIR ARGS...: a tiny run writing into DIR; fills $rc, output in $tmp/out.
 train() {
   local d=$1; shift

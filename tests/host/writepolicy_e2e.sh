@@ -7,17 +7,7 @@
 # and prints the table, the random arm using the RL arm's write rate, and
 # only its seed arm keeps the seed memory.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
-set -u
-cd "$(dirname "$0")/../.."
-root=$PWD
-E=${DRLMEM_EXE:-./build/drlmem}
-E=$(realpath "$E")
-unset LD_PRELOAD
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-t() { if eval "$2"; then ok 0 "$1"; else ok 1 "$1"; echo "#   rc=$rc"; sed 's/^/#   /' "$tmp/out" | tail -15; fi; }
-clean() { ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$tmp/out"; }
+. "$(dirname "$0")/tap.inc"
 train() {
   local d=$1; shift
   "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/recall.txt" \

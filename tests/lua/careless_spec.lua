@@ -2,12 +2,7 @@
 -- with that file (not with the Lua line that read it), writes are
 -- crash-safe and checked, messages say what to do.
 local dm = require "drlmem"
-
-local function err_of(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local err_of = require("helpers").err_of
 
 local dir = os.tmpname()
 os.remove(dir)

@@ -1,20 +1,7 @@
 -- config_spec.lua: dm.yaml, dm.config and dm.cli: values, defaults, and the
 -- messages that point at the file, line and key of a bad setting.
 local dm = require "drlmem"
-
-local function write_tmp(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function err_of(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local write_tmp, err_of = require("helpers").write_tmp, require("helpers").err_of
 
 describe("dm.yaml", function()
   it("resolves plain scalars like the YAML 1.2 core schema", function()

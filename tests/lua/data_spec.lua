@@ -1,21 +1,8 @@
 -- data_spec.lua: tokenizers, vocabulary, samples, split, batches, file
 -- errors (lua/drlmem/data.lua), EDA (augment.lua) and make_data.lua.
 local dm = require "drlmem"
+local write_tmp, err_of = require("helpers").write_tmp, require("helpers").err_of
 local data = dm.data
-
-local function write_tmp(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function err_of(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
 
 local function cfg_for(path, sets)
   local s = { "data_path=" .. path }

@@ -52,4 +52,18 @@ function helpers.readbin(path, shape)
   return shape and t:reshape(table.unpack(shape)) or t
 end
 
+--- A fresh temporary file holding text; returns its path.
+function helpers.write_tmp(text)
+  local path = os.tmpname()
+  helpers.spit(path, text)
+  return path
+end
+
+--- The message of the error fn(...) raises (and asserts that it raises).
+function helpers.err_of(fn, ...)
+  local ok, msg = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return tostring(msg)
+end
+
 return helpers
