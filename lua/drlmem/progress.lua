@@ -90,6 +90,9 @@ function progress.new(opts)
     last_draw = -math.huge,
     last_len = 0,
     done = 0,
+    -- batches already done when the bar starts (a resumed epoch): the ETA
+    -- is timed on the batches of this run only
+    first = opts.first or 0,
     min_interval = opts.min_interval or 5,
   }, Bar)
   assert(self.mode == "bar" or self.mode == "plain" or self.mode == "none",
@@ -103,7 +106,7 @@ end
 function Bar:text(i, info)
   info = info or {}
   local elapsed = self.clock() - self.start
-  local eta = i > 0 and elapsed / i * (self.total - i) or nil
+  local eta = i > self.first and elapsed / (i - self.first) * (self.total - i) or nil
   local loss = info.loss and string.format(" loss %.4f", info.loss) or ""
   local head = self.label ~= "" and (self.label .. " ") or ""
   if self.mode == "bar" then

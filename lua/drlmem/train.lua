@@ -268,7 +268,8 @@ function train.train_epoch(ctx, epoch, opts)
     for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] or 0.0 end
     net:set_write_options(train.write_options(cfg, epoch))
   end
-  local bar = progress.new { total = n, label = opts.label or ("epoch " .. epoch), mode = opts.progress or "none" }
+  local bar = progress.new { total = n, label = opts.label or ("epoch " .. epoch), mode = opts.progress or "none",
+    first = start }
   local t0 = train.now()
   local steps = 0
   local ignore = cfg.loss_ignore_pad and 0 or -1
@@ -318,7 +319,8 @@ function train.train_epoch(ctx, epoch, opts)
           opts.on_step { epoch = epoch, batch = i, sums = sums_copy() }
         end
       end
-      bar:update(i, { loss = nb > 0 and loss_sum / nb or nil, tokens = tokens })
+      -- the bar's rate counts the tokens of this run, not those carried over
+      bar:update(i, { loss = nb > 0 and loss_sum / nb or nil, tokens = tokens - (s0.tokens or 0) })
     end
   end
   bar:finish()

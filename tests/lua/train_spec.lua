@@ -434,6 +434,14 @@ describe("log, progress and the script's helpers", function()
     assert.truthy(s:find("10/10 loss 1.0000 250 tok/s 00:04<00:00", 1, true), s)
     assert.equal("\n", s:sub(-1))
 
+    -- a resumed epoch (6 of 10 batches done before): ETA from this run's pace
+    buf, t = {}, 0
+    local resumed = dm.progress.new { total = 10, mode = "bar", out = sink, clock = clock, first = 6 }
+    t = 2
+    resumed:update(8, { tokens = 200 })
+    s = table.concat(buf)
+    assert.truthy(s:find("8/10 100 tok/s 00:02<00:02", 1, true), s)
+
     buf, t = {}, 0
     local plain = dm.progress.new { total = 10, mode = "plain", out = sink, clock = clock, lines = 5, min_interval = 0 }
     for i = 1, 10 do
