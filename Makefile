@@ -14,9 +14,31 @@ CC      ?= cc
 LUA     ?= lua5.4
 BUSTED  ?= busted
 
-PKGS      := lua5.4 yaml-0.1 openblas jansson
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CONFIG   ?= pkg-config
+INSTALL_DEPS ?= bash .ci/install-deps
+PKGS         := lua5.4 yaml-0.1 openblas jansson
+
+# The compiler and linker flags come from pkg-config, which knows them only
+# once the Debian packages are installed. They are therefore not computed
+# while this file is parsed but written to $(BUILD)/config.mk by a rule that
+# first runs the dependency script; GNU make rebuilds an included makefile
+# and then reads itself again, so the very first `make test` on a bare
+# machine installs, then builds with the right flags. Goals that build
+# nothing (clean) skip the step.
+CONFIG_MK := $(BUILD)/config.mk
+NOBUILD_GOALS := clean
+ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
+include $(CONFIG_MK)
+endif
+
+$(CONFIG_MK): .ci/install-deps
+	@$(INSTALL_DEPS)
+	@mkdir -p $(BUILD)
+	@cflags=$$($(PKG_CONFIG) --cflags $(PKGS)) && libs=$$($(PKG_CONFIG) --libs $(PKGS)) \
+	  && solibs=$$($(PKG_CONFIG) --libs yaml-0.1 openblas jansson) \
+	  || { echo "make: pkg-config does not know $(PKGS) even after .ci/install-deps" >&2; exit 1; }; \
+	  printf 'PKG_CFLAGS := %s\nPKG_LIBS := %s\nSO_LIBS := %s\n' "$$cflags" "$$libs" "$$solibs" > $@.tmp \
+	  && mv $@.tmp $@
 
 CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fPIC \
                -Wall -Wextra -Wno-unused-parameter -g
@@ -42,20 +64,16 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
 EXE := $(BUILD)/drlmem
 SO  := $(BUILD)/drlmem.so
-DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps test test-c test-lua test-host test-asan train bench install clean fixtures
 
 all: $(EXE) $(SO) drlmem
 
-# The dependency script runs once per build folder; it does nothing when the
-# packages are already there.
-$(DEPS_STAMP):
-	@bash .ci/install-deps
-	@mkdir -p $(BUILD) && touch $@
-deps: $(DEPS_STAMP)
+# The dependency script runs once per build folder (with config.mk); it
+# does nothing when the packages are already there.
+deps: $(CONFIG_MK)
 
-$(BUILD)/%.o: src/%.c $(DEPS_STAMP)
+$(BUILD)/%.o: src/%.c $(CONFIG_MK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -69,7 +87,7 @@ $(EXE): $(HOST_OBJ) $(BIND_OBJ) $(BUILD)/libdmcore.a
 # The Lua C module leaves lua_* symbols to the interpreter that loads it.
 $(SO): $(BIND_OBJ) $(BUILD)/libdmcore.a
 	$(CC) $(LDSAN) -shared -o $@ $(BIND_OBJ) $(BUILD)/libdmcore.a \
-	  $(shell pkg-config --libs yaml-0.1 openblas jansson) -lm
+	  $(SO_LIBS) -lm
 
 # ./drlmem is what the README runs; it points at the default build.
 drlmem: $(BUILD)/drlmem
