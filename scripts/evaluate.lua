@@ -6,7 +6,7 @@
 -- Without --data it rebuilds the run's own split from the checkpoint's
 -- training config (data_path, seed, ratios, tokenizer: the same split and
 -- vocabulary as in training) and evaluates one part of it, the test split
--- by default. With --data it evaluates every sample of FILE, encoded with
+-- by default: with val_data/test_data in that config, the test file. With --data it evaluates every sample of FILE, encoded with
 -- the checkpoint's vocabulary. --set changes a setting of the checkpoint's
 -- config (e.g. --set batch_size=64); --config replaces it.
 --
@@ -61,7 +61,8 @@ local run_ok, err = pcall(function()
         .. "to evaluate the file with the checkpoint's vocabulary", cfg.data_path, #mine, #ck.vocab, first - 1,
         cfg.data_path), 0)
     end
-    split, source = data[args.split], string.format("%s (%s split, seed %d)", cfg.data_path, args.split, cfg.seed)
+    split = data[args.split]
+    source = split.source -- the test file itself with val_data/test_data
   end
 end)
 if not run_ok then dm.cli.die(err) end

@@ -140,6 +140,13 @@ F("max_vocab_size", "int", 0, "[0,inf)", "cap on the vocabulary size, specials i
     check = function(v) return v ~= 0 and v < 5 end })
 F("max_samples", "int", 0, "[0,inf)", "use only the first N samples of the data file (0 = all)")
 F("vocab_from", "enum", "train", "train|all", "build the vocabulary from the training split or from all samples")
+-- Data files and splits (README "Train on your own text").
+F("val_data", "string?", nil, nil,
+  "validation file, used as it is (with test_data; data_path is then all training data, not re-split)")
+F("test_data", "string?", nil, nil, "test file, used as it is (with val_data); evaluate.lua reports on it")
+F("split", "enum", "random", "random|position",
+  "without val_data/test_data: cut data_path by a seeded permutation (random) or in file order (position: "
+  .. "the first train_size_ratio of the samples, then val, then test)")
 F("threads", "int", 0, "[0,inf)", "OpenBLAS threads (0 = OpenBLAS default)")
 -- The RL write policy (issue 6; README "RL write policy"). Everything but
 -- write_policy is ignored while it is `seed`.
@@ -174,6 +181,20 @@ config.checks = {
     end
   end,
 }
+
+-- Fixed split files come as a pair, and they replace the split of data_path.
+config.checks[#config.checks + 1] = function(cfg)
+  -- (rawget: a null key is absent, and reading an absent key is an error)
+  local val, test = rawget(cfg, "val_data"), rawget(cfg, "test_data")
+  if (val == nil) ~= (test == nil) then
+    return { "val_data", "test_data" }, "val_data and test_data go together: give both files (validation "
+      .. "and test), or neither (data_path is then split by train_size_ratio and val_size_ratio)"
+  end
+  if val ~= nil and cfg.split ~= "random" then
+    return { "val_data", "split" }, "split: " .. cfg.split .. " cuts data_path into three parts, but with "
+      .. "val_data and test_data the files are the parts: leave split out"
+  end
+end
 
 ---------------------------------------------------------------------------
 -- Values, their text and the closest key

@@ -217,10 +217,15 @@ end
 ---------------------------------------------------------------------------
 
 --- The text of path with \r\n and \r turned into \n, or an error naming the
--- file when it is missing, unreadable, empty or not UTF-8.
-function data.read_text(path)
+-- file when it is missing, unreadable, empty or not UTF-8. key: where the
+-- path came from (a config key such as "data_path", or "--data"), named
+-- when the file cannot be opened.
+function data.read_text(path, key)
   local f, err = io.open(path, "rb")
-  if not f then error(string.format("data file '%s': cannot open: %s", path, err:gsub("^[^:]*: ", "")), 0) end
+  if not f then
+    error(string.format("data file '%s' (%s): cannot open: %s", path, key or "data_path",
+      err:gsub("^[^:]*: ", "")), 0)
+  end
   local text, rerr = f:read("a")
   f:close()
   if not text then
@@ -316,8 +321,10 @@ function Split:batches(batch_size, epoch)
   end
 end
 
-local function new_split(name, index, X, Y, shuffle_seed)
-  return setmetatable({ name = name, index = index, X = X, Y = Y, shuffle_seed = shuffle_seed }, Split)
+-- source: what the split is, in words (a file, or a part of one).
+local function new_split(name, index, X, Y, shuffle_seed, source)
+  return setmetatable({ name = name, index = index, X = X, Y = Y, shuffle_seed = shuffle_seed, source = source },
+    Split)
 end
 
 ---------------------------------------------------------------------------
@@ -350,47 +357,105 @@ function data.samples(text, tokenize, mode, T)
   error("unknown sample_mode '" .. tostring(mode) .. "' (lines|stream)", 2)
 end
 
---- Reads cfg.data_path and returns {vocab=, train=, val=, test=, stats=}.
--- cfg fields used: data_path, tokenizer, sample_mode, max_seq_length,
--- train_size_ratio, val_size_ratio, seed, min_freq, max_vocab_size,
--- max_samples, vocab_from.
-function data.load(cfg)
-  local clock = os.clock()
-  local path, T, mode = cfg.data_path, cfg.max_seq_length, cfg.sample_mode
-  local tokenize = data.tokenizer(cfg.tokenizer)
-  local text = data.read_text(path)
+-- The samples of one data file: {path=, key=, samples=, stream=, n_tokens=}.
+-- In stream mode samples are windows (first, last) into the file's own token
+-- stream, so a window never spans two files; in lines mode they are token
+-- lists. cap > 0 keeps only the first cap samples.
+local function read_samples(path, key, tokenize, mode, T, cap)
+  local text = data.read_text(path, key)
   local samples, stream = data.samples(text, tokenize, mode, T)
   text = nil -- luacheck: ignore (lets the collector have it)
-  local cap = cfg.max_samples or 0
-  if cap > 0 then
+  if cap and cap > 0 then
     for i = #samples, cap + 1, -1 do samples[i] = nil end
   end
-  local N = #samples
-  if N == 0 then
+  local n_tokens = 0
+  if stream then
+    n_tokens = #stream
+  else
+    for i = 1, #samples do n_tokens = n_tokens + #samples[i] end
+  end
+  if #samples == 0 then
     if mode == "stream" then
       error(string.format("data file '%s' gives no sample: %d tokens, stream mode needs at least "
         .. "max_seq_length+1 = %d", path, #stream, T + 1), 0)
     end
     error(string.format("data file '%s' gives no sample (no non-empty line)", path), 0)
   end
-  local sizes = data.split_sizes(N, cfg.train_size_ratio, cfg.val_size_ratio)
-  if sizes[1] < 1 or sizes[2] < 1 or sizes[3] < 1 then
-    -- (split_sizes may lend test a sample train has not got: show no negative count)
-    local m = math.max
-    error(string.format("data file '%s' gives only %d sample%s: too few for a train/val/test split, which "
-      .. "needs at least one sample in each part (train_size_ratio %g and val_size_ratio %g give %d/%d/%d)",
-      path, N, N == 1 and "" or "s", cfg.train_size_ratio, cfg.val_size_ratio, m(0, sizes[1]), m(0, sizes[2]),
-      m(0, sizes[3])), 0)
-  end
-  local perm = dm.Generator(cfg.seed):randperm(N)
+  return { path = path, key = key, samples = samples, stream = stream, n_tokens = n_tokens }
+end
+
+-- The index lists {train, val, test} of samples 1..N cut into parts of the
+-- given sizes: in file order, or in the order of a permutation drawn from
+-- seed when seed is given (split: random).
+local function cut_parts(N, sizes, seed)
+  local perm = seed and dm.Generator(seed):randperm(N)
   local parts, k = { {}, {}, {} }, 0
   for p = 1, 3 do
     local part = parts[p]
     for i = 1, sizes[p] do
       k = k + 1
-      part[i] = perm[k]
+      part[i] = perm and perm[k] or k
     end
   end
+  return parts
+end
+
+--- Reads the data files and returns {vocab=, train=, val=, test=, stats=}.
+-- Without val_data/test_data, cfg.data_path is cut into train / val / test
+-- by train_size_ratio and val_size_ratio, as cfg.split says: `random` (a
+-- permutation drawn from seed) or `position` (the first samples train, then
+-- val, then test, in file order). With val_data and test_data the three
+-- files are the three parts as they are: nothing is re-split or moved
+-- between files. cfg fields used: data_path, val_data, test_data, split,
+-- tokenizer, sample_mode, max_seq_length, train_size_ratio,
+-- val_size_ratio, seed, min_freq, max_vocab_size, max_samples (of
+-- data_path only), vocab_from.
+function data.load(cfg)
+  local clock = os.clock()
+  local path, T, mode = cfg.data_path, cfg.max_seq_length, cfg.sample_mode
+  local tokenize = data.tokenizer(cfg.tokenizer)
+  local files = { read_samples(path, "data_path", tokenize, mode, T, cfg.max_samples) }
+  -- (rawget: an unset nullable key is absent from cfg, and reading it raises)
+  local val_path, test_path = rawget(cfg, "val_data"), rawget(cfg, "test_data")
+  local fixed = val_path ~= nil
+  if fixed then
+    files[2] = read_samples(val_path, "val_data", tokenize, mode, T)
+    files[3] = read_samples(test_path, "test_data", tokenize, mode, T)
+  end
+
+  -- All samples in one list, file after file, and in stream mode their
+  -- windowed tokens in one stream, so that one encode covers every part.
+  local samples, stream, n_tokens, counts = {}, nil, 0, {}
+  if mode == "stream" then stream = {} end
+  for p, f in ipairs(files) do
+    counts[p] = #f.samples
+    n_tokens = n_tokens + f.n_tokens
+    if stream then
+      local W, base = T + 1, #stream
+      table.move(f.stream, 1, #f.samples * W, base + 1, stream)
+      for i = 1, #f.samples do
+        samples[#samples + 1] = { first = base + (i - 1) * W + 1, last = base + i * W }
+      end
+    else
+      table.move(f.samples, 1, #f.samples, #samples + 1, samples)
+    end
+    f.samples, f.stream = nil, nil
+  end
+  local N = #samples
+
+  local split_kind, sizes = fixed and "files" or (rawget(cfg, "split") or "random"), counts
+  if not fixed then
+    sizes = data.split_sizes(N, cfg.train_size_ratio, cfg.val_size_ratio)
+    if sizes[1] < 1 or sizes[2] < 1 or sizes[3] < 1 then
+      -- (split_sizes may lend test a sample train has not got: show no negative count)
+      local m = math.max
+      error(string.format("data file '%s' gives only %d sample%s: too few for a train/val/test split, which "
+        .. "needs at least one sample in each part (train_size_ratio %g and val_size_ratio %g give %d/%d/%d)",
+        path, N, N == 1 and "" or "s", cfg.train_size_ratio, cfg.val_size_ratio, m(0, sizes[1]), m(0, sizes[2]),
+        m(0, sizes[3])), 0)
+    end
+  end
+  local parts = cut_parts(N, sizes, split_kind == "random" and cfg.seed or nil)
 
   -- Tokens of a sample, as a list (lines) or a slice of the stream.
   local function tokens_of(i)
@@ -409,12 +474,11 @@ function data.load(cfg)
   local vocab = data.build_vocab(vocab_src, { min_freq = cfg.min_freq, max_size = cfg.max_vocab_size })
   vocab_src = nil -- luacheck: ignore
 
-  local stoi, n_tokens, n_unk, n_cut = vocab.stoi, 0, 0, 0
+  local stoi, n_unk, n_cut = vocab.stoi, 0, 0
   local X, Y
   if stream then
-    local last = N * (T + 1)
     local ids = {}
-    for i = 1, last do
+    for i = 1, #stream do
       local id = stoi[stream[i]]
       if not id then
         id = UNK
@@ -422,7 +486,6 @@ function data.load(cfg)
       end
       ids[i] = id
     end
-    n_tokens = #stream
     X, Y = dm.datautil.encode_windows(ids, T)
   else
     local enc = {}
@@ -437,22 +500,38 @@ function data.load(cfg)
         ids[j] = id
       end
       enc[i] = ids
-      n_tokens = n_tokens + #toks
       if #toks >= T then n_cut = n_cut + 1 end
     end
     X, Y = dm.datautil.encode_lines(enc, T)
   end
   samples, stream = nil, nil -- luacheck: ignore
 
+  -- What each part is, for the log and evaluate.lua's report.
+  local names = { "train", "val", "test" }
+  local sources = {}
+  for p = 1, 3 do
+    if fixed then
+      sources[p] = files[p].path
+    elseif split_kind == "position" then
+      local first = p == 1 and 1 or (p == 2 and sizes[1] + 1 or sizes[1] + sizes[2] + 1)
+      sources[p] = string.format("%s (%s split: samples %d-%d of %d, by position)", path, names[p], first,
+        first + sizes[p] - 1, N)
+    else
+      sources[p] = string.format("%s (%s split, seed %d)", path, names[p], cfg.seed)
+    end
+  end
   local d = {
     vocab = vocab,
     X = X,
     Y = Y,
-    train = new_split("train", parts[1], X, Y, cfg.seed + 1),
-    val = new_split("val", parts[2], X, Y, nil),
-    test = new_split("test", parts[3], X, Y, nil),
+    train = new_split("train", parts[1], X, Y, cfg.seed + 1, sources[1]),
+    val = new_split("val", parts[2], X, Y, nil, sources[2]),
+    test = new_split("test", parts[3], X, Y, nil, sources[3]),
     stats = {
       path = path,
+      val_path = val_path,
+      test_path = test_path,
+      split = split_kind,      -- files | random | position
       tokenizer = cfg.tokenizer,
       sample_mode = mode,
       max_seq_length = T,
@@ -471,9 +550,11 @@ end
 --- One line for the log.
 function data.describe(d)
   local s = d.stats
+  local split = s.split == "files" and string.format("files %s / %s / %s", s.path, s.val_path, s.test_path)
+    or s.split
   return string.format("data %s: %d tokens, %d samples (%s, T=%d, tokenizer %s), vocab %d, "
-    .. "split train/val/test %d/%d/%d, %d <unk>, %d cut, %.2fs", s.path, s.n_tokens, s.n_samples,
-    s.sample_mode, s.max_seq_length, s.tokenizer, s.vocab_size, s.sizes[1], s.sizes[2], s.sizes[3],
+    .. "split train/val/test %d/%d/%d (%s), %d <unk>, %d cut, %.2fs", s.path, s.n_tokens, s.n_samples,
+    s.sample_mode, s.max_seq_length, s.tokenizer, s.vocab_size, s.sizes[1], s.sizes[2], s.sizes[3], split,
     s.n_unk, s.n_truncated, s.seconds)
 end
 

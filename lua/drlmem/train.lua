@@ -616,7 +616,7 @@ end
 -- :nbatches(B). cfg gives tokenizer, sample_mode and max_seq_length.
 function train.file_split(path, vocab, cfg)
   local T = cfg.max_seq_length
-  local text = dm.data.read_text(path)
+  local text = dm.data.read_text(path, "--data")
   local samples, stream = dm.data.samples(text, dm.data.tokenizer(cfg.tokenizer), cfg.sample_mode, T)
   local X, Y
   if stream then

@@ -156,6 +156,111 @@ describe("split", function()
   end)
 end)
 
+describe("fixed splits", function()
+  -- PTB-style files: each line a sentence; the validation and test files
+  -- hold words the training file lacks.
+  local dir, train_path, val_path, test_path
+  setup(function()
+    train_path = write_tmp("the cat sat\nthe dog ran\na cat ran\nthe end\n")
+    val_path = write_tmp("the zebra sat\na dog\n")
+    test_path = write_tmp("a yak ran\nthe cat\nthe <unk> end\n")
+  end)
+  teardown(function()
+    for _, p in ipairs { train_path, val_path, test_path } do os.remove(p) end
+  end)
+  local function sets(extra)
+    local t = { "val_data=" .. val_path, "test_data=" .. test_path, "tokenizer=upstream" }
+    for _, x in ipairs(extra or {}) do t[#t + 1] = x end
+    return t
+  end
+
+  it("val_data and test_data are the val and test parts as they are, in file order", function()
+    local d = data.load(cfg_for(train_path, sets()))
+    assert.same({ 4, 2, 3 }, d.stats.sizes)
+    assert.equal("files", d.stats.split)
+    -- training batches are reshuffled per epoch, but only within the training file
+    local tr = table.move(d.train:order(1), 1, 4, 1, {})
+    table.sort(tr)
+    assert.same({ 1, 2, 3, 4 }, tr)
+    assert.same({ 5, 6 }, d.val.index)
+    assert.same({ 7, 8, 9 }, d.test.index)
+    assert.equal(val_path, d.val.source)
+    assert.equal(test_path, d.test.source)
+    local s = d.vocab.stoi
+    local vx = d.val:batches(10)()
+    assert.same({ data.SOS, s.the, data.UNK, s.sat }, table.move(vx:totable()[1], 1, 4, 1, {}))
+    local tx = d.test:batches(10)()
+    assert.same({ data.SOS, s.a, data.UNK, s.ran }, table.move(tx:totable()[1], 1, 4, 1, {}))
+    assert.matches("files " .. train_path:gsub("%p", "%%%0") .. " / ", data.describe(d))
+  end)
+
+  it("take the vocabulary from the training file only", function()
+    local d = data.load(cfg_for(train_path, sets()))
+    assert.same({ "<pad>", "<unk>", "<sos>", "<eos>", "the", "cat", "sat", "dog", "ran", "a", "end" },
+      d.vocab:list())
+    assert.is_nil(d.vocab.stoi.zebra)
+    assert.is_nil(d.vocab.stoi.yak)
+    assert.equal(3, d.stats.n_unk) -- zebra, yak and unk (upstream reads <unk> as the word unk)
+  end)
+
+  it("ignore the ratios and max_samples of data_path's split", function()
+    local d = data.load(cfg_for(train_path, sets { "train_size_ratio=0.3", "val_size_ratio=0.6" }))
+    assert.same({ 4, 2, 3 }, d.stats.sizes)
+    d = data.load(cfg_for(train_path, sets { "max_samples=2" }))
+    assert.same({ 2, 2, 3 }, d.stats.sizes)
+  end)
+
+  it("cut each file into its own windows in stream mode", function()
+    local a, b, c = write_tmp("abcdefgh"), write_tmp("abcdx"), write_tmp("abcdyabcdz")
+    local d = data.load(cfg_for(a, { "val_data=" .. b, "test_data=" .. c, "tokenizer=char",
+      "sample_mode=stream", "max_seq_length=4" }))
+    -- 8 chars: 1 window of 5 (h dropped); 5: 1 window; 10: 2 windows
+    assert.same({ 1, 1, 2 }, d.stats.sizes)
+    local s, X, Y = d.vocab.stoi, d.X:totable(), d.Y:totable()
+    assert.same({ s.a, s.b, s.c, s.d }, X[2])
+    assert.same({ s.b, s.c, s.d, data.UNK }, Y[2]) -- x: not in the training file
+    assert.same({ s.a, s.b, s.c, s.d }, X[3]) -- the test file's windows: abcd|y, abcd|z
+    assert.same({ s.b, s.c, s.d, data.UNK }, Y[3])
+    assert.same({ s.a, s.b, s.c, s.d }, X[4])
+    os.remove(a); os.remove(b); os.remove(c)
+  end)
+
+  it("come as a pair and replace split", function()
+    assert.matches("^%-%-set val_data=.*: key 'val_data': val_data and test_data go together",
+      err_of(cfg_for, train_path, { "val_data=" .. val_path }))
+    assert.matches("^%-%-set test_data=.*: key 'test_data': val_data and test_data go together",
+      err_of(cfg_for, train_path, { "test_data=" .. test_path }))
+    assert.matches("key 'split': split: position cuts data_path into three parts, but with val_data",
+      err_of(cfg_for, train_path, sets { "split=position" }))
+  end)
+
+  it("name the missing file and its key", function()
+    assert.equal("data file '/nonexistent/v.txt' (val_data): cannot open: No such file or directory",
+      err_of(data.load, cfg_for(train_path, { "val_data=/nonexistent/v.txt", "test_data=" .. test_path })))
+    assert.equal("data file '/nonexistent/t.txt' (test_data): cannot open: No such file or directory",
+      err_of(data.load, cfg_for(train_path, { "val_data=" .. val_path, "test_data=/nonexistent/t.txt" })))
+  end)
+
+  it("split: position takes the first samples for train, then val, then test", function()
+    local path = write_tmp(numbered_lines(50))
+    local d = data.load(cfg_for(path, { "split=position" }))
+    local function range(a, b) local t = {} for i = a, b do t[#t + 1] = i end return t end
+    assert.same(range(1, 40), d.train.index)
+    assert.same(range(41, 45), d.val.index)
+    assert.same(range(46, 50), d.test.index)
+    assert.equal("position", d.stats.split)
+    assert.equal(path .. " (test split: samples 46-50 of 50, by position)", d.test.source)
+    -- the same for any seed; a 90/10-style split of a stream is its first and last windows
+    assert.same(d.test.index, data.load(cfg_for(path, { "split=position", "seed=9" })).test.index)
+    local s = data.load(cfg_for(path, { "split=position", "tokenizer=char", "sample_mode=stream",
+      "max_seq_length=9", "train_size_ratio=0.8", "val_size_ratio=0.1" }))
+    assert.same(range(s.stats.sizes[1] + s.stats.sizes[2] + 1, s.stats.n_samples), s.test.index)
+    local rand = data.load(cfg_for(path))
+    assert.are_not.same(d.test.index, rand.test.index)
+    os.remove(path)
+  end)
+end)
+
 describe("batches", function()
   it("encode input and target as the upstream sample, cut and padded", function()
     local path = write_tmp("a b\n\n   \na b c d e f\nc\n")
@@ -233,7 +338,8 @@ end)
 
 describe("data file errors", function()
   it("name the file", function()
-    assert.matches("data file '/nonexistent/x%.txt': cannot open", err_of(data.load, cfg_for("/nonexistent/x.txt")))
+    assert.matches("^data file ./nonexistent/x%.txt. %(data_path%): cannot open: No such file or directory$",
+      err_of(data.load, cfg_for("/nonexistent/x.txt")))
     local empty = write_tmp("")
     assert.matches("data file '.*' is empty", err_of(data.load, cfg_for(empty)))
     os.remove(empty)
