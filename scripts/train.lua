@@ -73,6 +73,7 @@ if args.resume then
 end
 lg:quiet("config:\n  " .. table.concat(dm.config.describe(cfg), "\n  "))
 lg:info("%s", dm.data.describe(data))
+for _, w in ipairs(data.warnings) do lg:warn("warning: %s", w) end
 lg:info("model: %d parameters, vocab %d; optimizer %s, scheduler %s; %d train / %d val / %d test samples",
   net:num_parameters(), data.vocab.size, tostring(opt), cfg.scheduler, data.train:size(), data.val:size(),
   data.test:size())

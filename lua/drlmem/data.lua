@@ -30,12 +30,16 @@
 -- floor(r_val N)), test = N - train - val, and a test size below 1 becomes 1,
 -- taken from train. The order comes from dm.Generator(seed):randperm(N).
 local dm = require "drlmem"
+local lfs = require "lfs" -- Debian's lua-filesystem: stat() for the file checks
 
 local data = {}
 
 local PAD, UNK, SOS, EOS = 0, 1, 2, 3
 data.PAD, data.UNK, data.SOS, data.EOS = PAD, UNK, SOS, EOS
 data.SPECIALS = { "<pad>", "<unk>", "<sos>", "<eos>" }
+
+-- The size cap of a data file when the caller gives none (max_data_bytes).
+data.MAX_BYTES = 1 << 30
 
 local lower, gsub, gmatch, find = string.lower, string.gsub, string.gmatch, string.find
 local floor = math.floor
@@ -44,12 +48,15 @@ local floor = math.floor
 -- Tokenizers: fn(text) -> array of token strings
 ---------------------------------------------------------------------------
 data.tokenizers = {}
+data.tokenizer_docs = {} -- name -> what it keeps and drops, in words (for messages)
 
---- Adds (or replaces) a tokenizer usable as cfg.tokenizer = name.
-function data.register_tokenizer(name, fn)
+--- Adds (or replaces) a tokenizer usable as cfg.tokenizer = name. doc
+-- (optional): what it keeps and drops, shown when a file gives no token.
+function data.register_tokenizer(name, fn, doc)
   assert(type(name) == "string" and name ~= "", "register_tokenizer: name must be a non-empty string")
   assert(type(fn) == "function", "register_tokenizer: fn must be a function(text) -> tokens")
-  data.tokenizers[name] = fn
+  assert(doc == nil or type(doc) == "string", "register_tokenizer: doc must be a string")
+  data.tokenizers[name], data.tokenizer_docs[name] = fn, doc
 end
 
 -- Python's lower() and \s see a few non-ASCII characters that Lua's byte-wise
@@ -81,7 +88,7 @@ data.register_tokenizer("word", function(text)
     out[n] = tok
   end
   return out
-end)
+end, "it lower-cases, keeps a-z, 0-9 and . , ? ! and deletes every other character")
 
 --- upstream: the reference tokenizer exactly: tokens are the maximal runs of
 -- [a-z0-9]; . , ? ! only separate tokens; other characters are deleted, so
@@ -95,7 +102,7 @@ data.register_tokenizer("upstream", function(text)
     out[n] = tok
   end
   return out
-end)
+end, "it keeps the runs of a-z and 0-9, lower-cased, and deletes every other character")
 
 --- char: every Unicode code point is a token (no case folding).
 data.register_tokenizer("char", function(text)
@@ -105,7 +112,7 @@ data.register_tokenizer("char", function(text)
     out[n] = ch
   end
   return out
-end)
+end, "every character is a token")
 
 --- The tokenizer called name, or an error listing the known ones.
 function data.tokenizer(name)
@@ -217,14 +224,27 @@ end
 ---------------------------------------------------------------------------
 
 --- The text of path with \r\n and \r turned into \n, or an error naming the
--- file when it is missing, unreadable, empty or not UTF-8. key: where the
--- path came from (a config key such as "data_path", or "--data"), named
--- when the file cannot be opened.
-function data.read_text(path, key)
+-- file when it is missing, not a regular file, larger than max_bytes,
+-- unreadable, empty or not UTF-8. The type and the size are checked before
+-- anything is read (a FIFO would block the open, /dev/zero never ends).
+-- key: where the path came from (a config key such as "data_path", or
+-- "--data"), named in the messages. max_bytes: default 1 GiB.
+function data.read_text(path, key, max_bytes)
+  key, max_bytes = key or "data_path", max_bytes or data.MAX_BYTES
+  local attr, aerr = lfs.attributes(path)
+  if not attr then
+    error(string.format("data file '%s' (%s): cannot open: %s", path, key, tostring(aerr):match("[^:]*$"):sub(2)), 0)
+  end
+  if attr.mode ~= "file" then
+    error(string.format("data file '%s' (%s) is a %s, not a regular file", path, key, attr.mode), 0)
+  end
+  if attr.size > max_bytes then
+    error(string.format("data file '%s' (%s) is %d bytes, over max_data_bytes = %d (raise it: --set "
+      .. "max_data_bytes=%d)", path, key, attr.size, max_bytes, attr.size), 0)
+  end
   local f, err = io.open(path, "rb")
   if not f then
-    error(string.format("data file '%s' (%s): cannot open: %s", path, key or "data_path",
-      err:gsub("^[^:]*: ", "")), 0)
+    error(string.format("data file '%s' (%s): cannot open: %s", path, key, err:gsub("^[^:]*: ", "")), 0)
   end
   local text, rerr = f:read("a")
   f:close()
@@ -357,13 +377,43 @@ function data.samples(text, tokenize, mode, T)
   error("unknown sample_mode '" .. tostring(mode) .. "' (lines|stream)", 2)
 end
 
+--- Why the file at path (with this text) looks like CSV or TSV, or nil: its
+-- name ends in .csv or .tsv, or each of its first lines (3 to 20 of them)
+-- holds the same number of commas, or of tabs, and at least one.
+function data.csv_like(path, text)
+  local ext = path:lower():match("%.([ct]sv)$")
+  if ext then return "its name ends in ." .. ext end
+  for _, sep in ipairs { { ",", "comma" }, { "\t", "tab" } } do
+    local count, n = nil, 0
+    for line in gmatch(text:sub(1, 65536), "[^\n]+") do
+      if find(line, "%S") then
+        local _, c = gsub(line, sep[1], "")
+        if c == 0 or (count and c ~= count) then count = nil break end
+        count, n = c, n + 1
+        if n == 20 then break end
+      end
+    end
+    if count and n >= 3 then
+      return string.format("each of its first %d lines holds %d %s%s", n, count, sep[2], count == 1 and "" or "s")
+    end
+  end
+  return nil
+end
+
 -- The samples of one data file: {path=, key=, samples=, stream=, n_tokens=}.
 -- In stream mode samples are windows (first, last) into the file's own token
 -- stream, so a window never spans two files; in lines mode they are token
 -- lists. cap > 0 keeps only the first cap samples.
-local function read_samples(path, key, tokenize, mode, T, cap)
-  local text = data.read_text(path, key)
-  local samples, stream = data.samples(text, tokenize, mode, T)
+local function read_samples(path, key, cfg, cap, warnings)
+  local T, mode, max_bytes = cfg.max_seq_length, cfg.sample_mode, rawget(cfg, "max_data_bytes")
+  local text = data.read_text(path, key, max_bytes)
+  local csv = data.csv_like(path, text)
+  if csv then
+    warnings[#warnings + 1] = string.format("data file '%s' (%s) looks like CSV (%s): it is read as plain text, "
+      .. "one sample per line, the header line too, with commas and quotes kept as text; to train on one column, "
+      .. "write that column to a text file first", path, key, csv)
+  end
+  local samples, stream = data.samples(text, data.tokenizer(cfg.tokenizer), mode, T)
   text = nil -- luacheck: ignore (lets the collector have it)
   if cap and cap > 0 then
     for i = #samples, cap + 1, -1 do samples[i] = nil end
@@ -373,6 +423,12 @@ local function read_samples(path, key, tokenize, mode, T, cap)
     n_tokens = #stream
   else
     for i = 1, #samples do n_tokens = n_tokens + #samples[i] end
+  end
+  if n_tokens == 0 then
+    -- (a file of symbols the tokenizer deletes would train on <sos> <eos> alone)
+    local doc = data.tokenizer_docs[cfg.tokenizer]
+    error(string.format("data file '%s' (%s) gives no token with tokenizer '%s'%s", path, key, cfg.tokenizer,
+      doc and " (" .. doc .. ")" or ""), 0)
   end
   if #samples == 0 then
     if mode == "stream" then
@@ -400,7 +456,8 @@ local function cut_parts(N, sizes, seed)
   return parts
 end
 
---- Reads the data files and returns {vocab=, train=, val=, test=, stats=}.
+--- Reads the data files and returns {vocab=, train=, val=, test=, stats=,
+-- warnings=}.
 -- Without val_data/test_data, cfg.data_path is cut into train / val / test
 -- by train_size_ratio and val_size_ratio, as cfg.split says: `random` (a
 -- permutation drawn from seed) or `position` (the first samples train, then
@@ -413,14 +470,15 @@ end
 function data.load(cfg)
   local clock = os.clock()
   local path, T, mode = cfg.data_path, cfg.max_seq_length, cfg.sample_mode
-  local tokenize = data.tokenizer(cfg.tokenizer)
-  local files = { read_samples(path, "data_path", tokenize, mode, T, cfg.max_samples) }
+  data.tokenizer(cfg.tokenizer) -- (an unknown name fails before any reading)
+  local warnings = {}
+  local files = { read_samples(path, "data_path", cfg, cfg.max_samples, warnings) }
   -- (rawget: an unset nullable key is absent from cfg, and reading it raises)
   local val_path, test_path = rawget(cfg, "val_data"), rawget(cfg, "test_data")
   local fixed = val_path ~= nil
   if fixed then
-    files[2] = read_samples(val_path, "val_data", tokenize, mode, T)
-    files[3] = read_samples(test_path, "test_data", tokenize, mode, T)
+    files[2] = read_samples(val_path, "val_data", cfg, nil, warnings)
+    files[3] = read_samples(test_path, "test_data", cfg, nil, warnings)
   end
 
   -- All samples in one list, file after file, and in stream mode their
@@ -522,6 +580,7 @@ function data.load(cfg)
   end
   local d = {
     vocab = vocab,
+    warnings = warnings,       -- lines for the log: what in the files may not be what the user meant
     X = X,
     Y = Y,
     train = new_split("train", parts[1], X, Y, cfg.seed + 1, sources[1]),

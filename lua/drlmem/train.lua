@@ -404,11 +404,8 @@ train.GENERATED = { ["data/augmented_text_data.txt"] = {}, ["data/tiny.txt"] = {
 -- script_dir: where make_data.lua lives (default: beside the running script).
 function train.ensure_data(cfg, script_dir)
   local path = cfg.data_path
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return false
-  end
+  -- (a stat, not an open: opening a FIFO to see whether it exists blocks)
+  if require("lfs").attributes(path) then return false end
   local extra = train.GENERATED[path]
   if not extra then return false end
   script_dir = script_dir or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or "scripts")
@@ -616,7 +613,7 @@ end
 -- :nbatches(B). cfg gives tokenizer, sample_mode and max_seq_length.
 function train.file_split(path, vocab, cfg)
   local T = cfg.max_seq_length
-  local text = dm.data.read_text(path, "--data")
+  local text = dm.data.read_text(path, "--data", cfg.max_data_bytes)
   local samples, stream = dm.data.samples(text, dm.data.tokenizer(cfg.tokenizer), cfg.sample_mode, T)
   local X, Y
   if stream then

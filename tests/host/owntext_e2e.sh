@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # End to end: training on your own text (README "Train on your own text").
 # A run with fixed split files (val_data, test_data) trains on the training
-# file and evaluate.lua reports on the test file.
+# file and evaluate.lua reports on the test file; bad data files stop
+# train.lua with one line before any reading (a FIFO, /dev/zero, a folder, a
+# file over max_data_bytes, a missing file); a tokenizer registered by a
+# module loaded with -l trains, is saved in the checkpoint's config and
+# works again in evaluate.lua and generate.lua with the same -l, and without
+# it they stop with one line naming the tokenizer and how to load it.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
 # train ARGS...: a one-epoch tiny run writing into $tmp/run; fills $rc, output in $tmp/out.
@@ -29,3 +34,31 @@ t "evaluate.lua reports on the test file, all of it" \
 "$E" scripts/evaluate.lua --checkpoint "$tmp/run/models/memory_model.safetensors" --split val >"$tmp/out" 2>&1; rc=$?
 t "evaluate.lua --split val reports on the validation file" \
   '[ $rc -eq 0 ] && head -n 1 "$tmp/out" | grep -q "on $tmp/valid.txt: 20 samples"'
+
+# --- bad data files -----------------------------------------------------------------
+mkfifo "$tmp/fifo"
+timeout 20 "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/fifo" \
+  >"$tmp/out" 2>&1; rc=$?
+t "a FIFO is refused at once, in one line" \
+  '[ $rc -eq 1 ] && one_line && grep -q "data file .$tmp/fifo. (data_path) is a named pipe, not a regular file" "$tmp/out"'
+timeout 20 "$E" "$root/scripts/train.lua" --set data_path=/dev/zero >"$tmp/out" 2>&1; rc=$?
+t "/dev/zero is refused at once, in one line" \
+  '[ $rc -eq 1 ] && one_line && grep -q "data file ./dev/zero. (data_path) is a char device, not a regular file" "$tmp/out"'
+train --set "data_path=$tmp"
+t "a folder is refused in one line" '[ $rc -eq 1 ] && one_line && grep -q "(data_path) is a directory, not a regular file" "$tmp/out"'
+train --set "data_path=$tmp/train.txt" --set "val_data=$tmp/valid.txt" --set "test_data=$tmp/test.txt" \
+  --set max_data_bytes=1000
+t "a file over max_data_bytes is refused in one line" \
+  '[ $rc -eq 1 ] && one_line && grep -q "data file .$tmp/train.txt. (data_path) is [0-9]* bytes, over max_data_bytes = 1000" "$tmp/out"'
+train --set "data_path=$tmp/train.txt" --set "val_data=$tmp/nope.txt" --set "test_data=$tmp/test.txt"
+t "a missing file is one line naming the file and the key" \
+  '[ $rc -eq 1 ] && one_line && grep -q "data file .$tmp/nope.txt. (val_data): cannot open: No such file or directory" "$tmp/out"'
+printf '%s\n' '#$%' '&*()' '---' '@@ ~~' >"$tmp/symbols.txt"
+train --set "data_path=$tmp/symbols.txt"
+t "a file that gives no token is one line naming the tokenizer and what it drops" \
+  '[ $rc -eq 1 ] && one_line && grep -q "(data_path) gives no token with tokenizer .word. (it lower-cases" "$tmp/out"'
+{ echo "id,text,label"; awk '{ gsub(",", ""); printf "%d,\"%s\",x\n", NR, $0 }' "$tmp/train.txt"; } >"$tmp/data.csv"
+train --set "data_path=$tmp/data.csv"
+t "a CSV trains, with a warning in the log and on stderr that it is read as plain text" \
+  'w="warning: data file .$tmp/data.csv. (data_path) looks like CSV (its name ends in .csv): it is read as plain text"
+   [ $rc -eq 0 ] && grep -q "$w" "$tmp/out" && grep -q "$w" "$tmp/run/logs/training.log"'

@@ -364,6 +364,70 @@ describe("data file errors", function()
   end)
 end)
 
+describe("data files that are not text", function()
+  it("are refused before reading when they are not regular files", function()
+    assert.equal("data file '/dev/zero' (data_path) is a char device, not a regular file",
+      err_of(data.load, cfg_for("/dev/zero")))
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    assert.equal("data file '" .. dir .. "' (data_path) is a directory, not a regular file",
+      err_of(data.load, cfg_for(dir)))
+    -- a FIFO with no writer would block io.open for ever
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo " .. fifo))
+    assert.equal("data file '" .. fifo .. "' (--data) is a named pipe, not a regular file",
+      err_of(data.read_text, fifo, "--data"))
+    os.remove(fifo)
+    os.execute("rmdir " .. dir)
+  end)
+
+  it("are refused above max_data_bytes, before reading", function()
+    local path = write_tmp(numbered_lines(20))
+    local size = #numbered_lines(20)
+    assert.equal(string.format("data file '%s' (data_path) is %d bytes, over max_data_bytes = 100 (raise it: "
+      .. "--set max_data_bytes=%d)", path, size, size), err_of(data.load, cfg_for(path, { "max_data_bytes=100" })))
+    assert.equal(20, data.load(cfg_for(path, { "max_data_bytes=" .. size })).stats.n_samples)
+    assert.equal(1 << 30, dm.config.defaults().max_data_bytes)
+    os.remove(path)
+  end)
+
+  it("that give no token are an error naming the tokenizer and what it drops", function()
+    local path = write_tmp("#$%\n&*()\n---\n@@ ~~\n")
+    assert.equal("data file '" .. path .. "' (data_path) gives no token with tokenizer 'upstream' (it keeps the "
+      .. "runs of a-z and 0-9, lower-cased, and deletes every other character)",
+      err_of(data.load, cfg_for(path, { "tokenizer=upstream" })))
+    assert.matches("gives no token with tokenizer 'word' %(it lower%-cases",
+      err_of(data.load, cfg_for(path, { "sample_mode=stream" })))
+    -- a user's tokenizer without a doc: no parenthesis
+    data.register_tokenizer("spec_none", function() return {} end)
+    assert.equal("data file '" .. path .. "' (data_path) gives no token with tokenizer 'spec_none'",
+      err_of(data.load, cfg_for(path, { "tokenizer=spec_none" })))
+    data.tokenizers.spec_none = nil
+    os.remove(path)
+  end)
+
+  it("that look like CSV load with a warning", function()
+    local text = "id,text,label\n"
+    for i = 1, 30 do text = text .. i .. ",w" .. i .. " common,x\n" end
+    local path = write_tmp(text)
+    local d = data.load(cfg_for(path))
+    assert.equal(1, #d.warnings)
+    assert.equal("data file '" .. path .. "' (data_path) looks like CSV (each of its first 20 lines holds 2 commas): "
+      .. "it is read as plain text, one sample per line, the header line too, with commas and quotes kept as text; "
+      .. "to train on one column, write that column to a text file first", d.warnings[1])
+    assert.equal("its name ends in .csv", data.csv_like("x/Data.CSV", "plain text\n"))
+    assert.equal("each of its first 3 lines holds 1 tab", data.csv_like("x.txt", "a\tb\n\nc\td\ne\tf\n"))
+    -- prose with commas here and there is not CSV
+    assert.is_nil(data.csv_like("x.txt", "one, two\nthree\nfour, five, six\n"))
+    assert.is_nil(data.csv_like("x.txt", "a, b\nc, d\n"))
+    os.remove(path)
+    path = write_tmp(numbered_lines(20))
+    assert.same({}, data.load(cfg_for(path)).warnings)
+    os.remove(path)
+  end)
+end)
+
 describe("augment (EDA)", function()
   local aug = dm.augment
   local line = "Mary went to the kitchen. Then John took the apple. Where is Mary? Kitchen."
