@@ -132,7 +132,13 @@ F("output_activation", "enum", "gelu", "gelu|none", "activation on the logits (g
 F("memory_embedding_dim", "int?", nil, "[1,inf)", "memory width D (null = embedding_dim)")
 F("loss_ignore_pad", "bool", true, nil, "leave pad targets out of the loss (false = upstream)")
 -- Data.
-F("tokenizer", "enum", "word", tokenizer_names, "word (keeps . , ? !), upstream (drops them) or char")
+F("tokenizer", "enum", "word", tokenizer_names,
+  "word: lower-cased words (letters, any non-ASCII letter too, and digits), . , ? ! and <unk>-style specials "
+  .. "as tokens, every other character deleted; whitespace: split on whitespace, kept as written (PTB, "
+  .. "WikiText); upstream: runs of a-z0-9 exactly as upstream; char: every character; or a tokenizer "
+  .. "registered from Lua (dm.data.register_tokenizer, loaded with drlmem -l MODULE)",
+  { expected = "a known tokenizer (char|upstream|whitespace|word, or one registered from Lua by a module "
+    .. "loaded first: drlmem -l MODULE SCRIPT ...)" })
 F("sample_mode", "enum", "lines", "lines|stream", "lines: a sample per line; stream: windows of max_seq_length+1 tokens")
 F("min_freq", "int", 1, "[1,inf)", "tokens seen fewer times in the training split become <unk>")
 F("max_vocab_size", "int", 0, "[0,inf)", "cap on the vocabulary size, specials included (0 = unlimited)",

@@ -67,28 +67,107 @@ local UNICODE_SPACES = {
   "\194\133", "\194\160", "\225\154\128", "\226\128[\128-\138]", "\226\128[\168\169]",
   "\226\128\175", "\226\129\159", "\227\128\128",
 }
-local function python_fold(text)
+local function fold_spaces(text)
   if find(text, "[\28-\31\128-\255]") then
     text = gsub(text, "[\28-\31]", " ")
     for _, p in ipairs(UNICODE_SPACES) do text = gsub(text, p, " ") end
+  end
+  return text
+end
+local function python_fold(text)
+  if find(text, "[\28-\31\128-\255]") then
+    text = fold_spaces(text)
     text = gsub(text, "\226\132\170", "k")
     text = gsub(text, "\196\176", "i")
   end
   return lower(text)
 end
 
---- word: lower-case; . , ? ! are tokens of their own; every other character
--- outside [a-z0-9] and whitespace is deleted (joining its neighbours).
-data.register_tokenizer("word", function(text)
-  text = gsub(python_fold(text), "[^a-z0-9%s%.,%?!]", "")
+-- Lower case beyond ASCII for `word`, whose tokens keep non-ASCII letters:
+-- the capitals of Latin-1, Latin Extended-A, Greek and Cyrillic (all two
+-- bytes in UTF-8) map to their small letters, so "Über" and "über" are one
+-- token. (Other scripts are kept as written.)
+local LOWER2 = {}
+do
+  local function pair(upper, small) LOWER2[utf8.char(upper)] = utf8.char(small) end
+  for cp = 0xC0, 0xDE do if cp ~= 0xD7 then pair(cp, cp + 0x20) end end        -- À..Þ
+  for cp = 0x100, 0x137, 2 do if cp ~= 0x130 then pair(cp, cp + 1) end end      -- Ā..ķ (İ: python_fold)
+  for cp = 0x139, 0x147, 2 do pair(cp, cp + 1) end                              -- Ĺ..ň
+  for cp = 0x14A, 0x176, 2 do pair(cp, cp + 1) end                              -- Ŋ..ŷ
+  pair(0x178, 0xFF)                                                             -- Ÿ
+  for cp = 0x179, 0x17D, 2 do pair(cp, cp + 1) end                              -- Ź..ž
+  pair(0x386, 0x3AC); pair(0x388, 0x3AD); pair(0x389, 0x3AE); pair(0x38A, 0x3AF) -- Greek with tonos
+  pair(0x38C, 0x3CC); pair(0x38E, 0x3CD); pair(0x38F, 0x3CE)
+  for cp = 0x391, 0x3AB do if cp ~= 0x3A2 then pair(cp, cp + 0x20) end end      -- Α..Ϋ
+  for cp = 0x400, 0x40F do pair(cp, cp + 0x50) end                              -- Ѐ..Џ
+  for cp = 0x410, 0x42F do pair(cp, cp + 0x20) end                              -- А..Я
+end
+
+-- Non-ASCII code points `word` deletes like ASCII punctuation (every other
+-- non-ASCII code point is a letter to it): Latin-1 signs (U+00A1-U+00BF
+-- but the letters ª µ º), × and ÷, General Punctuation (U+2000-U+206F:
+-- dashes, curly quotes, bullets), currency signs (U+20A0-U+20CF), arrows,
+-- mathematical and technical symbols (U+2190-U+23FF), box drawing to
+-- dingbats (U+2500-U+27BF), CJK punctuation (U+3000-U+303F) and emoji
+-- (U+1F300-U+1FAFF). The ellipsis … first becomes "...".
+local WORD_SYMBOLS = {
+  "\194[\128-\169\171-\180\182-\185\187-\191]", "\195[\151\183]", "\226\128[\128-\191]", "\226\129[\128-\175]",
+  "\226\130[\160-\191]", "\226\131[\128-\143]", "\226[\134-\143][\128-\191]", "\226[\148-\158][\128-\191]",
+  "\227\128[\128-\191]", "\240\159[\140-\171][\128-\191]",
+}
+data.WORD_SPECIALS = { ["<pad>"] = true, ["<unk>"] = true, ["<sos>"] = true, ["<eos>"] = true }
+
+-- The word tokens of a folded piece of text with no special in it.
+local function word_tokens(text, out)
+  if find(text, "[\128-\255]") then
+    text = gsub(text, "[\195-\211][\128-\191]", LOWER2)
+    text = gsub(text, "\226\128\166", "...")
+    for _, p in ipairs(WORD_SYMBOLS) do text = gsub(text, p, "") end
+  end
+  text = gsub(text, "[^a-z0-9%s%.,%?!\128-\255]", "")
   text = gsub(text, "[%.,%?!]", " %0 ")
-  local out, n = {}, 0
+  local n = #out
   for tok in gmatch(text, "%S+") do
     n = n + 1
     out[n] = tok
   end
   return out
-end, "it lower-cases, keeps a-z, 0-9 and . , ? ! and deletes every other character")
+end
+
+--- word: lower-case (ASCII, and the letters of Latin-1, Latin Extended-A,
+-- Greek and Cyrillic); . , ? ! are tokens of their own; <pad> <unk> <sos>
+-- <eos> written in the text are those specials; letters, digits and every
+-- non-ASCII code point but the symbol blocks of WORD_SYMBOLS are kept
+-- ("café" stays "café"); every other character is deleted, joining its
+-- neighbours ("don't" gives "dont").
+data.register_tokenizer("word", function(text)
+  text = python_fold(text)
+  local out = {}
+  if not find(text, "<%l%l%l>") then return word_tokens(text, out) end
+  local pos = 1
+  while true do
+    local a, b = find(text, "<%l%l%l>", pos)
+    while a and not data.WORD_SPECIALS[text:sub(a, b)] do a, b = find(text, "<%l%l%l>", b) end
+    if not a then break end
+    word_tokens(text:sub(pos, a - 1), out)
+    out[#out + 1] = text:sub(a, b)
+    pos = b + 1
+  end
+  return word_tokens(text:sub(pos), out)
+end, "it lower-cases, keeps letters (any non-ASCII letter too), digits, . , ? ! and <unk>-style specials, and "
+  .. "deletes every other character")
+
+--- whitespace: the text split on whitespace, every token as written (no
+-- case folding, nothing deleted): the convention of pre-tokenized corpora
+-- such as Penn Treebank and WikiText, whose <unk> is the vocabulary's own.
+data.register_tokenizer("whitespace", function(text)
+  local out, n = {}, 0
+  for tok in gmatch(fold_spaces(text), "%S+") do
+    n = n + 1
+    out[n] = tok
+  end
+  return out
+end, "it splits on whitespace and keeps every other character")
 
 --- upstream: the reference tokenizer exactly: tokens are the maximal runs of
 -- [a-z0-9]; . , ? ! only separate tokens; other characters are deleted, so

@@ -645,9 +645,11 @@ function train.file_split(path, vocab, cfg)
 end
 
 --- Text of a list of tokens: words joined by spaces with . , ? ! attached
--- to the word before them; characters (tokenizer char) joined as they are.
+-- to the word before them; characters (tokenizer char) joined as they are;
+-- whitespace tokens joined by one space (the text was pre-tokenized).
 function train.detokenize(tokens, tokenizer)
   if tokenizer == "char" then return table.concat(tokens) end
+  if tokenizer == "whitespace" then return table.concat(tokens, " ") end
   return (table.concat(tokens, " "):gsub(" ([%.,%?!])", "%1"))
 end
 

@@ -229,7 +229,9 @@ describe("dm.config", function()
     end)
     assert.equal("spec_split", dm.config.load(nil, { "tokenizer=spec_split" }).tokenizer)
     dm.data.tokenizers.spec_split = nil
-    assert.matches("expected one of char|upstream|word", err_of(dm.config.load, nil, { "tokenizer=spec_split" }))
+    assert.equal("--set tokenizer=spec_split: key 'tokenizer': expected a known tokenizer (char|upstream|"
+      .. "whitespace|word, or one registered from Lua by a module loaded first: drlmem -l MODULE SCRIPT ...), got "
+      .. "'spec_split'", err_of(dm.config.load, nil, { "tokenizer=spec_split" }))
   end)
 end)
 

@@ -33,7 +33,6 @@ describe("tokenizers", function()
   it("deleted characters join their neighbours", function()
     assert.same({ "dont" }, word("don't"))
     assert.same({ "dont" }, up("don't"))
-    assert.same({ "ber" }, word("über"))
     assert.same({ "ber" }, up("über"))
     assert.same({ "abc" }, up("a-b_c"))
   end)
@@ -47,6 +46,44 @@ describe("tokenizers", function()
   it("keeps digits", function()
     assert.same({ "r2d2", "has", "3", ".", "14", "coins" }, word("R2D2 has 3.14 coins"))
     assert.same({ "r2d2", "has", "3", "14", "coins" }, up("R2D2 has 3.14 coins"))
+  end)
+
+  it("word keeps letters beyond ASCII, lower-cased, and deletes symbols beyond ASCII", function()
+    assert.same({ "café", "über", "straße", "ñandú", "." }, word("Café ÜBER Straße Ñandú."))
+    assert.same({ "αθήνα", "москва", "ёж", "žluťoučký", "ÿ" }, word("ΑΘΉΝΑ Москва Ёж ŽLUŤOUČKÝ Ÿ"))
+    assert.same({ "東京", "日本語" }, word("東京 日本語"))           -- other scripts as written
+    assert.same({ "dont", "stop", "ab", "wait", ".", ".", ".", "what" },
+      word("Don’t “stop” a—b wait…what"))                          -- deleted like ' " - (and ... for …)
+    assert.same({ "x", "y", "5", "z", "ok" }, word("x × y ÷ 5€ z → «ok» 😀"))
+    assert.same({ "ª", "µm", "nº" }, word("ª µm nº"))               -- letters of Latin-1 stay
+    assert.same({ "a", "b" }, word("a\194\160b\226\128\131"))      -- Unicode spaces separate
+  end)
+
+  it("word reads <unk> <pad> <sos> <eos> in the text as the specials", function()
+    assert.same({ "the", "<unk>", "sat", "." }, word("The <unk> sat."))
+    assert.same({ "a", "<unk>", "b", "<eos>", "<pad>", "<sos>" }, word("a<UNK>b <eos><pad> <sos>"))
+    assert.same({ "ab", "foo", "<unk>" }, word("<a>b <foo> <unk>"))  -- other <...>: < > are deleted
+    local v = data.build_vocab({ word("the <unk> cat") })
+    assert.same({ data.UNK }, v:encode(word("<unk>")))
+    assert.is_nil(v.stoi.unk)
+    -- upstream stays exact: the word unk
+    assert.same({ "the", "unk", "sat" }, up("The <unk> sat."))
+  end)
+
+  it("whitespace keeps every token as written", function()
+    local ws = data.tokenizers.whitespace
+    assert.same({ "The", "cat's", "N", "$", "3.5", "<unk>", "don't", "café", "," },
+      ws(" The  cat's\tN $ 3.5 <unk>\ndon't café , "))
+    assert.same({ "@-@", "=", "Valkyria", "=" }, ws("@-@ = Valkyria =\194\160"))
+    assert.same({}, ws(" \n\t "))
+    -- PTB-style: <unk> in the text is the vocabulary's <unk>, not a word
+    local path = write_tmp("the cat <unk> sat\nthe <unk> ran\nN years\na b\n")
+    local d = data.load(cfg_for(path, { "tokenizer=whitespace", "vocab_from=all" }))
+    assert.same({ "<pad>", "<unk>", "<sos>", "<eos>", "the", "cat", "sat", "ran", "N", "years", "a", "b" },
+      d.vocab:list())
+    assert.same({ data.SOS, d.vocab.stoi.the, d.vocab.stoi.cat, data.UNK, d.vocab.stoi.sat },
+      table.move(d.X:totable()[1], 1, 5, 1, {}))
+    os.remove(path)
   end)
 
   it("char gives one token per code point", function()

@@ -483,6 +483,7 @@ describe("helpers of the evaluation scripts", function()
   it("detokenize attaches punctuation to words and joins characters", function()
     assert.equal("where is mary? kitchen.", train.detokenize({ "where", "is", "mary", "?", "kitchen", "." }, "word"))
     assert.equal("ab c", train.detokenize({ "a", "b", " ", "c" }, "char"))
+    assert.equal("the cat sat .", train.detokenize({ "the", "cat", "sat", "." }, "whitespace"))
   end)
 
   it("checkpoint_config takes the checkpoint's training config, with --set on top", function()
