@@ -205,6 +205,20 @@ function data.tokenizer(name)
   return fn
 end
 
+--- Raises, in one line, unless a tokenizer called name is registered: the
+-- name, the known ones, and how to load a tokenizer that a module
+-- registers. whose: says where the name came from ("the checkpoint's").
+-- script: the script to show in the example command (default arg[0]).
+function data.check_tokenizer(name, whose, script)
+  if data.tokenizers[name] then return end
+  local names = {}
+  for k in pairs(data.tokenizers) do names[#names + 1] = k end
+  table.sort(names)
+  error(string.format("%s tokenizer '%s' is not registered in this run (known: %s): load the Lua module that "
+    .. "registers it, as in training: drlmem -l MODULE %s ... (MODULE calls dm.data.register_tokenizer('%s', fn))",
+    whose or "the", name, table.concat(names, ", "), script or (arg and arg[0]) or "SCRIPT", name), 0)
+end
+
 ---------------------------------------------------------------------------
 -- Vocabulary
 ---------------------------------------------------------------------------

@@ -595,12 +595,21 @@ end
 function train.checkpoint_config(ck, args)
   local sets = args.set or {}
   if args.config or not ck.train_config then return dm.config.load(args.config, sets) end
+  local overridden = {} -- keys a --set item gives: the checkpoint's value is not checked
+  for _, item in ipairs(sets) do
+    local k = tostring(item):match("^%s*([^=]-)%s*=")
+    if k then overridden[k] = true end
+  end
+  -- A tokenizer a module registered in training must be registered again:
+  -- say so, rather than reject a --set the user never typed.
+  local tok = ck.train_config.tokenizer
+  if type(tok) == "string" and not overridden.tokenizer then dm.data.check_tokenizer(tok, "the checkpoint's") end
   local list, keys = {}, {}
   for k in pairs(ck.train_config) do keys[#keys + 1] = k end
   table.sort(keys)
   for _, k in ipairs(keys) do
     local v = ck.train_config[k]
-    if dm.config.fields[k] and v ~= dm.json.null and type(v) ~= "table" then
+    if dm.config.fields[k] and v ~= dm.json.null and type(v) ~= "table" and not overridden[k] then
       list[#list + 1] = k .. "=" .. value_text(v)
     end
   end

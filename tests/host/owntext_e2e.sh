@@ -3,7 +3,8 @@
 # A run with fixed split files (val_data, test_data) trains on the training
 # file and evaluate.lua reports on the test file; bad data files stop
 # train.lua with one line before any reading (a FIFO, /dev/zero, a folder, a
-# file over max_data_bytes, a missing file); a tokenizer registered by a
+# file over max_data_bytes, a missing file), and so does a file that gives
+# no token, while a CSV trains with a warning; a tokenizer registered by a
 # module loaded with -l trains, is saved in the checkpoint's config and
 # works again in evaluate.lua and generate.lua with the same -l, and without
 # it they stop with one line naming the tokenizer and how to load it.
@@ -62,3 +63,41 @@ train --set "data_path=$tmp/data.csv"
 t "a CSV trains, with a warning in the log and on stderr that it is read as plain text" \
   'w="warning: data file .$tmp/data.csv. (data_path) looks like CSV (its name ends in .csv): it is read as plain text"
    [ $rc -eq 0 ] && grep -q "$w" "$tmp/out" && grep -q "$w" "$tmp/run/logs/training.log"'
+
+# --- a tokenizer registered from Lua --------------------------------------------------
+# The README's example module: upper-cased whitespace tokens.
+cat >"$tmp/mytok.lua" <<'LUA'
+-- mytok.lua: registers the tokenizer "shout" (load it with drlmem -l mytok).
+local dm = require "drlmem"
+dm.data.register_tokenizer("shout", function(text)
+  local tokens = {}
+  for word in text:gmatch("%S+") do tokens[#tokens + 1] = word:upper() end
+  return tokens
+end, "it splits on whitespace and upper-cases")
+return {}
+LUA
+ck="$tmp/run/models/memory_model.safetensors"
+rm -rf "$tmp/run"
+(cd "$tmp" && "$E" -l mytok "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set epochs=1 \
+  --progress none --set data_path=train.txt --set tokenizer=shout --set save_path=run/models \
+  --set log_file=run/logs/training.log) >"$tmp/out" 2>&1; rc=$?
+t "train.lua -l mytok trains with the registered tokenizer" \
+  '[ $rc -eq 0 ] && clean && grep -q "tokenizer shout)" "$tmp/run/logs/training.log"'
+echo 'local ck = dm.checkpoint.load(arg[1]); print(ck.train_config.tokenizer, ck.vocab[5])' >"$tmp/show.lua"
+"$E" "$tmp/show.lua" "$ck" >"$tmp/out" 2>&1; rc=$?
+t "the checkpoint's config names it and its vocabulary is upper-case" '[ $rc -eq 0 ] && grep -qE "^shout	[A-Z]+$" "$tmp/out"'
+(cd "$tmp" && "$E" -l mytok "$root/scripts/evaluate.lua" --checkpoint "$ck") >"$tmp/out" 2>&1; rc=$?
+t "evaluate.lua -l mytok evaluates the checkpoint" \
+  '[ $rc -eq 0 ] && head -n 1 "$tmp/out" | grep -q "on train.txt (test split, seed 42): 15 samples"'
+(cd "$tmp" && "$E" -l mytok "$root/scripts/generate.lua" --checkpoint "$ck" --prime "mary went to" --length 4 \
+  --temperature 0) >"$tmp/out" 2>&1; rc=$?
+t "generate.lua -l mytok generates from the checkpoint" '[ $rc -eq 0 ] && grep -q "^MARY WENT TO [A-Z]" "$tmp/out"'
+# without_l SCRIPT ARGS...: the script run on the checkpoint without -l mytok.
+without_l() { local s=$1; shift; (cd "$tmp" && "$E" "$root/scripts/$s.lua" --checkpoint "$ck" "$@") >"$tmp/out" 2>&1; rc=$?; }
+says_how() {
+  one_line && grep -q "error: the checkpoint.s tokenizer .shout. is not registered in this run (known: char, upstream, whitespace, word): load the Lua module that registers it, as in training: drlmem -l MODULE .*scripts/$1.lua" "$tmp/out"
+}
+without_l evaluate
+t "evaluate.lua without -l: one line naming the tokenizer and how to load it" '[ $rc -eq 1 ] && says_how evaluate'
+without_l generate --prime "mary"
+t "generate.lua without -l: one line naming the tokenizer and how to load it" '[ $rc -eq 1 ] && says_how generate'

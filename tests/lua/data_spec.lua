@@ -103,6 +103,11 @@ describe("tokenizers", function()
     data.tokenizers.spec_words = nil
     os.remove(path)
     assert.matches("unknown tokenizer 'nope'", err_of(data.tokenizer, "nope"))
+    assert.equal("the checkpoint's tokenizer 'nope' is not registered in this run (known: char, upstream, "
+      .. "whitespace, word): load the Lua module that registers it, as in training: drlmem -l MODULE "
+      .. "scripts/evaluate.lua ... (MODULE calls dm.data.register_tokenizer('nope', fn))",
+      err_of(data.check_tokenizer, "nope", "the checkpoint's", "scripts/evaluate.lua"))
+    assert.is_nil(data.check_tokenizer("word"))
   end)
 end)
 
