@@ -144,7 +144,7 @@ F("min_freq", "int", 1, "[1,inf)", "tokens seen fewer times in the training spli
 F("max_vocab_size", "int", 0, "[0,inf)", "cap on the vocabulary size, specials included (0 = unlimited)",
   { expected = "0 (unlimited) or an integer >= 5 (the 4 specials and a token)",
     check = function(v) return v ~= 0 and v < 5 end })
-F("max_samples", "int", 0, "[0,inf)", "use only the first N samples of the data file (0 = all)")
+F("max_samples", "int", 0, "[0,inf)", "use only the first N samples of data_path (0 = all; val_data and test_data are used whole)")
 F("vocab_from", "enum", "train", "train|all", "build the vocabulary from the training split or from all samples")
 -- Data files and splits (README "Train on your own text").
 F("val_data", "string?", nil, nil,
