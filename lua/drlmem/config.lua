@@ -150,6 +150,9 @@ F("vocab_from", "enum", "train", "train|all", "build the vocabulary from the tra
 F("val_data", "string?", nil, nil,
   "validation file, used as it is (with test_data; data_path is then all training data, not re-split)")
 F("test_data", "string?", nil, nil, "test file, used as it is (with val_data); evaluate.lua reports on it")
+F("stream_line_end", "enum", "none", "none|eos",
+  "stream mode: none (line ends go to the tokenizer like any whitespace) or eos (each line's tokens, then <eos>: "
+  .. "the PTB/WikiText language-model stream)")
 F("max_data_bytes", "int", 1 << 30, "[1,inf)", "largest data file read, in bytes (checked before reading; 1 GiB)")
 F("split", "enum", "random", "random|position",
   "without val_data/test_data: cut data_path by a seeded permutation (random) or in file order (position: "

@@ -445,8 +445,10 @@ end
 ---------------------------------------------------------------------------
 
 --- Cuts text into samples: a list of token lists (lines) or, for stream mode,
--- the token stream and the number of windows. Returns samples, stream.
-function data.samples(text, tokenize, mode, T)
+-- the token stream and its windows. Returns samples, stream. line_end (stream
+-- mode): "eos" ends each line's tokens with <eos>; otherwise the whole text
+-- goes to the tokenizer, line ends and all.
+function data.samples(text, tokenize, mode, T, line_end)
   if mode == "lines" then
     local samples, n = {}, 0
     for line in gmatch(text, "[^\n]+") do
@@ -458,7 +460,19 @@ function data.samples(text, tokenize, mode, T)
     end
     return samples
   elseif mode == "stream" then
-    local stream = tokenize(text)
+    local stream
+    if line_end == "eos" then
+      -- every line, blank ones too, then <eos>: word_language_model's PTB/WikiText stream
+      stream = {}
+      if text:sub(-1) ~= "\n" then text = text .. "\n" end
+      for line in gmatch(text, "([^\n]*)\n") do
+        local toks = tokenize(line)
+        table.move(toks, 1, #toks, #stream + 1, stream)
+        stream[#stream + 1] = "<eos>"
+      end
+    else
+      stream = tokenize(text)
+    end
     local samples = {}
     local W = T + 1
     for i = 1, #stream // W do
@@ -506,7 +520,7 @@ local function read_samples(path, key, cfg, cap, warnings)
       .. "one sample per line, the header line too, with commas and quotes kept as text; to train on one column, "
       .. "write that column to a text file first", path, key, csv)
   end
-  local samples, stream = data.samples(text, data.tokenizer(cfg.tokenizer), mode, T)
+  local samples, stream = data.samples(text, data.tokenizer(cfg.tokenizer), mode, T, rawget(cfg, "stream_line_end"))
   text = nil -- luacheck: ignore (lets the collector have it)
   if cap and cap > 0 then
     for i = #samples, cap + 1, -1 do samples[i] = nil end
@@ -686,6 +700,7 @@ function data.load(cfg)
       split = split_kind,      -- files | random | position
       tokenizer = cfg.tokenizer,
       sample_mode = mode,
+      line_end = mode == "stream" and rawget(cfg, "stream_line_end") == "eos" and "eos" or nil,
       max_seq_length = T,
       n_samples = N,
       n_tokens = n_tokens,
@@ -704,9 +719,9 @@ function data.describe(d)
   local s = d.stats
   local split = s.split == "files" and string.format("files %s / %s / %s", s.path, s.val_path, s.test_path)
     or s.split
-  return string.format("data %s: %d tokens, %d samples (%s, T=%d, tokenizer %s), vocab %d, "
+  return string.format("data %s: %d tokens, %d samples (%s%s, T=%d, tokenizer %s), vocab %d, "
     .. "split train/val/test %d/%d/%d (%s), %d <unk>, %d cut, %.2fs", s.path, s.n_tokens, s.n_samples,
-    s.sample_mode, s.max_seq_length, s.tokenizer, s.vocab_size, s.sizes[1], s.sizes[2], s.sizes[3], split,
+    s.sample_mode, s.line_end and " with <eos> per line" or "", s.max_seq_length, s.tokenizer, s.vocab_size, s.sizes[1], s.sizes[2], s.sizes[3], split,
     s.n_unk, s.n_truncated, s.seconds)
 end
 

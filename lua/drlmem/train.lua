@@ -623,7 +623,8 @@ end
 function train.file_split(path, vocab, cfg)
   local T = cfg.max_seq_length
   local text = dm.data.read_text(path, "--data", cfg.max_data_bytes)
-  local samples, stream = dm.data.samples(text, dm.data.tokenizer(cfg.tokenizer), cfg.sample_mode, T)
+  local samples, stream = dm.data.samples(text, dm.data.tokenizer(cfg.tokenizer), cfg.sample_mode, T,
+    cfg.stream_line_end)
   local X, Y
   if stream then
     local ids = vocab:encode(table.move(stream, 1, #samples * (T + 1), 1, {}))

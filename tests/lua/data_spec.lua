@@ -370,6 +370,29 @@ describe("batches", function()
     os.remove(path)
   end)
 
+  it("end each line of a stream with <eos> when stream_line_end is eos", function()
+    local path = write_tmp("a b\n\nc <unk> d\ne")
+    local cfg = cfg_for(path, { "tokenizer=whitespace", "sample_mode=stream", "max_seq_length=2",
+      "stream_line_end=eos", "vocab_from=all" })
+    local d = data.load(cfg)
+    -- a b <eos> | <eos> c <unk> | d <eos> e | <eos> (a short tail, left out)
+    assert.equal(3, d.stats.n_samples)
+    assert.equal(10, d.stats.n_tokens)
+    local s, E = d.vocab.stoi, data.EOS
+    assert.same({ "<pad>", "<unk>", "<sos>", "<eos>", "a", "b", "c", "d", "e" }, d.vocab:list())
+    assert.same({ { s.a, s.b }, { E, s.c }, { s.d, E } }, d.X:totable())
+    assert.same({ { s.b, E }, { s.c, data.UNK }, { E, s.e } }, d.Y:totable())
+    assert.matches("%(stream with <eos> per line, T=2", data.describe(d))
+    -- evaluate.lua --data reads a file the same way
+    local split = dm.train.file_split(path, d.vocab, cfg)
+    assert.same(d.X:totable(), split.X:totable())
+    -- without it the line ends are whitespace
+    local plain = data.load(cfg_for(path, { "tokenizer=whitespace", "sample_mode=stream", "max_seq_length=1",
+      "vocab_from=all" }))
+    assert.equal(6, plain.stats.n_tokens)
+    os.remove(path)
+  end)
+
   it("honour max_samples", function()
     local path = write_tmp(numbered_lines(30))
     local d = data.load(cfg_for(path, { "max_samples=10" }))
