@@ -1,12 +1,13 @@
--- data.lua: from a text file to batches of token ids.
+-- data.lua: from text files to batches of token ids.
 --
--- data.load(cfg) reads cfg.data_path, cuts it into samples with a tokenizer
--- from the registry (data.tokenizers), splits the samples into train / val /
--- test with a seeded permutation, builds the vocabulary from the training
--- split only, and packs every sample into int32 rows of length
--- cfg.max_seq_length. Each split then hands out batches:
+-- data.load(cfg) reads cfg.data_path (and cfg.val_data, cfg.test_data when
+-- given), cuts the text into samples with a tokenizer from the registry
+-- (data.tokenizers: word, whitespace, upstream, char, and any a Lua module
+-- registers), splits the samples into train / val / test, builds the
+-- vocabulary from the training part only, and packs every sample into int32
+-- rows of length cfg.max_seq_length. Each split then hands out batches:
 --
---   local d = dm.data.load(cfg)          -- {vocab=, train=, val=, test=, stats=}
+--   local d = dm.data.load(cfg)          -- {vocab=, train=, val=, test=, stats=, warnings=}
 --   for x, y, n in d.train:batches(cfg.batch_size, epoch) do ... end
 --
 -- x and y are int32 tensors (n, T); the last batch may be short. Training
@@ -18,17 +19,27 @@
 -- training samples in order of first appearance (samples taken in file
 -- order). min_freq drops rarer tokens; max_vocab_size (specials included)
 -- keeps the most frequent ones (first appearance breaks ties) and leaves them
--- in first-appearance order. Tokens missing from it encode as <unk>.
+-- in first-appearance order. Tokens missing from it encode as <unk>; a token
+-- spelled like a special (<unk> in a PTB file) is that special.
 --
 -- Samples (`lines` mode, the upstream "Sample"): each stripped non-empty line
 -- with ids t1..tn gives input [<sos>, t1..tn] and target [t1..tn, <eos>],
--- both cut to T and right-padded with <pad>. `stream` mode: the whole text is
--- one token stream cut into floor(n/(T+1)) windows w of T+1 tokens; input
--- w[1..T], target w[2..T+1].
+-- both cut to T and right-padded with <pad>. `stream` mode: each file's text
+-- is one token stream (with stream_line_end eos, each line's tokens and then
+-- <eos>) cut into floor(n/(T+1)) windows w of T+1 tokens; input w[1..T],
+-- target w[2..T+1].
 --
--- Split sizes follow upstream: train = floor(r_train N), val = max(1,
--- floor(r_val N)), test = N - train - val, and a test size below 1 becomes 1,
--- taken from train. The order comes from dm.Generator(seed):randperm(N).
+-- Splits. With val_data and test_data the three files are the three parts,
+-- in file order. Otherwise data_path is cut by the upstream sizes: train =
+-- floor(r_train N), val = max(1, floor(r_val N)), test = N - train - val, and
+-- a test size below 1 becomes 1, taken from train; split random takes the
+-- order of dm.Generator(seed):randperm(N), split position the file's order.
+--
+-- A data file is checked before it is read (a regular file, at most
+-- max_data_bytes) and after (UTF-8, some token); every error is one line
+-- naming the file (and its key, when it is not a readable regular file or
+-- gives no token). Doubts that do not stop a run (a file that
+-- looks like CSV) come back in d.warnings, for the log.
 local dm = require "drlmem"
 local lfs = require "lfs" -- Debian's lua-filesystem: stat() for the file checks
 
