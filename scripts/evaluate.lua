@@ -6,9 +6,10 @@
 -- Without --data it rebuilds the run's own split from the checkpoint's
 -- training config (data_path, seed, ratios, tokenizer: the same split and
 -- vocabulary as in training) and evaluates one part of it, the test split
--- by default: with val_data/test_data in that config, the test file. With --data it evaluates every sample of FILE, encoded with
--- the checkpoint's vocabulary. --set changes a setting of the checkpoint's
--- config (e.g. --set batch_size=64); --config replaces it.
+-- by default: with val_data/test_data in that config, the test file. With
+-- --data it evaluates every sample of FILE, encoded with the checkpoint's
+-- vocabulary. --set changes a setting of the checkpoint's config (e.g. --set
+-- batch_size=64); --config replaces it.
 --
 -- The numbers are those of training's test evaluation: the loss (mean over
 -- batches, as the config's loss_ignore_pad says), the perplexity over all
