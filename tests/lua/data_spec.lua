@@ -55,7 +55,7 @@ describe("tokenizers", function()
     assert.same({ "dont", "stop", "ab", "wait", ".", ".", ".", "what" },
       word("Don’t “stop” a—b wait…what"))                          -- deleted like ' " - (and ... for …)
     assert.same({ "x", "y", "5", "z", "ok" }, word("x × y ÷ 5€ z → «ok» 😀"))
-    assert.same({ "ª", "µm", "nº" }, word("ª µm nº"))               -- letters of Latin-1 stay
+    assert.same({ "ª", "µm", "nº", "Ⅻ" }, word("ª µm nº Ⅻ"))        -- letters of Latin-1 stay, number forms too
     assert.same({ "a", "b" }, word("a\194\160b\226\128\131"))      -- Unicode spaces separate
   end)
 
