@@ -128,12 +128,26 @@ bench: all
 fixtures:
 	bash tests/fixtures/make-fixtures
 
+# The layout of a Lua tool: the executable and its man page, the C module
+# and the Lua half where stock lua5.4 looks for PREFIX=/usr/local
+# (LUA_CMOD/LUA_LMOD; for another PREFIX, LUA_CPATH/LUA_PATH point there),
+# and the scripts and configs under share/drlmem, where `drlmem NAME` finds
+# a script by name. Luarocks sets all five folders itself.
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man/man1
+LUA_CMOD ?= $(PREFIX)/lib/lua/5.4
+LUA_LMOD ?= $(PREFIX)/share/lua/5.4
+DATADIR  ?= $(PREFIX)/share/drlmem
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/drlmem/lua/drlmem \
-	  $(DESTDIR)$(PREFIX)/lib/lua/5.4
-	install -m 755 $(EXE) $(DESTDIR)$(PREFIX)/bin/drlmem
-	install -m 644 $(SO) $(DESTDIR)$(PREFIX)/lib/lua/5.4/drlmem.so
-	install -m 644 lua/drlmem/*.lua $(DESTDIR)$(PREFIX)/share/drlmem/lua/drlmem/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(LUA_CMOD) \
+	  $(DESTDIR)$(LUA_LMOD)/drlmem $(DESTDIR)$(DATADIR)/scripts $(DESTDIR)$(DATADIR)/configs
+	install -m 755 $(EXE) $(DESTDIR)$(BINDIR)/drlmem
+	install -m 644 src/host/drlmem.1 $(DESTDIR)$(MANDIR)/drlmem.1
+	install -m 644 $(SO) $(DESTDIR)$(LUA_CMOD)/drlmem.so
+	install -m 644 lua/drlmem/*.lua $(DESTDIR)$(LUA_LMOD)/drlmem/
+	install -m 644 scripts/*.lua $(DESTDIR)$(DATADIR)/scripts/
+	install -m 755 scripts/*.sh $(DESTDIR)$(DATADIR)/scripts/
+	install -m 644 configs/*.yaml $(DESTDIR)$(DATADIR)/configs/
 
 clean:
 	rm -rf build build-asan drlmem

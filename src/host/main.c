@@ -12,7 +12,9 @@
  * drlmem module is preloaded (package.preload.drlmem) and bound to the global
  * `dm` before any user code runs, and package.path is extended with the lua/
  * folders found next to the executable, so the Lua half of drlmem is found
- * both in the source tree and in an installed prefix. */
+ * both in the source tree and in an installed prefix (share/lua/5.4). A
+ * script named without a slash that is not a file here is looked up among
+ * drlmem's own scripts, so `drlmem train` works from any folder. */
 #include <errno.h>
 #include <limits.h>
 #include <locale.h>
@@ -168,15 +170,17 @@ static void print_help(FILE *f)
             "  -e chunk  execute string 'chunk'\n"
             "  -i        enter interactive mode after executing 'script'\n"
             "  -l mod    require library 'mod' into global 'mod'\n"
-            "  -v        show version information\n"
+            "  -v, --version  show version information\n"
             "  -E        ignore environment variables (LUA_PATH, LUA_INIT, ...)\n"
             "  -W        turn warnings on\n"
             "  -h, --help  show this help\n"
             "  --        stop handling options\n"
             "  -         stop handling options and execute stdin\n"
             "The global 'dm' holds require \"drlmem\". Without a script or -e, %s\n"
-            "starts a REPL when stdin is a terminal and runs stdin otherwise.\n",
-            DM_HOST_NAME, DM_HOST_NAME);
+            "starts a REPL when stdin is a terminal and runs stdin otherwise.\n"
+            "A script name without a slash that is not a file here is looked up\n"
+            "among drlmem's scripts: '%s train --help'. See %s(1).\n",
+            DM_HOST_NAME, DM_HOST_NAME, DM_HOST_NAME, DM_HOST_NAME);
     fflush(f);
 }
 
@@ -203,6 +207,7 @@ static int collectargs(char **argv, int *first)
         switch (argv[i][1]) {
         case '-':
             if (strcmp(argv[i], "--help") == 0) { args |= HAS_HELP; break; }
+            if (strcmp(argv[i], "--version") == 0) { args |= HAS_V; break; }
             if (argv[i][2] != '\0') return HAS_ERROR;
             *first = i + 1;
             return args;
@@ -340,35 +345,47 @@ static int handle_luainit(lua_State *L)
 
 /* --- package.path and the module ----------------------------------------- */
 
-/* Prepends <root>/lua/?.lua;<root>/lua/?/init.lua for each existing root among
- * <exedir>, <exedir>/.. (the source tree, exe in build/) and
- * <exedir>/../share/drlmem (an installed prefix). */
+/* The folder of the running executable (symlinks resolved) into out; 0 when
+ * /proc/self/exe cannot be read. */
+static int exe_dir(char out[PATH_MAX])
+{
+    if (realpath("/proc/self/exe", out) == NULL) return 0;
+    char *slash = strrchr(out, '/');
+    if (slash == NULL) return 0;
+    *slash = '\0';
+    return 1;
+}
+
+/* The Lua half of drlmem relative to the executable: <exedir>/lua and
+ * <exedir>/../lua in the source tree (exe in build/), <exedir>/../share/lua/5.4
+ * in an installed prefix (where `make install` and luarocks put it). */
+static const char *const lua_dirs[] = {"/lua", "/../lua", "/../share/lua/5.4"};
+/* Where `drlmem NAME` looks for a script NAME or NAME.lua. */
+static const char *const script_dirs[] = {"/../scripts", "/../share/drlmem/scripts"};
+
+/* Prepends <dir>/?.lua;<dir>/?/init.lua for each of lua_dirs that holds a
+ * drlmem folder, so the executable needs no LUA_PATH anywhere. */
 static void add_lua_paths(lua_State *L)
 {
-    static const char *const rel[] = {"", "/..", "/../share/drlmem"};
-    char exe[PATH_MAX], cand[PATH_MAX + 32], roots[3][PATH_MAX];
-    int nroots = 0;
-    if (realpath("/proc/self/exe", exe) == NULL) return;
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL) return;
-    *slash = '\0';
+    char exe[PATH_MAX], cand[PATH_MAX + 32], seen[3][PATH_MAX];
+    int nseen = 0;
+    if (!exe_dir(exe)) return;
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    for (int k = 0; k < 3; k++) {
-        char root[PATH_MAX];
+    for (size_t k = 0; k < sizeof lua_dirs / sizeof lua_dirs[0]; k++) {
+        char dir[PATH_MAX];
         struct stat st;
-        snprintf(cand, sizeof cand, "%s%s", exe, rel[k]);
-        if (realpath(cand, root) == NULL) continue;
+        snprintf(cand, sizeof cand, "%s%s", exe, lua_dirs[k]);
+        if (realpath(cand, dir) == NULL) continue;
         int dup = 0;
-        for (int j = 0; j < nroots; j++) dup |= strcmp(roots[j], root) == 0;
+        for (int j = 0; j < nseen; j++) dup |= strcmp(seen[j], dir) == 0;
         if (dup) continue;
-        if (strcmp(root, "/") == 0) root[0] = '\0'; /* avoid "//lua" */
-        snprintf(cand, sizeof cand, "%s/lua", root);
+        snprintf(cand, sizeof cand, "%s/drlmem", dir);
         if (stat(cand, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
-        memcpy(roots[nroots++], root, sizeof root);
-        luaL_addstring(&b, cand);
+        memcpy(seen[nseen++], dir, sizeof dir);
+        luaL_addstring(&b, dir);
         luaL_addstring(&b, "/?.lua;");
-        luaL_addstring(&b, cand);
+        luaL_addstring(&b, dir);
         luaL_addstring(&b, "/?/init.lua;");
     }
     lua_getglobal(L, "package");
@@ -380,6 +397,29 @@ static void add_lua_paths(lua_State *L)
     luaL_pushresult(&b);
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
+}
+
+/* `drlmem train` or `drlmem train.lua` from any folder: a script argument
+ * without a slash that is not a file here is looked up as NAME, then
+ * NAME.lua, in script_dirs. Returns the path found (static storage) or NULL
+ * to leave the argument as it is (Lua then reports the missing file). */
+static const char *find_script(const char *name)
+{
+    static char found[PATH_MAX + 64];
+    char exe[PATH_MAX];
+    struct stat st;
+    if (strchr(name, '/') != NULL || strcmp(name, "-") == 0 || stat(name, &st) == 0) return NULL;
+    if (!exe_dir(exe)) return NULL;
+    for (size_t k = 0; k < sizeof script_dirs / sizeof script_dirs[0]; k++) {
+        static const char *const ext[] = {"", ".lua"};
+        for (int e = 0; e < 2; e++) {
+            char cand[PATH_MAX * 2];
+            snprintf(cand, sizeof cand, "%s%s/%s%s", exe, script_dirs[k], name, ext[e]);
+            if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && realpath(cand, found) != NULL)
+                return found;
+        }
+    }
+    return NULL;
 }
 
 /* package.preload.drlmem = luaopen_drlmem; dm = require "drlmem". */
@@ -664,6 +704,10 @@ static int pmain(lua_State *L)
     }
     luaL_openlibs(L);
     add_lua_paths(L);
+    if (script < argc) {
+        const char *path = find_script(argv[script]);
+        if (path) argv[script] = (char *)path; /* arg[0] is then the full path */
+    }
     createargtable(L, argv, argc, script);
     lua_gc(L, LUA_GCRESTART);
     lua_gc(L, LUA_GCGEN, 0, 0);

@@ -48,6 +48,22 @@ run -v </dev/null
 t "-v prints the drlmem and Lua versions" \
   '[ $rc -eq 0 ] && [[ "$out" =~ ^drlmem\ [0-9]+\.[0-9]+.*Lua\ 5\.4 ]] && [ -z "$err" ]'
 
+run --version </dev/null
+t "--version prints the versions like -v" \
+  '[ $rc -eq 0 ] && [[ "$out" =~ ^drlmem\ [0-9]+\.[0-9]+.*Lua\ 5\.4 ]] && [ -z "$err" ]'
+
+# A script named without a slash is found among the scripts of the tree
+# (or of the install, tests/host/install.sh), from any folder; a file of
+# that name in the current folder comes first, as lua(1) would run it.
+(cd "$tmp" && "$E" make_task --help) >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+t "drlmem NAME runs scripts/NAME.lua from another folder" '[ $rc -eq 0 ] && has "$out" "Usage: make_task.lua"'
+printf 'print("local file wins", arg[0])\n' >"$tmp/make_task"
+(cd "$tmp" && "$E" make_task) >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+t "a file of that name in the current folder runs instead" '[ $rc -eq 0 ] && [ "$out" = "$(printf "local file wins\tmake_task")" ]'
+rm -f "$tmp/make_task"
+(cd "$tmp" && "$E" make_task.lua --help) >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+t "drlmem NAME.lua too" '[ $rc -eq 0 ] && has "$out" "Usage: make_task.lua"'
+
 run -h </dev/null
 t "-h prints usage on stdout and exits 0" '[ $rc -eq 0 ] && has "$out" "usage: drlmem" && has "$out" "-e chunk"'
 run --help </dev/null
@@ -111,18 +127,18 @@ LUA_INIT='init_seen = 1' "$E" -E -e 'print(init_seen)' </dev/null >"$tmp/out" 2>
 t "-E ignores LUA_INIT" '[ $rc -eq 0 ] && [ "$out" = nil ]'
 
 # lua/ next to the executable is found without LUA_PATH: in the source tree
-# (exe in a build folder) and in the install layout bin/ + share/drlmem/lua.
+# (exe in a build folder) and in the install layout bin/ + share/lua/5.4.
 root=$(realpath "$(dirname "$E")/..")
 run -E -e 'print((package.path:gsub(";.*", "")))' </dev/null
 t "package.path starts with <exedir>/../lua in the source tree" \
   '[ $rc -eq 0 ] && { [ ! -d "$root/lua" ] || [ "$out" = "$root/lua/?.lua" ]; }'
-mkdir -p "$tmp/pfx/bin" "$tmp/pfx/share/drlmem/lua/drlmem"
+mkdir -p "$tmp/pfx/bin" "$tmp/pfx/share/lua/5.4/drlmem"
 cp "$E" "$tmp/pfx/bin/drlmem"
-printf 'return {answer = 41 + 1}\n' >"$tmp/pfx/share/drlmem/lua/drlmem/h2probe.lua"
+printf 'return {answer = 41 + 1}\n' >"$tmp/pfx/share/lua/5.4/drlmem/h2probe.lua"
 "$tmp/pfx/bin/drlmem" -E -e 'print(require("drlmem.h2probe").answer, package.searchpath("drlmem.h2probe", package.path))' \
   </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
-t "an installed drlmem finds share/drlmem/lua" \
-  '[ $rc -eq 0 ] && [ "$out" = "$(printf "42\t%s" "$(realpath "$tmp/pfx")/share/drlmem/lua/drlmem/h2probe.lua")" ]'
+t "an installed drlmem finds share/lua/5.4" \
+  '[ $rc -eq 0 ] && [ "$out" = "$(printf "42\t%s" "$(realpath "$tmp/pfx")/share/lua/5.4/drlmem/h2probe.lua")" ]'
 
 # Ctrl-C in a running script raises "interrupted!" through the hook instead
 # of killing the process. The script signals readiness through a file, so
