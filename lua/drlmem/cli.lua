@@ -35,6 +35,38 @@ function cli.parser(spec)
   return p
 end
 
+-- argparse reads any word that starts with "-" as an option, so in
+-- `--temperature -1` the value would be "unknown option '-1'" and the
+-- script's own range check, with its clear message, would never run. Rewrites
+-- "--opt NUMBER" as "--opt=NUMBER" when --opt takes a value and NUMBER is a
+-- negative number (which can never be an option name); words after "--" are
+-- left alone. The option table is argparse's own (_options, _aliases,
+-- _maxargs): a parser without them is passed through unchanged.
+local function attach_negative_values(p, argv)
+  local takes_value = {}
+  for _, o in ipairs(p._options or {}) do
+    for _, alias in ipairs(o._aliases or {}) do
+      if (o._maxargs or 0) >= 1 then takes_value[alias] = true end
+    end
+  end
+  local out, i = {}, 1
+  while argv[i] ~= nil do
+    local a, nxt = argv[i], argv[i + 1]
+    if a == "--" then
+      table.move(argv, i, #argv, #out + 1, out)
+      break
+    end
+    if takes_value[a] and type(nxt) == "string" and nxt:match("^%-[%d.]") and tonumber(nxt) then
+      out[#out + 1] = a .. "=" .. nxt
+      i = i + 2
+    else
+      out[#out + 1] = a
+      i = i + 1
+    end
+  end
+  return out
+end
+
 --- Parses argv (default: the script's arg) and loads the config.
 -- Returns args, cfg, or nil, message, usage on an error.
 function cli.try_parse(spec)
@@ -44,7 +76,7 @@ function cli.try_parse(spec)
     argv = {}
     for i = 1, #(arg or {}) do argv[i] = arg[i] end
   end
-  local ok, args = p:pparse(argv)
+  local ok, args = p:pparse(attach_negative_values(p, argv))
   if not ok then return nil, args, p:get_usage() end
   if spec.config == false then return args, nil end
   local loaded, cfg = pcall(dm.config.load, args.config, args.set or {})

@@ -64,6 +64,11 @@ rm -f "$tmp/make_task"
 (cd "$tmp" && "$E" make_task.lua --help) >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
 t "drlmem NAME.lua too" '[ $rc -eq 0 ] && has "$out" "Usage: make_task.lua"'
 
+# A negative option value reaches the script's own check and its message.
+(cd "$tmp" && "$E" generate --checkpoint none.safetensors --temperature -1) >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+t "generate --temperature -1 gets the script's message, not 'unknown option'" \
+  '[ $rc -eq 1 ] && has "$err" "--temperature must be >= 0" && ! has "$err" "unknown option" && ! has "$err" "traceback"'
+
 run -h </dev/null
 t "-h prints usage on stdout and exits 0" '[ $rc -eq 0 ] && has "$out" "usage: drlmem" && has "$out" "-e chunk"'
 run --help </dev/null

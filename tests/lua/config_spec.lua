@@ -259,6 +259,32 @@ describe("dm.cli", function()
     assert.equal("--set batch_size=abc: expected an integer", msg)
   end)
 
+  it("passes negative numbers to options that take a value", function()
+    local spec = {
+      name = "t.lua", config = false,
+      options = function(p)
+        p:option("--temperature"):convert(tonumber)
+        p:option("--set-point"):count("*")
+        p:flag("--keep-going")
+      end,
+    }
+    spec.argv = { "--temperature", "-1", "--set-point", "-2.5e-3", "--set-point", "-.5" }
+    local args, msg = dm.cli.try_parse(spec)
+    assert.is_not_nil(args, msg)
+    assert.equal(-1, args.temperature)
+    assert.same({ "-2.5e-3", "-.5" }, args.set_point)
+    -- a flag takes no value, so a number after it is still a stray option,
+    -- and a word that is not a number stays an option
+    spec.argv = { "--keep-going", "-1" }
+    args, msg = dm.cli.try_parse(spec)
+    assert.is_nil(args)
+    assert.matches("unknown option '%-1'", msg)
+    spec.argv = { "--temperature", "-x" }
+    args, msg = dm.cli.try_parse(spec)
+    assert.is_nil(args)
+    assert.matches("unknown option '%-x'", msg)
+  end)
+
   it("exits with status 2 and the usage on stderr", function()
     local lua = os.getenv("LUA") or "lua5.4"
     local script = write_tmp([[
