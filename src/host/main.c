@@ -480,6 +480,8 @@ static void history_save(void)
     g_hist_dirty = 0;
 }
 
+static char **complete_word(const char *text, int start, int end);
+
 static void editline_open(void)
 {
     static int opened = 0;
@@ -489,6 +491,11 @@ static void editline_open(void)
     rl_catch_signals = 0;    /* our handlers, not libedit's re-raising ones */
     rl_getc_function = repl_getc;
     rl_readline_name = DM_HOST_NAME;
+    /* "dm.ten" and "net:for" are one word to complete: no break at . and : */
+    rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
+    rl_completer_word_break_characters = (char *)rl_basic_word_break_characters;
+    rl_completion_append_character = '\0';
+    rl_attempted_completion_function = complete_word;
     rl_initialize(); /* now, while the terminal is still in its cooked mode */
     using_history();
     stifle_history(1000);
@@ -640,13 +647,120 @@ static int loadline(lua_State *L)
     }
 }
 
-/* Prints every value on the stack with the global print. */
+/* The REPL's Lua side (lua/drlmem/repl.lua: printing of results, Tab
+ * completion, help), as a registry reference; LUA_NOREF when it did not
+ * load (no Lua half found), and the REPL then prints with plain print and
+ * completes nothing. */
+static int g_repl_ref = LUA_NOREF;
+
+static int repl_setup_chunk(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "drlmem.repl");
+    lua_call(L, 1, 1);
+    /* help() as a global, unless the user's code already has one */
+    if (lua_getglobal(L, "help") == LUA_TNIL) {
+        lua_getfield(L, -2, "help");
+        lua_setglobal(L, "help");
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+static void repl_setup(lua_State *L)
+{
+    if (g_repl_ref != LUA_NOREF) return;
+    lua_pushcfunction(L, repl_setup_chunk);
+    if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        g_repl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1); /* the message: the REPL works on without it */
+    }
+}
+
+/* Pushes the field name of the REPL's Lua side, or nil. */
+static int repl_field(lua_State *L, const char *name)
+{
+    if (g_repl_ref == LUA_NOREF) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g_repl_ref);
+    int t = lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    return t;
+}
+
+/* --- Tab completion ---------------------------------------------------- */
+
+/* The completions of the word being typed, from repl.complete(word), kept
+ * between the calls libedit makes to the generator. */
+static char **g_compl = NULL;
+static size_t g_ncompl = 0, g_icompl = 0;
+
+static void completions_free(void)
+{
+    for (size_t i = 0; i < g_ncompl; i++) free(g_compl[i]);
+    free(g_compl);
+    g_compl = NULL;
+    g_ncompl = g_icompl = 0;
+}
+
+/* Runs repl.complete(text) and copies its strings; never raises. */
+static int complete_lua(lua_State *L)
+{
+    const char *text = lua_tostring(L, 1);
+    repl_field(L, "complete");
+    lua_pushstring(L, text);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1)) return 0;
+    lua_Integer n = luaL_len(L, -1);
+    g_compl = calloc((size_t)(n > 0 ? n : 1), sizeof *g_compl);
+    if (g_compl == NULL) return 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *s = lua_tostring(L, -1);
+        if (s && (g_compl[g_ncompl] = strdup(s)) != NULL) g_ncompl++;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* libedit's generator: state 0 starts a new word. */
+static char *complete_next(const char *text, int state)
+{
+    lua_State *L = g_L;
+    if (state == 0) {
+        completions_free();
+        if (L == NULL || g_repl_ref == LUA_NOREF) return NULL;
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, complete_lua);
+        lua_pushstring(L, text);
+        (void)lua_pcall(L, 1, 0, 0); /* an error only means no completion */
+        lua_settop(L, top);
+    }
+    return g_icompl < g_ncompl ? strdup(g_compl[g_icompl++]) : NULL;
+}
+
+static char **complete_word(const char *text, int start, int end)
+{
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1; /* Lua names only, never file names */
+    return rl_completion_matches(text, complete_next);
+}
+
+/* Prints every value on the stack with repl.print (tables as Lua literals,
+ * a config as its lines), or the global print without the Lua side. */
 static void l_print(lua_State *L)
 {
     int n = lua_gettop(L);
     if (n == 0) return;
     luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-    lua_getglobal(L, "print");
+    if (repl_field(L, "print") != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        lua_getglobal(L, "print");
+    }
     lua_insert(L, 1);
     if (lua_pcall(L, n, 0, 0) != LUA_OK)
         l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)", lua_tostring(L, -1)));
@@ -659,6 +773,7 @@ static void doREPL(lua_State *L)
     int status;
     progname = NULL;
     g_editline = isatty(STDIN_FILENO);
+    repl_setup(L);
     if (g_editline) editline_open();
     set_signal(SIGINT, on_sigint_prompt, 0, &oldint);
     set_signal(SIGWINCH, on_sigwinch, SA_RESTART, &oldwinch);

@@ -92,6 +92,44 @@ _PROMPT = "dm> "
 IN
 t "_PROMPT changes the prompt" '[ $rc -eq 0 ] && has "$out" "dm> "'
 
+# Results print readably: tables as Lua literals (lua-inspect), cut when
+# large; a config as its key = value lines; dm as what it offers.
+pipe -i <<'IN'
+{1, {a = 2, b = {"x"}}, name = "s"}
+big = {} for i = 1, 100 do big[i] = i * i end
+big
+dm.config.defaults()
+dm
+dm.zeros
+IN
+t "a nested table prints as a Lua literal, not an address" \
+  '[ $rc -eq 0 ] && clean && has "$out" "a = 2," && has "$out" "b = { \"x\" }" && has "$out" "name = \"s\"" && ! has "$out" "table: 0x"'
+t "a large table is cut after its first entries" \
+  '[ $rc -eq 0 ] && has "$out" "{ 1, 4, 9, 16," && has "$out" "[\"...\"] = \"80 more\"" && ! has "$out" "441"'
+t "a config prints its key = value lines" \
+  '[ $rc -eq 0 ] && grep -qE "^batch_size +=  ?16 +\(default\)" <<<"${out//> /}" && ! has "$out" "drlmem.Config: 0x"'
+t "dm prints a summary of its names; a function its signature" \
+  '[ $rc -eq 0 ] && has "$out" "classes:   Controller Generator Memory Tensor" && has "$out" "modules:" &&
+   has "$out" "function: dm.zeros(d1, ..., [dtype]) -> Tensor"'
+
+# help() from the one table of docs (lua/drlmem/help.lua).
+pipe -i <<'IN'
+help()
+help(dm.Memory)
+m = dm.Memory(4, 2)
+help(m.read)
+help(dm.nn.Linear)
+help(nosuch)
+IN
+t "help() lists what dm offers" \
+  '[ $rc -eq 0 ] && clean && has "$out" "help(x) explains one" && has "$out" "dm.Controller(cfg) -> Controller" && has "$out" "dm.zeros(d1, ..., [dtype]) -> Tensor"'
+t "help(dm.Memory) gives the signature, a sentence and the methods" \
+  '[ $rc -eq 0 ] && has "$out" "dm.Memory(slots, width) -> Memory
+  The differentiable key-value memory" && has "$out" "methods:" && has "$out" "reset_usage"'
+t "help(m.read) and help(dm.nn.Linear) explain one function each" \
+  '[ $rc -eq 0 ] && has "$out" "m:read(query) -> out, weights" && has "$out" "dm.nn.Linear(in, out, [bias]) -> module"'
+t "help of an unknown value says so and the REPL goes on" '[ $rc -eq 0 ] && has "$out" "no help for nil; help() lists"'
+
 # SIGINT while the REPL waits for a line only clears it. A fifo holds the
 # REPL at its prompt; the banner in the output shows it got that far.
 mkfifo "$tmp/fifo"
@@ -113,7 +151,7 @@ if [ ! -x "$PTY" ] || [ tests/host/pty.c -nt "$PTY" ]; then
   cc -std=c11 -O1 -o "$PTY.tmp$$" tests/host/pty.c -lutil && mv "$PTY.tmp$$" "$PTY"
 fi
 # tty SECONDS: runs the REPL on a pty, directives from stdin (see pty.c).
-tty() { TERM=${TERM:-xterm} timeout 25 "$PTY" "$1" "$E" >"$tmp/out" 2>&1; rc=$?; out=$(tr -d '\r' <"$tmp/out"); err=""; }
+tty() { TERM=${TERM:-xterm} timeout 25 "$PTY" "$1" "$E" >"$tmp/out" 2>&1; rc=$?; out=$(tr -d '\r\a' <"$tmp/out" | sed -E 's/\x1b\[[0-9;]*[A-Za-z]//g'); err=""; }
 
 tty 10 <<'IN'
 expect drlmem
@@ -195,3 +233,48 @@ send \x04
 wait
 IN
 t "pty: an unwritable HOME does not break the REPL" '[ $rc -eq 0 ] && has "$out" "pty: exit 0"'
+
+# Tab completes Lua names: a field of dm, a method of a userdata (through
+# its metatable), a field of a table, a global; several candidates are
+# listed.
+tty 10 <<'IN'
+expect > 
+send dm.ten\t
+sleep 150
+send {1, 2}:numel()\n
+expect 2
+expect > 
+send m = dm.Memory(4, 2)\n
+expect > 
+send m:us\t
+sleep 150
+send ()\n
+expect [Tensor float32 4]
+expect > 
+send tbl = {alpha = 40}\n
+expect > 
+send tbl.al\t
+sleep 150
+send  + 2\n
+expect 42
+expect > 
+send pri\t
+sleep 150
+send ("glo".."bal")\n
+expect global
+expect > 
+send dm.nn.\t
+sleep 150
+send \t
+expect dm.nn.cross_entropy
+sleep 150
+send Linear\n
+expect > 
+send \x04
+wait
+IN
+t "pty: Tab completes dm.ten to dm.tensor" '[ $rc -eq 0 ] && has "$out" "dm.tensor{1, 2}:numel()"'
+t "pty: Tab completes a method of a userdata (m:us -> m:usage)" '[ $rc -eq 0 ] && has "$out" "m:usage()" && has "$out" "[Tensor float32 4]"'
+t "pty: Tab completes a table field and a global" \
+  '[ $rc -eq 0 ] && has "$out" "tbl.alpha + 2" && has "$out" "print(\"glo\"..\"bal\")"'
+t "pty: a second Tab lists the candidates" '[ $rc -eq 0 ] && has "$out" "dm.nn.Embedding" && has "$out" "dm.nn.GRU"'
