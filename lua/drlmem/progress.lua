@@ -2,7 +2,8 @@
 -- a wall clock.
 --
 -- On a terminal a bar is redrawn in place with \r (batch i/n, running loss,
--- tokens/s, elapsed and ETA); when stdout is a file or a pipe, plain lines
+-- tokens/s, elapsed and ETA), kept shorter than the terminal's width so it
+-- never wraps; when stdout is a file or a pipe, plain lines
 -- are printed at most every tenth of the epoch and every few seconds, and
 -- always at its end, so a log stays readable. Mode "none" prints nothing.
 --
@@ -54,6 +55,15 @@ function progress.default_mode()
   return "plain"
 end
 
+--- The width of the terminal on stdout (dm.term_width: the terminal, else
+-- $COLUMNS), else 80.
+function progress.columns()
+  local w = dm.term_width and dm.term_width("stdout")
+  if not w then w = tonumber(os.getenv("COLUMNS") or "") end
+  if not w or w < 1 then w = 80 end
+  return math.floor(w)
+end
+
 --- "1:02:03", "02:03" for a number of seconds; "--:--" when unknown.
 function progress.hms(s)
   if not s or s ~= s or s == math.huge or s < 0 then return "--:--" end
@@ -76,7 +86,8 @@ Bar.__name = "drlmem.Progress"
 
 --- A progress display. opts: total (batches), label, mode ("bar" | "plain"
 -- | "none", default progress.default_mode()), out (io.stdout), width (bar
--- cells, 24), lines (plain mode: at most this many lines per epoch, 10),
+-- cells at most, 24), columns (the terminal's width, a number or a function
+-- returning one, default progress.columns, asked at each redraw), lines (plain mode: at most this many lines per epoch, 10),
 -- min_interval (plain mode: seconds between two lines, 5; the last batch
 -- always prints), clock (a function returning seconds, progress.now).
 function progress.new(opts)
@@ -86,6 +97,7 @@ function progress.new(opts)
     mode = opts.mode or progress.default_mode(),
     out = opts.out or io.stdout,
     width = opts.width or 24,
+    columns = opts.columns or progress.columns,
     clock = opts.clock or progress.now,
     last_draw = -math.huge,
     last_len = 0,
@@ -102,6 +114,12 @@ function progress.new(opts)
   return self
 end
 
+--- The columns a bar line may take: the terminal's width less one.
+function Bar:room()
+  local cols = type(self.columns) == "function" and self.columns() or self.columns
+  return math.max(1, math.floor(tonumber(cols) or 80) - 1)
+end
+
 --- The status text for i of total batches done (no \r, no newline).
 function Bar:text(i, info)
   info = info or {}
@@ -110,11 +128,32 @@ function Bar:text(i, info)
   local loss = info.loss and string.format(" loss %.4f", info.loss) or ""
   local head = self.label ~= "" and (self.label .. " ") or ""
   if self.mode == "bar" then
+    -- The line must stay shorter than the terminal: one that reaches the
+    -- last column wraps, and every \r redraw then leaves a line behind. In a
+    -- narrow terminal the rate goes first, then the times, then the loss,
+    -- while the bar keeps at least 8 cells; then the bar goes, and what
+    -- still does not fit is cut.
+    local room = self:room()
+    local count = string.format(" %d/%d", i, self.total)
+    local tok, el, left = rate(info.tokens, elapsed), progress.hms(elapsed), progress.hms(eta)
+    local tails = {
+      count .. loss .. tok .. " " .. el .. "<" .. left,
+      count .. loss .. " " .. el .. "<" .. left,
+      count .. loss,
+      count,
+    }
     local frac = self.total > 0 and i / self.total or 0
-    local full = math.floor(frac * self.width + 1e-9)
-    local bar = string.rep("#", full) .. string.rep(".", self.width - full)
-    return string.format("%s[%s] %d/%d%s%s %s<%s", head, bar, i, self.total, loss, rate(info.tokens, elapsed),
-      progress.hms(elapsed), progress.hms(eta))
+    for _, tail in ipairs(tails) do
+      local cells = math.min(self.width, room - #head - #tail - 2)
+      if cells >= math.min(8, self.width) then
+        local full = math.floor(frac * cells + 1e-9)
+        return string.format("%s[%s]%s", head, string.rep("#", full) .. string.rep(".", cells - full), tail)
+      end
+    end
+    for _, tail in ipairs(tails) do
+      if #head + #tail - 1 <= room then return head .. tail:sub(2) end
+    end
+    return (head .. count:sub(2)):sub(1, room)
   end
   return string.format("%sbatch %d/%d%s%s elapsed %s eta %s", head, i, self.total, loss,
     rate(info.tokens, elapsed), progress.hms(elapsed), progress.hms(eta))
@@ -130,7 +169,8 @@ function Bar:update(i, info)
     if t - self.last_draw < 0.1 and i < self.total then return end
     self.last_draw = t
     local s = self:text(i, info)
-    local pad = math.max(0, self.last_len - #s)
+    -- blanks over the rest of a longer previous line, within the width
+    local pad = math.max(0, math.min(self.last_len, self:room()) - #s)
     self.out:write("\r", s, string.rep(" ", pad))
     self.last_len = #s
     self.out:flush()

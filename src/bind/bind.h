@@ -71,7 +71,7 @@ void dm_open_memory(lua_State *L);   /* dm.Memory (memory.c) */
 void dm_open_optim(lua_State *L);    /* dm.optim, dm.clip_grad_norm (optim.c) */
 void dm_open_safetensors(lua_State *L); /* dm.save/load_safetensors (safetensors.c) */
 void dm_open_json(lua_State *L);     /* dm.json (json.c) */
-void dm_open_sys(lua_State *L);      /* dm.clock, dm.isatty, dm.set_num_threads, dm.write_file (sys.c) */
+void dm_open_sys(lua_State *L);      /* dm.clock, dm.isatty, dm.term_width, dm.set_num_threads, dm.write_file (sys.c) */
 void dm_open_controller(lua_State *L); /* dm.Controller (controller.c) */
 
 #endif

@@ -2,8 +2,8 @@
  * and the scripts need: a monotonic wall clock with sub-microsecond steps
  * (os.clock is CPU time, which OpenBLAS threads inflate; os.time has
  * one-second steps), whether a stream is a terminal (progress bar or plain
- * lines), OpenBLAS's thread count (the one thread pool of drlmem), and
- * the crash-safe whole-file write of core/fileio.c for the text files the
+ * lines) and how wide it is (the bar fits one line), OpenBLAS's thread
+ * count (the one thread pool of drlmem), and the crash-safe whole-file write of core/fileio.c for the text files the
  * scripts write (io.open + write + rename would report a full disk only at
  * a close nobody checks, and leave a torn file under the final name). */
 #include "bind/bind.h"
@@ -12,6 +12,8 @@
 
 #include <cblas.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,36 @@ static int sys_isatty(lua_State *L)
         fd = (int)luaL_checkinteger(L, 1);
     }
     lua_pushboolean(L, isatty(fd));
+    return 1;
+}
+
+/* dm.term_width([fd | "stdin"|"stdout"|"stderr"]) -> columns or nil; default
+ * stdout. The terminal's width from TIOCGWINSZ, so a progress bar can fit
+ * one line (a wrapped bar leaves a trail of lines on every redraw); when fd
+ * is no terminal, $COLUMNS if it is a positive number (what a shell
+ * exports to its children), else nil. */
+static int sys_term_width(lua_State *L)
+{
+    int fd = 1;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
+        fd = luaL_checkoption(L, 1, NULL, names);
+    } else if (!lua_isnoneornil(L, 1)) {
+        fd = (int)luaL_checkinteger(L, 1);
+    }
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+        lua_pushinteger(L, ws.ws_col);
+        return 1;
+    }
+    const char *env = getenv("COLUMNS");
+    char *end = NULL;
+    long cols = env ? strtol(env, &end, 10) : 0;
+    if (env && end != env && *end == '\0' && cols > 0 && cols < 100000) {
+        lua_pushinteger(L, cols);
+        return 1;
+    }
+    lua_pushnil(L);
     return 1;
 }
 
@@ -72,6 +104,7 @@ void dm_open_sys(lua_State *L)
     static const luaL_Reg fns[] = {
         {"clock", sys_clock},
         {"isatty", sys_isatty},
+        {"term_width", sys_term_width},
         {"set_num_threads", sys_set_num_threads},
         {"get_num_threads", sys_get_num_threads},
         {"write_file", sys_write_file},

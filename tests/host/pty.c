@@ -8,6 +8,7 @@
  * "pty: signal N"). Each wait is bounded by the timeout in seconds given as
  * first argument; on a timeout the command is killed, "pty: timeout ..." is
  * printed and the exit status is 2, so a broken REPL never hangs a test.
+ * The terminal is 80 columns wide, or $PTY_COLS.
  * Usage: pty SECONDS COMMAND [ARGS...] < directives */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
     }
     double limit = atof(argv[1]);
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
+    const char *cols = getenv("PTY_COLS");
+    if (cols && atoi(cols) > 0) ws.ws_col = (unsigned short)atoi(cols);
     child = forkpty(&master, NULL, NULL, &ws);
     if (child < 0) { perror("forkpty"); return 2; }
     if (child == 0) {
