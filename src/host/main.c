@@ -16,6 +16,7 @@
  * script named without a slash that is not a file here is looked up among
  * drlmem's own scripts, so `drlmem train` works from any folder. */
 #include <errno.h>
+#include <glob.h>
 #include <limits.h>
 #include <locale.h>
 #include <signal.h>
@@ -360,8 +361,11 @@ static int exe_dir(char out[PATH_MAX])
  * <exedir>/../lua in the source tree (exe in build/), <exedir>/../share/lua/5.4
  * in an installed prefix (where `make install` and luarocks put it). */
 static const char *const lua_dirs[] = {"/lua", "/../lua", "/../share/lua/5.4"};
-/* Where `drlmem NAME` looks for a script NAME or NAME.lua. */
-static const char *const script_dirs[] = {"/../scripts", "/../share/drlmem/scripts"};
+/* Where `drlmem NAME` looks for a script NAME or NAME.lua: the source tree,
+ * `make install`'s share/drlmem, and a luarocks tree, which deploys the
+ * executable to bin/ but keeps the scripts in the rock's own folder. */
+static const char *const script_dirs[] = {"/../scripts", "/../share/drlmem/scripts",
+                                          "/../lib/luarocks/rocks-5.4/drlmem/*/share/drlmem/scripts"};
 
 /* Prepends <dir>/?.lua;<dir>/?/init.lua for each of lua_dirs that holds a
  * drlmem folder, so the executable needs no LUA_PATH anywhere. */
@@ -408,15 +412,22 @@ static const char *find_script(const char *name)
     static char found[PATH_MAX + 64];
     char exe[PATH_MAX];
     struct stat st;
-    if (strchr(name, '/') != NULL || strcmp(name, "-") == 0 || stat(name, &st) == 0) return NULL;
+    if (strpbrk(name, "/*?[\\") != NULL || strcmp(name, "-") == 0 || stat(name, &st) == 0) return NULL;
     if (!exe_dir(exe)) return NULL;
     for (size_t k = 0; k < sizeof script_dirs / sizeof script_dirs[0]; k++) {
         static const char *const ext[] = {"", ".lua"};
         for (int e = 0; e < 2; e++) {
-            char cand[PATH_MAX * 2];
-            snprintf(cand, sizeof cand, "%s%s/%s%s", exe, script_dirs[k], name, ext[e]);
-            if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && realpath(cand, found) != NULL)
-                return found;
+            char pattern[PATH_MAX * 2];
+            glob_t g;
+            int hit = 0;
+            snprintf(pattern, sizeof pattern, "%s%s/%s%s", exe, script_dirs[k], name, ext[e]);
+            if (glob(pattern, 0, NULL, &g) == 0) {
+                for (size_t j = 0; j < g.gl_pathc && !hit; j++)
+                    hit = stat(g.gl_pathv[j], &st) == 0 && S_ISREG(st.st_mode) &&
+                          realpath(g.gl_pathv[j], found) != NULL;
+                globfree(&g);
+            }
+            if (hit) return found;
         }
     }
     return NULL;
