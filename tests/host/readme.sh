@@ -3,7 +3,10 @@
 # block whose info string is `repl`: lines starting with "> " (or ">> " for a
 # continuation) are typed, every other line is the expected output. Each
 # block runs in a fresh `drlmem -i` fed through a pipe with empty prompts, so
-# the output is exactly what the values print. Prints TAP.
+# the output is exactly what the values print. The session that explores a
+# trained model reads models/tiny/memory_model.safetensors: it is trained
+# first, into the scratch folder the sessions run in (configs/tiny.yaml, one
+# thread, a few seconds). Prints TAP.
 set -u
 cd "$(dirname "$0")/../.."
 exe=$(realpath "${DRLMEM_EXE:-./build/drlmem}")
@@ -17,6 +20,12 @@ awk -v dir="$tmp" '
   inb && /^> / { print substr($0, 3) >> (dir "/block" k ".in"); next }
   inb { print >> (dir "/block" k ".out") }
 ' README.md
+root=$PWD
+if ! (cd "$tmp" && timeout 120 "$exe" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+      --set threads=1 --progress none) >"$tmp/train.log" 2>&1; then
+  echo "not ok 1 - training the tiny checkpoint the README sessions use failed"
+  sed 's/^/# /' "$tmp/train.log" | tail -20
+fi
 for f in "$tmp"/block*.in; do
   [ -f "$f" ] || continue
   n=$((n + 1))
