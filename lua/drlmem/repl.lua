@@ -3,7 +3,7 @@
 --
 -- repl.show(v) is the text of one value: nested tables as Lua literals
 -- through Debian's lua-inspect (large tables cut to their first entries,
--- deep ones to a few levels), objects through their __tostring, a config as
+-- deep ones to a few levels, long strings to their start), objects through their __tostring, a config as
 -- its "key = value" lines, the dm module as a summary of what it offers.
 -- repl.print(...) prints values as print does, tab-separated, but shown.
 -- repl.complete(word) lists the completions of a word such as "dm.ten",
@@ -16,8 +16,9 @@ local repl = {}
 
 repl.help = help
 
--- Cuts of the printed form: entries per table, levels of nesting, lines.
-repl.max_items, repl.max_depth, repl.max_lines = 20, 4, 40
+-- Cuts of the printed form: entries per table, levels of nesting, lines,
+-- characters of a string inside a table.
+repl.max_items, repl.max_depth, repl.max_lines, repl.max_string = 20, 4, 40, 100
 
 -- lua-inspect: Debian 12 packages it for Lua 5.1 to 5.3 only, but the file
 -- is plain Lua that runs unchanged on 5.4, so the 5.3 copy is the fallback.
@@ -51,7 +52,8 @@ local function short(v)
 end
 
 -- A copy of t for inspect: at most max_items entries a table (the rest
--- counted under the key "..."), no metatables, objects as their short text.
+-- counted under the key "..."), no metatables, objects as their short text,
+-- long strings cut.
 local function cut(t, depth, seen)
   if seen[t] then return seen[t] end
   local out = {}
@@ -80,6 +82,8 @@ local function cut(t, depth, seen)
         v = depth > 1 and cut(v, depth - 1, seen) or {}
       elseif type(v) == "userdata" or type(v) == "table" then
         v = short(v)
+      elseif type(v) == "string" and #v > repl.max_string then
+        v = string.format("%s... (%d bytes)", v:sub(1, repl.max_string), #v)
       end
       out[k] = v
     end

@@ -98,6 +98,7 @@ pipe -i <<'IN'
 {1, {a = 2, b = {"x"}}, name = "s"}
 big = {} for i = 1, 100 do big[i] = i * i end
 big
+{text = string.rep("ab", 400)}
 dm.config.defaults()
 dm
 dm.zeros
@@ -105,7 +106,8 @@ IN
 t "a nested table prints as a Lua literal, not an address" \
   '[ $rc -eq 0 ] && clean && has "$out" "a = 2," && has "$out" "b = { \"x\" }" && has "$out" "name = \"s\"" && ! has "$out" "table: 0x"'
 t "a large table is cut after its first entries" \
-  '[ $rc -eq 0 ] && has "$out" "{ 1, 4, 9, 16," && has "$out" "[\"...\"] = \"80 more\"" && ! has "$out" "441"'
+  '[ $rc -eq 0 ] && has "$out" "{ 1, 4, 9, 16," && has "$out" "[\"...\"] = \"80 more\"" && ! has "$out" "441" &&
+   has "$out" "text = \"$(printf "ab%.0s" $(seq 50))... (800 bytes)\""'
 t "a config prints its key = value lines" \
   '[ $rc -eq 0 ] && grep -qE "^batch_size +=  ?16 +\(default\)" <<<"${out//> /}" && ! has "$out" "drlmem.Config: 0x"'
 t "dm prints a summary of its names; a function its signature" \
