@@ -129,7 +129,7 @@ t "help(dm.Memory) gives the signature, a sentence and the methods" \
   '[ $rc -eq 0 ] && has "$out" "dm.Memory(slots, width) -> Memory
   The differentiable key-value memory" && has "$out" "methods:" && has "$out" "reset_usage"'
 t "help(m.read) and help(dm.nn.Linear) explain one function each" \
-  '[ $rc -eq 0 ] && has "$out" "m:read(query) -> out, weights" && has "$out" "dm.nn.Linear(in, out, [bias]) -> module"'
+  '[ $rc -eq 0 ] && has "$out" "m:read(query) -> out, weights" && has "$out" "dm.nn.Linear(in, out, [{bias = true, init = ...}]) -> module"'
 t "help of an unknown value says so and the REPL goes on" '[ $rc -eq 0 ] && has "$out" "no help for nil; help() lists"'
 
 # SIGINT while the REPL waits for a line only clears it. A fifo holds the
