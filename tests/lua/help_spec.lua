@@ -61,6 +61,7 @@ describe("dm.help", function()
     local cls = help.text(dm.Memory)
     assert.matches("^dm%.Memory%(slots, width%) %-> Memory\n  The differentiable", cls)
     assert.matches("m:read%(query%) %-> out, weights", cls)
+    assert.matches("m:topk%(query, k%)", cls)
     assert.matches("reset_usage", cls) -- undocumented methods are still listed
     local m = dm.Memory(4, 2)
     assert.equal(cls, help.text(m))
