@@ -216,23 +216,30 @@ local function names_sorted(t)
   return out
 end
 
+--- The width help() fits its list into: the terminal's (or $COLUMNS),
+-- else 80.
+function help.columns()
+  local w = dm.term_width and dm.term_width("stdout")
+  return (w and w >= 40) and w or 80
+end
+
 --- The help text for x (see the file's head), as one string; help.text()
 -- with no argument (not even nil) is the list of every name.
 function help.text(...)
   local x = ...
   if select("#", ...) == 0 or x == dm then
-    local lines = { "drlmem " .. tostring(dm.version) .. ", dm = require \"drlmem\"; help(x) explains one, e.g. help(dm.Memory)" }
-    local width = 0
-    local top = {}
+    -- one line a name, its sentence cut to the terminal's width
+    local cols = help.columns()
+    local lines = { "drlmem " .. tostring(dm.version) .. ": help(x) explains x, e.g. help(dm.Memory)" }
+    local width, top = 0, {}
     for name in pairs(D) do
-      if name:match("^dm%.[%w_]+$") then top[#top + 1] = name; width = math.max(width, #D[name][1]) end
+      if name:match("^dm%.[%w_]+$") then top[#top + 1] = name; width = math.max(width, #name) end
     end
     table.sort(top, function(a, b) return a:lower() < b:lower() end)
-    width = math.min(width, 44)
     for _, name in ipairs(top) do
-      local sig = D[name][1]
-      if #sig > width then sig = sig:sub(1, width - 3) .. "..." end
-      lines[#lines + 1] = string.format("  %-" .. width .. "s  %s", sig, D[name][2])
+      local line = string.format("  %-" .. width .. "s  %s", name, D[name][2])
+      if #line > cols - 1 then line = line:sub(1, cols - 4) .. "..." end
+      lines[#lines + 1] = line
     end
     return table.concat(lines, "\n")
   end

@@ -49,12 +49,18 @@ describe("dm.help", function()
     assert.same({}, stale)
   end)
 
-  it("help() lists every top-level name with its sentence", function()
+  it("help() lists every top-level name with its sentence, within the width", function()
+    local columns = help.columns
+    help.columns = function() return 60 end
     local text = help.text()
+    help.columns = columns
     assert.matches("^drlmem " .. dm.version:gsub("%.", "%%."), text)
     for k in pairs(dm) do
-      assert.truthy(text:find(help.docs["dm." .. k][2], 1, true), "help() lacks dm." .. k)
+      local sentence = help.docs["dm." .. k][2]
+      assert.truthy(text:find("\n  dm%." .. k .. " +" .. sentence:sub(1, 10):gsub("%p", "%%%0")),
+        "help() lacks dm." .. k)
     end
+    for line in text:gmatch("[^\n]+") do assert.truthy(#line <= 59, line) end
   end)
 
   it("explains a class, an object, a method and a function by value or by name", function()
