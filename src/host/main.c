@@ -371,7 +371,7 @@ static const char *const script_dirs[] = {"/../scripts", "/../share/drlmem/scrip
  * drlmem folder, so the executable needs no LUA_PATH anywhere. */
 static void add_lua_paths(lua_State *L)
 {
-    char exe[PATH_MAX], cand[PATH_MAX + 32], seen[3][PATH_MAX];
+    char exe[PATH_MAX], cand[PATH_MAX + 32], seen[sizeof lua_dirs / sizeof lua_dirs[0]][PATH_MAX];
     int nseen = 0;
     if (!exe_dir(exe)) return;
     luaL_Buffer b;
