@@ -108,6 +108,17 @@ doc("dm.repl", "dm.repl", "The REPL's printing of values (show) and Tab completi
 doc("dm.tasks", "dm.tasks", "Synthetic tasks (associative recall, copy) and their answer accuracy.")
 doc("dm.train", "dm.train", "The building blocks of scripts/train.lua: train_epoch, evaluate, EarlyStopping, checkpoints.")
 
+-- the most used functions of the Lua half (the others are listed by name)
+doc("dm.config.load", "dm.config.load([path], [overrides]) -> cfg", "A YAML config over the defaults, then overrides ({\"key=value\", ...} or {key = value}); errors name file, line and key.")
+doc("dm.config.defaults", "dm.config.defaults() -> cfg", "The defaults alone (what configs/default.yaml holds).")
+doc("dm.config.describe", "dm.config.describe(cfg) -> lines", "\"key = value (source)\" lines in declaration order.")
+doc("dm.data.load", "dm.data.load(cfg) -> {vocab, train, val, test}", "Reads, tokenizes and splits cfg.data_path; each split has :batches(n).")
+doc("dm.data.Vocab", "dm.data.Vocab(tokens) -> Vocab", "A vocabulary from its tokens in index order (a checkpoint's ck.vocab): encode, decode, itos, stoi.")
+doc("dm.data.tokenizer", "dm.data.tokenizer(name) -> function(text) -> tokens", "The tokenizer called name (word, char, upstream, or a registered one).")
+doc("dm.checkpoint.save", "dm.checkpoint.save(path, net, [opts])", "Writes net (and opts.vocab, config, optimizer, scheduler, state) as safetensors, atomically.")
+doc("dm.checkpoint.load", "dm.checkpoint.load(path) -> ck", "Reads a checkpoint: ck.net, ck.vocab, ck.config, ck.train_config, ck.state, ck.tensors.")
+doc("dm.metrics.compute", "dm.metrics.compute(pred, target, [opts]) -> metrics", "{accuracy, f1_weighted, f1_macro, n} of predictions (ids or logits) against the non-pad targets.")
+
 -- The entry explaining a userdata, by its metatable's __name.
 help.objects = {
   ["drlmem.Tensor"] = "dm.Tensor",
