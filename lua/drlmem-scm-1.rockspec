@@ -20,7 +20,6 @@ description = {
     the Lua library that trains and evaluates it, and the drlmem
     executable with a REPL.
   ]],
-  license = "MIT",
 }
 dependencies = {
   "lua >= 5.4, < 5.5",
