@@ -26,6 +26,7 @@ PKGS         := lua5.4 yaml-0.1 openblas jansson
 # machine installs, then builds with the right flags. Goals that build
 # nothing (clean) skip the step.
 CONFIG_MK := $(BUILD)/config.mk
+.DEFAULT_GOAL := all
 NOBUILD_GOALS := clean
 ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 include $(CONFIG_MK)
