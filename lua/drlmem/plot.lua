@@ -186,7 +186,8 @@ end
 --- Draws a line chart in the box (x, y, w, h) of svg. spec: title, xlabel,
 -- ylabel, series = {{name=, xs=, ys=, color=, dash=}}, ymin, ymax (fixed
 -- limits), id (the group id). Non-finite values are left out of the line.
--- Each series is one <polyline> with a marker per point, and a legend.
+-- Each series is one <polyline> with a marker per point, and a legend
+-- entry unless its legend is false (many lines, a few named).
 function plot.line_chart(svg, spec)
   local x0, y0, w, h = spec.x or 0, spec.y or 0, spec.w or svg.w, spec.h or svg.h
   local ml, mr, mt, mb = 62, 16, 34, 46
@@ -223,6 +224,7 @@ function plot.line_chart(svg, spec)
   if spec.ylabel then
     svg:text(x0 + 14, py + ph / 2, spec.ylabel, { size = 12, anchor = "middle", rotate = -90 })
   end
+  local nlegend = 0
   for i, s in ipairs(series) do
     local color = s.color or plot.COLORS[(i - 1) % #plot.COLORS + 1]
     local pts = {}
@@ -236,13 +238,18 @@ function plot.line_chart(svg, spec)
     for _, p in ipairs(pts) do svg:circle(p[1], p[2], 2.5, { fill = color }) end
     -- legend, top right inside the plot, wide enough for the longest name
     -- (about 6.5 px a character at size 11); dashed like its line
-    local lw = 110
-    for _, t in ipairs(series) do lw = math.max(lw, #(t.name or "series 10") * 6.5 + 34) end
-    local ly = py + 14 + (i - 1) * 16
-    local lstyle = { stroke = color, stroke_width = 2 }
-    if s.dash then lstyle.stroke_dasharray = "6,4" end
-    svg:line(px + pw - lw, ly - 4, px + pw - lw + 20, ly - 4, lstyle)
-    svg:text(px + pw - lw + 26, ly, s.name or ("series " .. i), { size = 11 })
+    if s.legend ~= false then
+      local lw = 110
+      for _, t in ipairs(series) do
+        if t.legend ~= false then lw = math.max(lw, #(t.name or "series 10") * 6.5 + 34) end
+      end
+      local ly = py + 14 + nlegend * 16
+      nlegend = nlegend + 1
+      local lstyle = { stroke = color, stroke_width = 2 }
+      if s.dash then lstyle.stroke_dasharray = "6,4" end
+      svg:line(px + pw - lw, ly - 4, px + pw - lw + 20, ly - 4, lstyle)
+      svg:text(px + pw - lw + 26, ly, s.name or ("series " .. i), { size = 11 })
+    end
   end
   svg:close_group()
 end

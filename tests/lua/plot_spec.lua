@@ -127,6 +127,22 @@ describe("plot building blocks", function()
     assert.truthy(svg:tostring():find("&lt;sos&gt;", 1, true))
   end)
 
+  it("draws a line for every series but a legend entry only for those whose legend is not false", function()
+    local svg = plot.SVG(400, 300)
+    plot.line_chart(svg, { series = {
+      { name = "grey one", legend = false, xs = { 1, 2 }, ys = { 3, 2 } },
+      { name = "named", xs = { 1, 2 }, ys = { 2, 1 } },
+      { name = "grey two", legend = false, xs = { 1, 2 }, ys = { 4, 3 } } } })
+    local text = svg:tostring()
+    local ok, counts = plot.check_svg(text)
+    assert.is_true(ok, counts)
+    assert.equal(3, counts.polyline)
+    assert.truthy(text:find(">named<", 1, true))
+    assert.falsy(text:find("grey", 1, true))
+    -- the one legend entry takes the first legend row
+    assert.truthy(text:find('y="48">named<', 1, true))
+  end)
+
   it("picks round tick values", function()
     assert.same({ 0, 0.2, 0.4, 0.6, 0.8, 1 }, plot.ticks(0, 1, 5))
     assert.same({ 2, 2.5, 3, 3.5 }, plot.ticks(1.9, 3.6, 4))
