@@ -289,6 +289,17 @@ local function check_value(spec, v, where)
   return v
 end
 
+--- Checks one value for key against the schema, as a config file's value is
+-- checked: returns the normalised value (a number key's integer becomes a
+-- float), or raises "WHERE: key 'k': expected ..., got ..." or "WHERE:
+-- unknown key 'k' (did you mean ...?)". where: e.g. "space.yaml:4". Other
+-- files that hold config values (a search space) check them with this.
+function config.check(key, v, where)
+  local spec = config.fields[key]
+  if not spec then unknown_key(where, key) end
+  return check_value(spec, v, where)
+end
+
 -- Turns the text of --set key=value into a value of the field's kind, or
 -- raises "--set key=text: expected an integer".
 local function parse_text(spec, text, where)

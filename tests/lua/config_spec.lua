@@ -205,6 +205,17 @@ describe("dm.config", function()
     os.remove(path)
   end)
 
+  it("checks one value against the schema for other files (config.check)", function()
+    assert.equal(32, dm.config.check("hidden_size", 32, "space.yaml:3"))
+    assert.equal("float", math.type(dm.config.check("dropout", 0, "space.yaml:4")))
+    assert.equal("space.yaml:3: key 'hidden_size': expected a positive integer, got 0",
+      err_of(dm.config.check, "hidden_size", 0, "space.yaml:3"))
+    assert.equal("space.yaml:5: key 'optimizer': expected one of adamw|adam|sgd, got 'lion'",
+      err_of(dm.config.check, "optimizer", "lion", "space.yaml:5"))
+    assert.equal("space.yaml:6: unknown key 'hiden_size' (did you mean 'hidden_size'?)",
+      err_of(dm.config.check, "hiden_size", 1, "space.yaml:6"))
+  end)
+
   it("makes reading an undeclared key an error", function()
     local cfg = dm.config.defaults()
     assert.matches("config has no key 'bach_size' %(did you mean 'batch_size'%?%)",
