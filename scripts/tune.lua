@@ -154,8 +154,8 @@ local function exists(path) return require("lfs").attributes(path) ~= nil end
 
 -- The line of a child's output that says why it failed.
 local function failure_line(text)
-  local stopped = text:match("[^\n]*stopped: [^\n]*")
-  if stopped then return (stopped:gsub("^%S+ %S+ ", "")) end -- (a log line's date and time)
+  local stopped = text:match("stopped: [^\n]*")
+  if stopped then return stopped end
   local last_err, last
   for line in text:gmatch("[^\n]+") do
     last = line

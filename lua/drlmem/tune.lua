@@ -328,7 +328,10 @@ function tune.search(opts)
     if res.status == "interrupted" then return records, "interrupted", job, elapsed() end
     local rec = {
       trial = job.trial, rung = job.rung, budget = job.budget, values = job.values, status = res.status,
-      val_loss = res.status == "ok" and res.val_loss or nil, seconds = res.seconds or 0,
+      val_loss = res.status == "ok" and res.val_loss or nil,
+      -- milliseconds: dm.json writes all reals of a line with the digits the
+      -- longest needs, so a time of 17 digits would change how the rest reads
+      seconds = tonumber(string.format("%.3f", res.seconds or 0)) + 0.0,
       error = res.status ~= "ok" and (res.error or "failed") or nil,
     }
     records[#records + 1] = rec

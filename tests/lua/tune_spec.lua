@@ -289,6 +289,18 @@ describe("tune.search (ASHA, one job at a time)", function()
     end
   end)
 
+  it("records times in milliseconds, so that a line minus its time reads the same in every run", function()
+    local function one(secs)
+      local recs = tune.search(opts({ now = os.time, run = function()
+        return { status = "ok", val_loss = 3.606611132621765, seconds = secs }
+      end }, { trials = 1, rungs = { 1 } }))
+      assert.equal(tonumber(string.format("%.3f", secs)), recs[1].seconds)
+      return (tune.record_json(recs[1], space):gsub('"seconds":[^,]*,', ""))
+    end
+    -- (a time of 17 digits would make dm.json write the loss with 17 too)
+    assert.equal(one(0.25), one(0.34905076599989115))
+  end)
+
   it("gives each job the trial's sampled values and --set items", function()
     local seen = {}
     tune.search(opts({ now = os.time, run = function(job)
