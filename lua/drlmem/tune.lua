@@ -481,8 +481,6 @@ end
 function tune.figure(records, path, opts)
   opts = opts or {}
   local rows = tune.summary(records)
-  local rank = {}
-  for i, row in ipairs(rows) do rank[row.trial] = i end
   local per = {}
   for _, r in ipairs(records) do
     if r.status == "ok" then
@@ -490,17 +488,23 @@ function tune.figure(records, path, opts)
       table.insert(per[r.trial], r)
     end
   end
-  local series = {}
-  for i = #rows, 1, -1 do -- the best drawn last, on top
-    local t = rows[i].trial
-    local list = per[t] or {}
+  -- the others first (drawn beneath, grey), then the named from the best
+  -- down (the legend lists the best first)
+  local grey, named = {}, {}
+  for i, row in ipairs(rows) do
+    local list = per[row.trial] or {}
     table.sort(list, function(a, b) return a.rung < b.rung end)
     local xs, ys = {}, {}
     for j, r in ipairs(list) do xs[j], ys[j] = r.budget, r.val_loss end
-    local named = rank[t] <= 5 and rows[i].status == "ok"
-    series[#series + 1] = { name = named and string.format("trial %d%s", t, rank[t] == 1 and " (best)" or "") or nil,
-      legend = named, xs = xs, ys = ys, color = (not named) and "#bbbbbb" or nil }
+    if i <= 5 and row.status == "ok" then
+      named[#named + 1] = { name = string.format("trial %d%s", row.trial, i == 1 and " (best)" or ""), xs = xs,
+        ys = ys, color = dm.plot.COLORS[i] }
+    else
+      grey[#grey + 1] = { legend = false, xs = xs, ys = ys, color = "#bbbbbb" }
+    end
   end
+  local series = grey
+  for _, s in ipairs(named) do series[#series + 1] = s end
   local svg = dm.plot.SVG(700, 420)
   dm.plot.line_chart(svg, { id = "trials", x = 0, y = 0, w = 700, h = 420,
     title = opts.title or "validation loss of each trial by budget",

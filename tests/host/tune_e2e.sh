@@ -138,6 +138,15 @@ search "$tmp/j" --seed 3 --min-epochs 4 --max-epochs 8
 t "... and the continued search resumes that trial from it, ending with the reference's results" \
   '[ $rc -eq 0 ] && grep -q "resuming from $tmp/j/trial-2/last.safetensors at epoch" "$tmp/j/trial-2/stdout.txt" && cmp -s <(untimed "$tmp/k") <(untimed "$tmp/j")'
 
+# --- the time budget -------------------------------------------------------------------------
+search "$tmp/t" --seed 3 --time-budget 0.01m
+jobs=$(wc -l <"$tmp/t/results.jsonl")
+t "--time-budget 0.01m (0.6 s): no job starts after it; the reports hold what finished ($jobs jobs)" \
+  '[ $rc -eq 0 ] && grep -q "the time budget (1 s) is spent after" "$tmp/out" && [ "$jobs" -ge 1 ] && [ "$jobs" -lt 6 ] && grep -q "\"status\":\"time budget\"" "$tmp/t/state.json" && [ -s "$tmp/t/best.yaml" ]'
+search "$tmp/t2" --time-budget soon
+t "a bad --time-budget is one line" \
+  '[ $rc -eq 1 ] && [ $(wc -l <"$tmp/out") -eq 1 ] && grep -q "time-budget: expected a positive time such as 300, 90s, 20m or 2h, got .soon." "$tmp/out"'
+
 # --- failures ------------------------------------------------------------------------------
 printf 'learning_rate: [1.0e+30]\n' >"$tmp/nan.yaml"
 "$E" scripts/tune.lua --config configs/tiny.yaml --set "data_path=$tmp/tiny.txt" --set max_samples=100 \
