@@ -13,7 +13,8 @@
 -- from the start. The validation loss of a job is the best of its epochs
 -- in the trial's metrics.jsonl. A job that fails (a bad combination, a NaN
 -- loss, a crash) is a failed trial with its one-line error; the search goes
--- on. Written under --out (default runs/tune-SPACE): results.jsonl (a line
+-- on (the exit status is 1 only when no trial succeeded). Written under
+-- --out (default runs/tune-NAME for NAME.yaml or tune-NAME.yaml): results.jsonl (a line
 -- per job), table.md (printed too), best.yaml (a full config for
 -- train.lua), tune.svg, state.json, search.json (what makes the search the
 -- same one) and trial-N/ (the trial's checkpoints, log, metrics, stdout).
@@ -71,7 +72,8 @@ if args.time_budget then
   end
   time_budget = n * ({ [""] = 1, s = 1, m = 60, h = 3600 })[unit]
 end
-local out = args.out or ("runs/tune-" .. (args.space:match("([^/]+)$"):gsub("%.ya?ml$", "")))
+-- (configs/tune-example.yaml: runs/tune-example)
+local out = args.out or ("runs/tune-" .. (args.space:match("([^/]+)$"):gsub("%.ya?ml$", ""):gsub("^tune%-", "")))
 try(log.mkdir_p, out)
 
 -- The interpreter with its own options (-l MODULE) and the scripts beside this one.
@@ -294,4 +296,7 @@ elseif why == "interrupted" then
     " during trial %d (rung %d), which keeps its checkpoint", stopped_job.trial, stopped_job.rung) or "",
     this_command()))
   os.exit(130)
+end
+if not best and #records > 0 then
+  dm.cli.die(string.format("no trial succeeded (%d jobs failed); the table says why", #records))
 end

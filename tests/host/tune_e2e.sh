@@ -82,6 +82,11 @@ fi
   --set "log_file=$tmp/best/training.log" --progress none >"$tmp/out" 2>&1; rc=$?
 t "train.lua accepts best.yaml" '[ $rc -eq 0 ] && [ -s "$tmp/best/memory_model.safetensors" ]'
 
+mkdir -p "$tmp/w"
+(cd "$tmp/w" && "$E" "${SEARCH[@]}" --trials 1 --max-epochs 1) >"$tmp/out" 2>&1; rc=$?
+t "without --out, configs/tune-example.yaml searches into runs/tune-example" \
+  '[ $rc -eq 0 ] && [ -s "$tmp/w/runs/tune-example/best.yaml" ]'
+
 # --- reproducible from its seed ---------------------------------------------------------
 search "$tmp/b" --seed 3
 t "the same seed gives the same results.jsonl (times aside)" \
@@ -151,13 +156,13 @@ t "a bad --time-budget is one line" \
 printf 'learning_rate: [1.0e+30]\n' >"$tmp/nan.yaml"
 "$E" scripts/tune.lua --config configs/tiny.yaml --set "data_path=$tmp/tiny.txt" --set max_samples=100 \
   --space "$tmp/nan.yaml" --trials 2 --eta 2 --max-epochs 1 --out "$tmp/n" >"$tmp/out" 2>&1; rc=$?
-t "a failing trial (a NaN loss) is recorded with its one-line error, and the search goes on" \
-  '[ $rc -eq 0 ] && [ $(grep -c "\"status\":\"failed\"" "$tmp/n/results.jsonl") -eq 2 ] && grep -q "\"error\":\"train.lua exit status 1: stopped: the training loss is" "$tmp/n/results.jsonl" && [ ! -e "$tmp/n/best.yaml" ]'
+t "a failing trial (a NaN loss) is recorded with its one-line error, and the search goes on (status 1: none succeeded)" \
+  '[ $rc -eq 1 ] && grep -q "no trial succeeded (2 jobs failed); the table says why" "$tmp/out" && [ $(grep -c "\"status\":\"failed\"" "$tmp/n/results.jsonl") -eq 2 ] && grep -q "\"error\":\"train.lua exit status 1: stopped: the training loss is" "$tmp/n/results.jsonl" && [ ! -e "$tmp/n/best.yaml" ]'
 printf 'val_size_ratio: [0.5]\n' >"$tmp/ratio.yaml"
 "$E" scripts/tune.lua --config configs/tiny.yaml --set "data_path=$tmp/tiny.txt" --space "$tmp/ratio.yaml" \
   --trials 1 --eta 2 --max-epochs 1 --out "$tmp/r" >"$tmp/out" 2>&1; rc=$?
 t "a combination the schema refuses fails its trial without a child" \
-  '[ $rc -eq 0 ] && grep -q "key .val_size_ratio.: train_size_ratio + val_size_ratio" "$tmp/r/results.jsonl" && [ ! -e "$tmp/r/trial-1/stdout.txt" ]'
+  '[ $rc -eq 1 ] && grep -q "key .val_size_ratio.: train_size_ratio + val_size_ratio" "$tmp/r/results.jsonl" && [ ! -e "$tmp/r/trial-1/stdout.txt" ]'
 printf 'dropout: [0.1]\nhidden_size: [16, big]\n' >"$tmp/bad.yaml"
 "$E" scripts/tune.lua --space "$tmp/bad.yaml" --out "$tmp/x" >"$tmp/out" 2>&1; rc=$?
 t "a bad space file: one line naming file, line and key, no traceback" \
