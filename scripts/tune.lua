@@ -84,6 +84,8 @@ for i = exe_i, -1 do EXE[#EXE + 1] = arg[i] end
 if #EXE == 0 then EXE[1] = "drlmem" end
 local SCRIPTS = (arg[0] or ""):match("^(.*)/[^/]*$") or "scripts"
 
+local function exists(path) return require("lfs").attributes(path) ~= nil end
+
 local function shq(s)
   s = tostring(s)
   if s:match("^[%w@%%+=:,./_-]+$") then return s end
@@ -140,6 +142,10 @@ if old then
   end
   io.stdout:write(string.format("continuing the search in %s: %d jobs done, %.0f s spent\n", out, #records, elapsed))
 else
+  if exists(results_path) then
+    dm.cli.die(string.format("%s holds results.jsonl but no search.json, so it cannot tell which search they "
+      .. "belong to; give another --out, or remove that folder to start afresh", out))
+  end
   try(log.write_file, search_path, identity_text)
 end
 local rung_text = {}
@@ -152,8 +158,6 @@ io.stdout:flush()
 ---------------------------------------------------------------------------
 -- One job: a child train.lua
 ---------------------------------------------------------------------------
-local function exists(path) return require("lfs").attributes(path) ~= nil end
-
 -- The line of a child's output that says why it failed.
 local function failure_line(text)
   local stopped = text:match("stopped: [^\n]*")

@@ -101,6 +101,11 @@ search "$tmp/a" --seed 5
 t "another search in the same folder is refused, saying what differs" \
   '[ $rc -eq 1 ] && grep -q "holds another search (it differs in: seed); give another --out" "$tmp/out" && [ $(wc -l <"$tmp/out") -eq 1 ]'
 
+mkdir -p "$tmp/o" && echo '{"trial":1}' >"$tmp/o/results.jsonl"
+search "$tmp/o" --seed 3
+t "results of an unknown search are not appended to" \
+  '[ $rc -eq 1 ] && grep -q "holds results.jsonl but no search.json" "$tmp/out" && [ $(wc -l <"$tmp/o/results.jsonl") -eq 1 ]'
+
 # --- Ctrl-C, then the same command continues ---------------------------------------------
 B=${DRLMEM_BUILD:-$(dirname "$E")}
 PTY=$B/tests/host-pty
