@@ -108,8 +108,13 @@ local base = dm.config.totable(cfg)
 for k in pairs(tune.RESERVED) do base[k] = nil end
 local space_json = {}
 for i, d in ipairs(space) do
-  space_json[i] = { key = d.key, values = d.values and dm.json.array(d.values) or nil, low = d.low, high = d.high,
-    scale = d.scale, int = d.int }
+  local values
+  if d.values then
+    values = {}
+    for j, v in ipairs(d.values) do values[j] = v == dm.yaml.null and dm.json.null or v end
+    values = dm.json.array(values)
+  end
+  space_json[i] = { key = d.key, values = values, low = d.low, high = d.high, scale = d.scale, int = d.int }
 end
 local identity = { space = dm.json.array(space_json), seed = args.seed, sampler = args.sampler, eta = args.eta,
   rungs = dm.json.array(rungs), base = base }
@@ -130,6 +135,7 @@ if old then
         diff[#diff + 1] = k == "base" and "base config" or k
       end
     end
+    if #diff == 0 then diff[1] = "its settings" end
     dm.cli.die(string.format("%s holds another search (it differs in: %s); give another --out, or remove "
       .. "that folder to start afresh", out, table.concat(diff, ", ")))
   end
@@ -275,8 +281,8 @@ local best = tune.best(records)
 if best then
   local header = {
     string.format("best.yaml: the best trial of the search in %s (%s)", out, args.space),
-    string.format("trial %d: validation loss %.6f after %d epochs (rung %d of %d)", best.trial, best.val_loss,
-      best.budget, best.rung, #rungs),
+    string.format("trial %d: validation loss %.6f after %s (rung %d of %d)", best.trial, best.val_loss,
+      epochs_text(best.budget), best.rung, #rungs),
     "the base config (" .. (args.config or "the defaults") .. (#(args.set or {}) > 0 and (", --set " .. table.concat(args.set, " --set ")) or "")
       .. ") with the tuned keys marked; epochs, save_path and log_file are the base config's",
   }
@@ -287,8 +293,8 @@ log.write_file(state_path, dm.json.encode { elapsed = elapsed, status = why } ..
 
 io.stdout:write("\n", text)
 if best then
-  io.stdout:write(string.format("\nbest: trial %d, val loss %.4f after %d epochs: %s\nwrote %s\n", best.trial,
-    best.val_loss, best.budget, describe_values(best.values), log.join(out, "best.yaml")))
+  io.stdout:write(string.format("\nbest: trial %d, val loss %.4f after %s: %s\nwrote %s\n", best.trial,
+    best.val_loss, epochs_text(best.budget), describe_values(best.values), log.join(out, "best.yaml")))
 end
 io.stdout:write(string.format("results %s, table %s, figure %s\n", results_path, log.join(out, "table.md"),
   log.join(out, "tune.svg")))
