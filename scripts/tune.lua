@@ -250,7 +250,6 @@ local function on_record(rec)
     epochs_text(rec.budget), rec.status == "ok" and string.format("val loss %.4f", rec.val_loss) or ("failed: " .. rec.error),
     rec.seconds, describe_values(rec.values)))
   io.stdout:flush()
-  train.safe_point() -- a Ctrl-C between two jobs lands here, after the record is written
 end
 
 local why, stopped_job, session_t0 = nil, nil, train.now()

@@ -289,6 +289,27 @@ describe("tune.search (ASHA, one job at a time)", function()
     end
   end)
 
+  it("under train.guard, a Ctrl-C between two jobs stops after a whole record; continuing ends the same", function()
+    local whole = fake(losses)
+    local all = tune.search(opts(whole))
+    local f = fake(losses)
+    local records = {}
+    local resumes = 0
+    -- the host's Ctrl-C hook raises in the main thread between two resumes
+    local status = dm.train.guard(function()
+      tune.search(opts(f, { records = records, on_record = function() end }))
+    end, { on_resume = function()
+      resumes = resumes + 1
+      if resumes == 4 then error("stdin:1: interrupted!") end
+    end })
+    assert.equal("interrupted", status)
+    assert.equal(3, #records) -- three jobs done and recorded, nothing half-done
+    local g = fake(losses)
+    local done = tune.search(opts(g, { records = records }))
+    assert.equal(#all, #done)
+    for i = 1, #all do assert.same({ all[i].trial, all[i].rung }, { done[i].trial, done[i].rung }) end
+  end)
+
   it("records times in milliseconds, so that a line minus its time reads the same in every run", function()
     local function one(secs)
       local recs = tune.search(opts({ now = os.time, run = function()
