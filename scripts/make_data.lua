@@ -1,6 +1,6 @@
 -- make_data.lua: writes drlmem's default training text.
 --
---   drlmem scripts/make_data.lua [--out PATH] [--seed N] [--stories N] [--force] [--tiny]
+--   drlmem scripts/make_data.lua [--out PATH] [--seed N] [--stories N] [--force] [--tiny] [--format text|babi]
 --
 -- Each line is one short story in which later sentences can only be
 -- predicted by remembering earlier ones, in the manner of the bAbI tasks:
@@ -18,6 +18,7 @@
 -- default output is cfg.data_path (data/augmented_text_data.txt, ~1.5 MB);
 -- an existing file is left alone unless --force. --tiny writes data/tiny.txt:
 -- a few hundred stories of under 24 tokens for configs/tiny.yaml.
+-- --format babi writes stories in the bAbI format instead (dm.babi.write_stories).
 local dm = require "drlmem"
 
 local args, cfg = dm.cli.parse {
@@ -29,6 +30,9 @@ local args, cfg = dm.cli.parse {
     p:option("--stories", "Number of stories (default 4000, 400 with --tiny)."):convert(math.tointeger)
     p:flag("--force", "Rewrite the output file when it exists.")
     p:flag("--tiny", "Short stories for configs/tiny.yaml (default output data/tiny.txt).")
+    p:option("--format", "text: a story a line; babi: the bAbI question-answering format, 5 questions a story "
+      .. "with their supporting ids (lua/drlmem/babi.lua; default output data/babi.txt, 200 stories).", "text")
+      :choices { "text", "babi" }
   end,
 }
 
@@ -187,9 +191,10 @@ local function pick_op(g)
 end
 
 local tiny = args.tiny
-local out = args.out or (tiny and "data/tiny.txt" or cfg.data_path)
+local babi = args.format == "babi"
+local out = args.out or (babi and "data/babi.txt") or (tiny and "data/tiny.txt" or cfg.data_path)
 local seed = args.seed or cfg.seed
-local n = args.stories or (tiny and 400 or 4000)
+local n = args.stories or (babi and 200) or (tiny and 400 or 4000)
 if n < 1 then dm.cli.die("--stories must be a positive integer") end
 
 local exists = io.open(out, "rb")
@@ -199,6 +204,13 @@ if exists then
     print(string.format("%s exists; nothing to do (--force rewrites it)", out))
     return
   end
+end
+
+if babi then
+  local ok_b, nb_or_err, bytes_b = pcall(dm.babi.write_stories, out, { stories = n, seed = seed })
+  if not ok_b then dm.cli.die(nb_or_err) end
+  print(string.format("wrote %s: %d bAbI stories, %d bytes, seed %d", out, n, bytes_b, seed))
+  return
 end
 
 local t0 = os.clock()

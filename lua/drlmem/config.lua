@@ -139,7 +139,7 @@ F("tokenizer", "enum", "word", tokenizer_names,
   .. "registered from Lua (dm.data.register_tokenizer, loaded with drlmem -l MODULE)",
   { expected = "a known tokenizer (char|upstream|whitespace|word, or one registered from Lua by a module "
     .. "loaded first: drlmem -l MODULE SCRIPT ...)" })
-F("sample_mode", "enum", "lines", "lines|stream", "lines: a sample per line; stream: windows of max_seq_length+1 tokens")
+F("sample_mode", "enum", "lines", "lines|stream|babi", "lines: a sample per line; stream: windows of max_seq_length+1 tokens; babi: a sample per question of a bAbI file")
 F("min_freq", "int", 1, "[1,inf)", "tokens seen fewer times in the training split become <unk>")
 F("max_vocab_size", "int", 0, "[0,inf)", "cap on the vocabulary size, specials included (0 = unlimited)",
   { expected = "0 (unlimited) or an integer >= 5 (the 4 specials and a token)",
@@ -177,7 +177,10 @@ F("write_actions", "enum", "policy", "policy|always|random",
   "reinforce: who decides writes: the policy, every step (always) or Bernoulli(random_write_rate) (ablation controls)")
 F("random_write_rate", "number", 0.1, "[0,1]", "reinforce, write_actions random: the write probability")
 F("use_memory", "bool", true, nil, "false: the GRU reads the query directly, bypassing the learned memory (ablation)")
-F("task", "enum", "none", "none|recall|copy", "data_path holds this synthetic task: evaluation adds answer-token accuracy")
+F("task", "enum", "none", "none|recall|copy|babi", "data_path holds this synthetic task: evaluation adds answer-token accuracy (sample_mode babi sets babi)")
+
+-- bAbI question answering (lua/drlmem/babi.lua).
+F("babi_context", "int", 50, "[0,inf)", "sample_mode babi: the most recent statements of a story kept as a question's context (50 as MemN2N; 0 = all)")
 
 -- Cross-field checks: each returns nil, or the keys involved and a message;
 -- the error names the last of those keys that was set (not left default).
@@ -192,10 +195,21 @@ config.checks = {
   end,
 }
 
+-- task babi scores the answer after a question's `?`, which sample_mode babi makes.
+config.checks[#config.checks + 1] = function(cfg)
+  if cfg.task == "babi" and cfg.sample_mode ~= "babi" then
+    return { "sample_mode", "task" }, "task babi scores the samples of sample_mode babi (a bAbI file): set "
+      .. "sample_mode: babi"
+  end
+end
+
 -- Fixed split files come as a pair, and they replace the split of data_path.
 config.checks[#config.checks + 1] = function(cfg)
   -- (rawget: a null key is absent, and reading an absent key is an error)
   local val, test = rawget(cfg, "val_data"), rawget(cfg, "test_data")
+  if val == nil and test ~= nil and cfg.sample_mode == "babi" then
+    return nil -- (bAbI ships train and test: validation is held out of data_path)
+  end
   if (val == nil) ~= (test == nil) then
     return { "val_data", "test_data" }, "val_data and test_data go together: give both files (validation "
       .. "and test), or neither (data_path is then split by train_size_ratio and val_size_ratio)"
@@ -367,6 +381,10 @@ local function finish(cfg, sources)
   if rawget(cfg, "memory_embedding_dim") == nil then
     rawset(cfg, "memory_embedding_dim", cfg.embedding_dim)
     sources.memory_embedding_dim = "derived from embedding_dim"
+  end
+  if cfg.sample_mode == "babi" and cfg.task == "none" then
+    rawset(cfg, "task", "babi") -- (a bAbI file's answers are scored)
+    sources.task = "derived from sample_mode"
   end
   for _, check in ipairs(config.checks) do
     local keys, msg = check(cfg)

@@ -459,8 +459,17 @@ end
 -- the token stream and its windows. Returns samples, stream. line_end (stream
 -- mode): "eos" ends each line's tokens with <eos>; otherwise the whole text
 -- goes to the tokenizer, line ends and all.
-function data.samples(text, tokenize, mode, T, line_end)
-  if mode == "lines" then
+-- mode babi (lua/drlmem/babi.lua): one sample per question of a bAbI file,
+-- its story's statements before it as context; opts.where names the file in
+-- errors, opts.context caps the statements (babi_context); the third result
+-- is {questions=, stories=, trimmed=}.
+function data.samples(text, tokenize, mode, T, line_end, opts)
+  if mode == "babi" then
+    opts = opts or {}
+    local samples, info = dm.babi.samples(dm.babi.parse(text, opts.where), tokenize, T,
+      { context = opts.context, where = opts.where })
+    return samples, nil, info
+  elseif mode == "lines" then
     local samples, n = {}, 0
     for line in gmatch(text, "[^\n]+") do
       line = strip(line)
@@ -531,8 +540,14 @@ local function read_samples(path, key, cfg, cap, warnings)
       .. "one sample per line, the header line too, with commas and quotes kept as text; to train on one column, "
       .. "write that column to a text file first", path, key, csv)
   end
-  local samples, stream = data.samples(text, data.tokenizer(cfg.tokenizer), mode, T, rawget(cfg, "stream_line_end"))
+  local samples, stream, babi = data.samples(text, data.tokenizer(cfg.tokenizer), mode, T,
+    rawget(cfg, "stream_line_end"), { where = path, context = rawget(cfg, "babi_context") })
   text = nil -- luacheck: ignore (lets the collector have it)
+  if babi and babi.trimmed > 0 then
+    warnings[#warnings + 1] = string.format("data file '%s' (%s): %d of %d questions keep fewer statements of "
+      .. "their story than babi_context = %d, so that the question and its answer fit max_seq_length = %d",
+      path, key, babi.trimmed, babi.questions, rawget(cfg, "babi_context") or 50, T)
+  end
   if cap and cap > 0 then
     for i = #samples, cap + 1, -1 do samples[i] = nil end
   end
@@ -574,6 +589,69 @@ local function cut_parts(N, sizes, seed)
   return parts
 end
 
+-- The first and last sample of each story of bAbI samples (samples[i].story).
+local function story_ranges(samples)
+  local first, last = {}, {}
+  for i, s in ipairs(samples) do
+    first[s.story] = first[s.story] or i
+    last[s.story] = i
+  end
+  return first, last
+end
+
+--- sample_mode babi, data_path and test_data without val_data: the file
+-- record f of data_path cut into train and validation records, the
+-- validation part being the last max(1, floor(val_ratio * stories)) stories
+-- of the file (by position, as MemN2N held out a part of train).
+function data.babi_hold_out(f, val_ratio)
+  local first = story_ranges(f.samples)
+  local n = #first
+  local k = math.max(1, floor(val_ratio * n))
+  if n - k < 1 then
+    error(string.format("data file '%s' holds %d bAbI stor%s: too few to hold out the validation stories "
+      .. "(val_size_ratio %g of them, at least one) and train on the rest; give val_data too", f.path, n,
+      n == 1 and "y" or "ies", val_ratio), 0)
+  end
+  local cut = first[n - k + 1]
+  local tr, va = {}, {}
+  table.move(f.samples, 1, cut - 1, 1, tr)
+  table.move(f.samples, cut, #f.samples, 1, va)
+  local function ntok(list)
+    local c = 0
+    for i = 1, #list do c = c + #list[i] end
+    return c
+  end
+  local desc = string.format("%s (val: its last %d of %d stories, by position)", f.path, k, n)
+  return { path = f.path, key = f.key, samples = tr, n_tokens = ntok(tr) },
+    { path = desc, key = f.key, samples = va, n_tokens = ntok(va) }
+end
+
+--- sample_mode babi without split files: the index lists {train, val, test}
+-- and their sizes, cutting data_path's stories (not its questions, which
+-- share their story's statements) by the ratios, in the order of a
+-- permutation of the stories drawn from seed, or by position without seed.
+function data.babi_parts(samples, path, cfg, seed)
+  local first, last = story_ranges(samples)
+  local n = #first
+  local st = data.split_sizes(n, cfg.train_size_ratio, cfg.val_size_ratio)
+  if st[1] < 1 or st[2] < 1 or st[3] < 1 then
+    local m = math.max
+    error(string.format("data file '%s' holds only %d bAbI stor%s: too few for a train/val/test split of "
+      .. "stories (train_size_ratio %g and val_size_ratio %g give %d/%d/%d); give test_data too", path, n,
+      n == 1 and "y" or "ies", cfg.train_size_ratio, cfg.val_size_ratio, m(0, st[1]), m(0, st[2]), m(0, st[3])), 0)
+  end
+  local sparts = cut_parts(n, st, seed)
+  local parts, sizes = {}, {}
+  for p = 1, 3 do
+    local part = {}
+    for _, s in ipairs(sparts[p]) do
+      for i = first[s], last[s] do part[#part + 1] = i end
+    end
+    parts[p], sizes[p] = part, #part
+  end
+  return parts, sizes
+end
+
 --- Reads the data files and returns {vocab=, train=, val=, test=, stats=,
 -- warnings=}.
 -- Without val_data/test_data, cfg.data_path is cut into train / val / test
@@ -597,6 +675,11 @@ function data.load(cfg)
   if fixed then
     files[2] = read_samples(val_path, "val_data", cfg, nil, warnings)
     files[3] = read_samples(test_path, "test_data", cfg, nil, warnings)
+  elseif mode == "babi" and test_path ~= nil then
+    -- bAbI ships train and test files: validation is held out of train
+    files[1], files[2] = data.babi_hold_out(files[1], cfg.val_size_ratio)
+    files[3] = read_samples(test_path, "test_data", cfg, nil, warnings)
+    fixed, val_path = true, files[2].path
   end
 
   -- All samples in one list, file after file, and in stream mode their
@@ -620,7 +703,10 @@ function data.load(cfg)
   local N = #samples
 
   local split_kind, sizes = fixed and "files" or (rawget(cfg, "split") or "random"), counts
-  if not fixed then
+  local parts
+  if not fixed and mode == "babi" then
+    parts, sizes = data.babi_parts(samples, path, cfg, split_kind == "random" and cfg.seed or nil)
+  elseif not fixed then
     sizes = data.split_sizes(N, cfg.train_size_ratio, cfg.val_size_ratio)
     if sizes[1] < 1 or sizes[2] < 1 or sizes[3] < 1 then
       -- (split_sizes may lend test a sample train has not got: show no negative count)
@@ -631,7 +717,7 @@ function data.load(cfg)
         m(0, sizes[3])), 0)
     end
   end
-  local parts = cut_parts(N, sizes, split_kind == "random" and cfg.seed or nil)
+  parts = parts or cut_parts(N, sizes, split_kind == "random" and cfg.seed or nil)
 
   -- Tokens of a sample, as a list (lines) or a slice of the stream.
   local function tokens_of(i)

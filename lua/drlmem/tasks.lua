@@ -22,6 +22,14 @@
 -- When the tokenizer drops `?` (tokenizer `upstream`), copy falls back to
 -- the second half of the tokens.
 --
+-- babi (samples of sample_mode babi, lua/drlmem/babi.lua): a sample is a
+-- story's statements, a question ending in `?`, then the answer's tokens;
+-- the answer positions are the tokens after the last `?`, in whole samples
+-- only (the reader keeps every sample whole). A question counts as answered
+-- when every one of its answer tokens is predicted (MemN2N's answer
+-- accuracy: one answer per question, a list answer as a whole), so
+-- accuracy is over questions; tokens_accuracy is over answer tokens.
+--
 --   local acc = dm.tasks.Accumulator("recall", vocab)
 --   acc:add(logits, y)                  -- logits (n,T,V) float, y (n,T) int32
 --   acc:result()                        --> {correct=, total=, accuracy=}
@@ -31,6 +39,14 @@ local tasks = {}
 
 tasks.names = { "recall", "copy" }
 tasks.QUERY = "?"
+
+-- The tasks whose answers are scored (babi has no generator here).
+local SCORED = { recall = true, copy = true, babi = true }
+local function check_scored(task, fn)
+  if not SCORED[task] then
+    error(string.format("%s: task must be \"recall\", \"copy\" or \"babi\", got %s", fn, tostring(task)), 3)
+  end
+end
 
 local function check_task(task, fn)
   if task ~= "recall" and task ~= "copy" then
@@ -125,7 +141,7 @@ end
 -- the lines format: a list of lists. vocab gives the ids of <eos>, <pad>
 -- and `?`.
 function tasks.answer_columns(task, y, vocab)
-  check_task(task, "tasks.answer_columns")
+  check_scored(task, "tasks.answer_columns")
   local rows = y:totable()
   local eos, pad, qid = vocab.eos, vocab.pad, vocab.stoi[tasks.QUERY]
   local out = {}
@@ -138,7 +154,16 @@ function tasks.answer_columns(task, y, vocab)
       toks[c] = id
     end
     local cols = {}
-    if task == "copy" or whole then
+    if task == "babi" then
+      -- (a row without `?` or cut before its <eos> has nothing to score)
+      local q
+      for c = #toks, 1, -1 do
+        if toks[c] == qid then q = c; break end
+      end
+      if whole and q then
+        for c = q + 1, #toks do cols[#cols + 1] = c end
+      end
+    elseif task == "copy" or whole then
       if task == "copy" and qid == nil then
         -- `?` not in the vocabulary: the tokenizer dropped it
         cols = tasks.answer_positions(task, toks, -1)
@@ -152,39 +177,55 @@ function tasks.answer_columns(task, y, vocab)
 end
 
 --- Answer-token accuracy counts of one batch: correct, total. logits
--- (n,T,V) float32, y (n,T) int32.
+-- (n,T,V) float32, y (n,T) int32. For babi, the counts are of questions
+-- (a question is correct when all its answer tokens are), and the third and
+-- fourth results count the answer tokens.
 function tasks.count(task, logits, y, vocab)
   local pred = logits:argmax(3):totable() -- 1-based class indices
   local ys = y:totable()
   local cols = tasks.answer_columns(task, y, vocab)
-  local correct, total = 0, 0
+  local correct, total, qc, qt = 0, 0, 0, 0
   for r, cs in ipairs(cols) do
+    local all = true
     for _, c in ipairs(cs) do
       total = total + 1
-      if pred[r][c] - 1 == ys[r][c] then correct = correct + 1 end
+      if pred[r][c] - 1 == ys[r][c] then correct = correct + 1 else all = false end
+    end
+    if #cs > 0 then
+      qt = qt + 1
+      if all then qc = qc + 1 end
     end
   end
+  if task == "babi" then return qc, qt, correct, total end
   return correct, total
 end
 
 local Accumulator = {}
 Accumulator.__index = Accumulator
 
---- Sums answer-token accuracy over batches.
+--- Sums answer accuracy over batches (babi: over questions, and over
+-- answer tokens in tokens_correct, tokens_total, tokens_accuracy).
 function tasks.Accumulator(task, vocab)
-  check_task(task, "tasks.Accumulator")
-  return setmetatable({ task = task, vocab = vocab, correct = 0, total = 0 }, Accumulator)
+  check_scored(task, "tasks.Accumulator")
+  return setmetatable({ task = task, vocab = vocab, correct = 0, total = 0, tokens_correct = 0, tokens_total = 0 },
+    Accumulator)
 end
 
 function Accumulator:add(logits, y)
-  local c, t = tasks.count(self.task, logits, y, self.vocab)
+  local c, t, tc, tt = tasks.count(self.task, logits, y, self.vocab)
   self.correct, self.total = self.correct + c, self.total + t
+  if tc then self.tokens_correct, self.tokens_total = self.tokens_correct + tc, self.tokens_total + tt end
   return c, t
 end
 
 function Accumulator:result()
-  return { correct = self.correct, total = self.total,
-           accuracy = self.total > 0 and self.correct / self.total or 0 / 0 }
+  local r = { correct = self.correct, total = self.total,
+              accuracy = self.total > 0 and self.correct / self.total or 0 / 0 }
+  if self.task == "babi" then
+    r.tokens_correct, r.tokens_total = self.tokens_correct, self.tokens_total
+    r.tokens_accuracy = self.tokens_total > 0 and self.tokens_correct / self.tokens_total or 0 / 0
+  end
+  return r
 end
 
 return tasks
