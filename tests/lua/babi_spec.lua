@@ -183,6 +183,30 @@ describe("data.load with sample_mode babi", function()
     os.remove(tr); os.remove(te)
   end)
 
+  it("babi_context caps the statements; a cut for max_seq_length is a warning", function()
+    local path = helpers.write_tmp(SNIPPET)
+    local function second(sets)
+      local d = data.load(cfg_for(sets))
+      local x = d.X:totable()[2]
+      local toks = {}
+      for i = 2, #x do if x[i] ~= 0 then toks[#toks + 1] = d.vocab.itos[x[i]] end end
+      return table.concat(toks, " "), d.warnings
+    end
+    local base = { data_path = path, val_data = path, test_data = path, sample_mode = "babi" }
+    local full, w = second(base)
+    assert.equal("mary moved to the bathroom . john went to the hallway . daniel went back to the hallway . where "
+      .. "is daniel ? hallway", full)
+    assert.same({}, w)
+    base.babi_context = 1
+    assert.equal("daniel went back to the hallway . where is daniel ? hallway", (second(base)))
+    base.babi_context, base.max_seq_length = 50, 14
+    local _, w2 = second(base)
+    assert.equal(3, #w2) -- (one per file)
+    assert.truthy(w2[1]:find("(data_path): 3 of 3 questions keep fewer statements of their story than babi_context = "
+      .. "50, so that the question and its answer fit max_seq_length = 14", 1, true), w2[1])
+    os.remove(path)
+  end)
+
   it("cuts a lone file between stories, never inside one", function()
     local path = helpers.write_tmp(babi.format(babi.generate { stories = 40, seed = 3 }))
     local d = data.load(cfg_for { data_path = path, sample_mode = "babi", max_seq_length = 60 })
