@@ -207,6 +207,7 @@ if exists then
 end
 
 if babi then
+  if tiny then dm.cli.die("--tiny makes short text stories; --format babi takes --stories instead") end
   local ok_b, nb_or_err, bytes_b = pcall(dm.babi.write_stories, out, { stories = n, seed = seed })
   if not ok_b then dm.cli.die(nb_or_err) end
   print(string.format("wrote %s: %d bAbI stories, %d bytes, seed %d", out, n, bytes_b, seed))

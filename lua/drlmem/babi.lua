@@ -43,6 +43,7 @@ function babi.parse(text, where)
   local stories, story, prev = {}, nil, 0
   local ln = 0
   local function bad(fmt, ...) error(string.format("%s:%d: " .. fmt, where, ln, ...), 0) end
+  text = text:gsub("^\239\187\191", "") -- (a UTF-8 byte-order mark is no part of the first id)
   for raw in (text:gsub("\r\n?", "\n") .. "\n"):gmatch("([^\n]*)\n") do
     ln = ln + 1
     if raw:find("%S") then

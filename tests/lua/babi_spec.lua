@@ -30,6 +30,7 @@ describe("babi.parse", function()
     assert.same({ id = 3, text = "What is Sandra carrying?", answer = "milk,football", supports = { 1, 2 }, line = 8 },
       s[2].lines[3])
     assert.equal(6, s[2].line)
+    assert.equal(2, #babi.parse("\239\187\191" .. SNIPPET, "bom.txt")) -- (a byte-order mark is skipped)
   end)
 
   it("names the file and line of a malformed line", function()
