@@ -201,6 +201,10 @@ config.checks[#config.checks + 1] = function(cfg)
     return { "sample_mode", "task" }, "task babi scores the samples of sample_mode babi (a bAbI file): set "
       .. "sample_mode: babi"
   end
+  if cfg.sample_mode == "babi" and cfg.task ~= "babi" then
+    return { "sample_mode", "task" }, "sample_mode babi is scored as task babi (the answer after each question), "
+      .. "not " .. cfg.task .. ": leave task out"
+  end
 end
 
 -- Fixed split files come as a pair, and they replace the split of data_path.
