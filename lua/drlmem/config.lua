@@ -178,6 +178,9 @@ F("write_actions", "enum", "policy", "policy|always|random",
 F("random_write_rate", "number", 0.1, "[0,1]", "reinforce, write_actions random: the write probability")
 F("use_memory", "bool", true, nil, "false: the GRU reads the query directly, bypassing the learned memory (ablation)")
 F("task", "enum", "none", "none|recall|copy", "data_path holds this synthetic task: evaluation adds answer-token accuracy")
+-- The run's periodic resumable checkpoint (scripts/train.lua, lua/drlmem/loop.lua).
+F("checkpoint_minutes", "number", 10.0, "[0,inf)", "also write last.safetensors every this many minutes of training (0 = only at epoch ends)")
+F("checkpoint_steps", "int", 0, "[0,inf)", "also write last.safetensors every this many optimizer steps (0 = never)")
 
 -- Cross-field checks: each returns nil, or the keys involved and a message;
 -- the error names the last of those keys that was set (not left default).

@@ -5,8 +5,12 @@
  * instead of at a later fflush. See fileio.h for the contract. */
 #include "core/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <time.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +71,18 @@ static int sync_dir(const char *path, dm_error *err)
     return rc;
 }
 
+/* The test hook of fileio.h: a pause between the temporary and the rename,
+ * so a test can kill the process while the temporary exists. */
+static void test_write_delay(void)
+{
+    const char *ms = getenv("DRLMEM_TEST_WRITE_DELAY_MS");
+    if (!ms || !*ms) return;
+    long v = strtol(ms, NULL, 10);
+    if (v <= 0 || v > 60000) return;
+    struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 int dm_file_write_atomic_parts(const char *path, const dm_file_part *parts, size_t nparts,
                                dm_error *err)
 {
@@ -85,6 +101,7 @@ int dm_file_write_atomic_parts(const char *path, const dm_file_part *parts, size
         if (parts[i].n == 0) continue;
         if (dm_fd_write_all(fd, parts[i].data, parts[i].n, path, err) != 0) goto fail_open;
     }
+    test_write_delay();
     if (fsync(fd) != 0) {
         dm_fail(err, "write %s: fsync: %s", path, strerror(errno));
         goto fail_open;
@@ -158,4 +175,85 @@ int dm_file_read_all(const char *path, size_t max_bytes, void **out, size_t *n, 
     *out = buf;
     *n = got;
     return 0;
+}
+
+int dm_file_lock(const char *path, int *fd, long *holder_pid, dm_error *err)
+{
+    *fd = -1;
+    *holder_pid = 0;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (f < 0) return dm_fail(err, "lock %s: %s", path, strerror(errno));
+    while (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK) {
+            char buf[32];
+            ssize_t r = pread(f, buf, sizeof buf - 1, 0);
+            if (r > 0) {
+                buf[r] = '\0';
+                *holder_pid = strtol(buf, NULL, 10);
+            }
+            close(f);
+            return 1;
+        }
+        int e = errno;
+        close(f);
+        return dm_fail(err, "lock %s: %s", path, strerror(e));
+    }
+    /* The pid is for the message a second run prints; the lock itself is
+     * the flock, so a failed write here only costs that message. */
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(f, 0) == 0 && pwrite(f, buf, (size_t)n, 0) == n) (void)fsync(f);
+    *fd = f;
+    return 0;
+}
+
+void dm_file_unlock(int fd)
+{
+    if (fd >= 0) close(fd);
+}
+
+int dm_dir_each(const char *dir, int (*fn)(const char *name, void *ud), void *ud, dm_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return dm_fail(err, "list %s: %s", dir, strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        rc = fn(e->d_name, ud);
+        if (rc != 0) break;
+    }
+    closedir(d);
+    return rc;
+}
+
+int dm_dir_make(const char *path, dm_error *err)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0) return 0;
+    if (n >= sizeof buf) return dm_fail(err, "cannot create folder '%s': name too long", path);
+    memcpy(buf, path, n + 1);
+    /* Each prefix ending before a slash, then the whole path. */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            return dm_fail(err, "cannot create folder '%s': %s", path, strerror(e));
+        }
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return dm_fail(err, "cannot create folder '%s': %s", path, errno ? strerror(errno) : "not a folder");
+    return 0;
+}
+
+int dm_pid_alive(long pid)
+{
+    if (pid <= 0) return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
