@@ -379,6 +379,153 @@ describe("resume", function()
   end)
 end)
 
+describe("tampered training state", function()
+  -- A resumable checkpoint whose training state (or optimizer/scheduler
+  -- metadata) is edited by fn(meta_tables); returns its path.
+  local function tampered(name, st, fn)
+    local p = tmpdir .. "/" .. name
+    resume.save(p, st)
+    local tensors, meta, names = dm.load_safetensors(p)
+    local decoded = {}
+    for _, k in ipairs { "state", "optimizer", "scheduler" } do decoded[k] = dm.json.decode(meta[k]) end
+    fn(decoded)
+    for k, v in pairs(decoded) do meta[k] = dm.json.encode(v) end
+    local list = {}
+    for i, n in ipairs(names) do list[i] = { n, tensors[n] } end
+    dm.save_safetensors(p, list, meta)
+    return p
+  end
+
+  it("is refused field by field with one line naming the file and the field", function()
+    local cfg = tiny_cfg()
+    local st, data = setup(cfg)
+    local nb = data.train:nbatches(cfg.batch_size)
+    local cases = {
+      { function(m) m.state.epoch = -5 end, "training state 'epoch' must be an integer >= 1, got -5" },
+      { function(m) m.state.epoch = "x" end, "training state 'epoch' must be an integer >= 1, got \"x\"" },
+      { function(m) m.state.epoch = 1.5 end, "training state 'epoch' must be an integer >= 1, got 1.5" },
+      { function(m) m.state.batch = 1e9 end,
+        string.format("training state 'batch' must be an integer in [0, %d] (the batches of an epoch)", nb) },
+      { function(m) m.state.batch = -1 end, "training state 'batch' must be an integer in [0," },
+      { function(m) m.state.epoch = 3 end, "training state 'history' holds 0 epochs, but 'epoch' = 3 says 2 are done" },
+      { function(m) m.state.sums = { loss = "a" } end, "training state 'sums.loss' must be a number, got \"a\"" },
+      { function(m) m.state.early = { counter = -2 } end, "training state 'early.counter' must be an integer >= 0" },
+      { function(m) m.state.rng = "zz" end, "training state 'rng': set_rng_state: state string has 2 characters" },
+      { function(m) m.optimizer.kind = "Bogus" end, "training state 'optimizer': " },
+      { function(m) m.scheduler.kind = "Bogus" end,
+        "training state 'scheduler': LRScheduler.load_state: state is for Bogus" },
+    }
+    for i, c in ipairs(cases) do
+      local p = tampered("t" .. i .. ".safetensors", st, c[1])
+      local fresh = setup(cfg, data)
+      local ok, err = pcall(resume.load, p, fresh, { batches = nb })
+      assert.is_false(ok, c[2])
+      err = tostring(err)
+      assert.truthy(err:find(p .. ": " .. c[2], 1, true), err)
+      assert.falsy(err:find("\n", 1, true), err)
+      assert.falsy(err:find("%.lua:%d+:"), err) -- no internal position
+    end
+    -- the untampered state loads
+    local good = tampered("good.safetensors", st, function() end)
+    assert.equal(1, resume.load(good, setup(cfg, data), { batches = nb }).epoch)
+  end)
+end)
+
+describe("periodic checkpoints", function()
+  it("come every checkpoint_steps optimizer steps and every checkpoint_minutes, one clock read per step", function()
+    local cfg = tiny_cfg { checkpoint_steps = 4, checkpoint_minutes = 0 }
+    local st, data = setup(cfg)
+    local n = data.train:nbatches(cfg.batch_size)
+    local at = {}
+    assert.equal("done", loop.run(st, data, { on_checkpoint = function(pos) at[#at + 1] = pos.epoch .. ":" .. pos.batch end }))
+    local want = {}
+    for e = 1, 2 do for b = 4, n, 4 do want[#want + 1] = e .. ":" .. b end end
+    assert.same(want, at)
+
+    -- minutes: a fake clock that advances 30 s per read
+    local t = 0
+    local function clock() t = t + 30 return t end
+    local st2 = setup(tiny_cfg { checkpoint_minutes = 1.5, epochs = 1 }, data)
+    local at2 = {}
+    loop.run(st2, data, { clock = clock, on_checkpoint = function(pos) at2[#at2 + 1] = pos.batch end })
+    -- one read at the start and per step, one more after each save: a save every 3 steps (90 s)
+    assert.same({ 3, 6, 9, 12 }, { at2[1], at2[2], at2[3], at2[4] })
+
+    -- the checkpoint a periodic save writes resumes bit for bit
+    local a = setup(cfg, data)
+    assert.equal("done", run_epochs(a, data))
+    local b = setup(cfg, data)
+    local p = tmpdir .. "/periodic.safetensors"
+    local ok = pcall(loop.run, b, data, { on_checkpoint = function(pos)
+      if pos.epoch == 2 then
+        resume.save(p, b)
+        error("stop here") -- as a kill right after the save
+      end
+    end })
+    assert.is_false(ok)
+    local c = setup(cfg, data)
+    c.run = resume.load(p, c)
+    assert.same({ 2, 4 }, { c.run.epoch, c.run.batch })
+    assert.equal("done", run_epochs(c, data))
+    assert_identical(snapshot(a), snapshot(c))
+    assert.same(untimed(a.run.history), untimed(c.run.history))
+  end)
+end)
+
+describe("log.reconcile", function()
+  it("drops the epoch lines a resumed checkpoint does not know and repeated ones, and adds missing ones", function()
+    local p = tmpdir .. "/reconcile.log"
+    local function line(e) return "2026-01-01 10:00:0" .. e .. " epoch " .. e .. "/5: train 1.0  val 2.0" end
+    helpers.spit(p, table.concat({ "2026-01-01 10:00:00 config:", line(1), line(2),
+      "2026-01-01 10:00:05 resuming from x at epoch 2, batch 0", line(2), line(3), "" }, "\n"))
+    local hist = { { epoch = 1 }, { epoch = 2 } }
+    assert.same({ 2, 0 }, { dm.log.reconcile(p, hist, 5) })
+    local text = helpers.slurp(p)
+    local n2 = 0
+    for _ in text:gmatch("epoch 2/5:") do n2 = n2 + 1 end
+    assert.equal(1, n2)
+    assert.falsy(text:find("epoch 3/5", 1, true))
+    assert.truthy(text:find("resuming from x", 1, true))
+    -- a known epoch the log lacks (killed between checkpoint and log line) is added
+    local r3 = dm.log.record { epoch = 3, train_loss = 1.5, val_loss = 1.6, test_loss = 1.7, test_ppl = 5.5, test_acc = 0.5,
+      test_f1_weighted = 0.4, test_f1_macro = 0.3, lr = 0.01, seconds = 1, train_seconds = 1, tokens_per_s = 10 }
+    hist[3] = r3
+    assert.same({ 0, 1 }, { dm.log.reconcile(p, hist, 5) })
+    assert.truthy(helpers.slurp(p):find("epoch 3/5: train 1.5000", 1, true))
+    assert.same({ 0, 0 }, { dm.log.reconcile(tmpdir .. "/no-such.log", hist, 5) })
+  end)
+end)
+
+describe("the default data", function()
+  it("is made by the library (no script file run), with the bytes make_data.lua writes", function()
+    local exe = os.getenv("DRLMEM_EXE")
+    if not exe then return pending("DRLMEM_EXE is not set (run through make test)") end
+    local dir = tmpdir .. "/gen"
+    assert(os.execute("mkdir -p '" .. dir .. "/data'"))
+    local saved_loadfile, saved_dofile = loadfile, dofile
+    loadfile = function() error("the library ran a script file") end
+    dofile = loadfile
+    local cwd_cfg = dm.config.load(nil, { data_path = dir .. "/data/tiny.txt" })
+    -- stories.ensure makes only the generated names; run it from the folder
+    local ok, err = pcall(function()
+      local n = dm.stories.write(cwd_cfg.data_path, { tiny = true, seed = 42 })
+      assert.equal(400, n)
+    end)
+    loadfile, dofile = saved_loadfile, saved_dofile
+    assert.is_true(ok, tostring(err))
+    local out = dir .. "/script.txt"
+    assert.is_true(os.execute(string.format("env -u LD_PRELOAD %s scripts/make_data.lua --tiny --out %s >/dev/null", exe, out)))
+    assert.equal(helpers.slurp(out), helpers.slurp(cwd_cfg.data_path))
+    assert.is_nil(dm.stories.ensure(cwd_cfg)) -- exists: nothing to do
+    local none = dm.config.load(nil, { data_path = dir .. "/data/other.txt" })
+    assert.is_nil(dm.stories.ensure(none)) -- not a generated name
+    for _, m in ipairs { "loop", "train", "resume", "evaluation", "inference", "stories", "rundir", "log" } do
+      local src = helpers.slurp("lua/drlmem/" .. m .. ".lua")
+      assert.falsy(src:find("loadfile", 1, true) or src:find("dofile", 1, true) or src:find("_G.arg", 1, true), m)
+    end
+  end)
+end)
+
 describe("loop.guard", function()
   it("returns done, and passes errors through with the loop's traceback", function()
     assert.equal("done", loop.guard(function() loop.safe_point() end))
