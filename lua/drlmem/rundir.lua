@@ -62,7 +62,7 @@ function rundir.claim(cfg, opts)
     local probe = log.join(dir, ".drlmem-write-test")
     local ok, err = pcall(dm.write_file, probe, "")
     if not ok then
-      error(string.format("cannot write in folder '%s': %s", dir, tostring(err):gsub("^write [^:]*: ", "")), 0)
+      error(string.format("cannot write in folder '%s': %s", dir, tostring(err):match(": ([^:]*)$") or tostring(err)), 0)
     end
     os.remove(probe)
     local lock, holder = dm.lock_file(log.join(dir, rundir.LOCK))
