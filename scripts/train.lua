@@ -137,7 +137,9 @@ local function is_write_failure(err)
   return type(err) == "string" and (err:find("^checkpoint%.save: ") or err:find("^plot: ")
     or err:find("^log: ") or err:find("^write ") or err:find("^cannot write ")) ~= nil
 end
-progress.end_line() -- a message after a half-drawn bar starts on its own line
+-- What is printed now starts on its own line: not after a half-drawn bar,
+-- nor after the "^C" a terminal echoes where the cursor was.
+if not progress.end_line() and status == "interrupted" and dm.isatty("stderr") then io.stderr:write("\n") end
 if not ok then
   local err = status
   local nonfinite = loop.is_nonfinite(err)

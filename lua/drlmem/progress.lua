@@ -89,9 +89,12 @@ Bar.__name = "drlmem.Progress"
 local open_bar
 
 --- Finishes the line of a bar left half-drawn (a run stopped mid-epoch),
--- so that what is printed next starts on its own line.
+-- so that what is printed next starts on its own line; returns whether
+-- there was one.
 function progress.end_line()
-  if open_bar then open_bar:finish() end
+  if not open_bar then return false end
+  open_bar:finish()
+  return true
 end
 
 --- A progress display. opts: total (batches), label, mode ("bar" | "plain"
