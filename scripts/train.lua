@@ -37,10 +37,18 @@ local args, cfg = dm.cli.parse {
   end,
 }
 
--- A bad data file, folder or checkpoint is a message, not a traceback.
+-- A bad data file, folder or checkpoint is a message, not a traceback; a
+-- signal before training starts has nothing to save.
 local function try(f, ...)
   local r = table.pack(pcall(f, ...))
-  if not r[1] then dm.cli.die(r[2]) end
+  if not r[1] then
+    if loop.is_interrupt(r[2]) then
+      local sig = loop.stop_signal(r[2])
+      io.stderr:write(string.format("\ntrain.lua: stopped by SIG%s before training started; nothing to save\n", sig))
+      os.exit(loop.SIGNAL_STATUS[sig])
+    end
+    dm.cli.die(r[2])
+  end
   return table.unpack(r, 2, r.n)
 end
 

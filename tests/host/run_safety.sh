@@ -171,7 +171,9 @@ t "an unwritable save folder is found before training, in one line" \
 
 # --- kill -9 at several moments, resume, compare with an uninterrupted run ----------------------
 cfg=(--set epochs=3 --set checkpoint_steps=7)
+t0=$(date +%s%N)
 train "$tmp/kref" "$tmp/tiny.txt" "${cfg[@]}"
+wall_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 t "the uninterrupted reference run" '[ $rc -eq 0 ]'
 d="$tmp/k"
 kills=0 inside=1
@@ -180,8 +182,10 @@ DRLMEM_TEST_WRITE_DELAY_MS=400 start "$d" "$tmp/tiny.txt" "${cfg[@]}"
 if until_true 60 "ls '$d/models/'last.safetensors.tmp.* >/dev/null 2>&1"; then inside=0; fi
 kill -9 "$pid" 2>/dev/null && kills=$((kills + 1)); wait "$pid" 2>/dev/null
 t "killed with SIGKILL inside a checkpoint write" '[ $inside -eq 0 ]'
-# then at fixed offsets into each resumed run (the checkpoint write is atomic)
-for off in 0.25 0.6 0.9 1.2 0.4; do
+# then at fixed fractions of the reference run's wall time into each
+# resumed run (so the kills land on a slow machine too)
+for pct in 20 45 35 60 30; do
+  off=$(awk -v w="$wall_ms" -v p="$pct" 'BEGIN { printf "%.3f", w * p / 100000 }')
   if [ -e "$d/models/last.safetensors" ]; then
     start "$d" "$tmp/tiny.txt" "${cfg[@]}" --resume "$d/models/last.safetensors"
   else
