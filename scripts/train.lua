@@ -127,6 +127,14 @@ local ok, status, sig = pcall(loop.run, st, data, {
   on_finish = function()
     lg:info("training took %s", progress.hms(progress.now() - t_start))
     if run.best_path then
+      -- (a run resumed into another save_path has its best model elsewhere)
+      local f = io.open(best_path, "rb")
+      if f then
+        f:close()
+      else
+        local okb, ck = pcall(dm.checkpoint.load, run.best_path)
+        if okb then resume.save_model(best_path, ck.net, data.vocab, cfg) else lg:warn("%s", ck) end
+      end
       lg:info("best validation loss %.4f at epoch %d; saved %s", st.stopper.best, st.stopper.best_epoch, best_path)
     else
       resume.save_model(best_path, st.net, data.vocab, cfg)
