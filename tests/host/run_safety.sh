@@ -183,8 +183,9 @@ if until_true 60 "ls '$d/models/'last.safetensors.tmp.* >/dev/null 2>&1"; then i
 kill -9 "$pid" 2>/dev/null && kills=$((kills + 1)); wait "$pid" 2>/dev/null
 t "killed with SIGKILL inside a checkpoint write" '[ $inside -eq 0 ]'
 # then at fixed fractions of the reference run's wall time into each
-# resumed run (so the kills land on a slow machine too)
-for pct in 20 45 35 60 30; do
+# resumed run, so the kills land on a slow machine too; they add up to
+# less than one run, so no resumed run can finish before its kill
+for pct in 8 15 12 18 10; do
   off=$(awk -v w="$wall_ms" -v p="$pct" 'BEGIN { printf "%.3f", w * p / 100000 }')
   if [ -e "$d/models/last.safetensors" ]; then
     start "$d" "$tmp/tiny.txt" "${cfg[@]}" --resume "$d/models/last.safetensors"
