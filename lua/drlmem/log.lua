@@ -16,6 +16,7 @@
 -- neither file ever holds an epoch twice. log.record makes a record fit
 -- for JSON and log.describe_epoch is an epoch's line.
 local dm = require "drlmem"
+local lfs = require "lfs"
 
 local log = {}
 
@@ -36,10 +37,26 @@ function log.join(dir, name)
   return (dir:gsub("/+$", "")) .. "/" .. name
 end
 
---- Creates a folder and its parents (mkdir -p); raises naming it on failure.
+--- Creates a folder and its parents (mkdir -p, through lua-filesystem: a
+-- shell's `mkdir -p` would go through system(3), which ignores SIGINT
+-- while its child runs, so a Ctrl-C then would be lost); raises
+-- "cannot create folder 'DIR': REASON".
 function log.mkdir_p(dir)
   if dir == "" or dir == "." or dir == "/" then return end
-  dm.mkdir_p(dir)
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    local mode = lfs.attributes(prefix, "mode")
+    if mode == nil then
+      local ok, err = lfs.mkdir(prefix)
+      if not ok and lfs.attributes(prefix, "mode") ~= "directory" then
+        error(string.format("cannot create folder '%s': %s", dir, tostring(err)), 0)
+      end
+    elseif mode ~= "directory" then
+      error(string.format("cannot create folder '%s': %s is not a folder", dir, prefix), 0)
+    end
+    prefix = prefix .. "/"
+  end
 end
 
 --- Writes text to path, creating its folder (mkdir -p): crash-safe (a

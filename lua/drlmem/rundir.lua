@@ -17,7 +17,17 @@
 --    that run's checkpoints, log, metrics and figure first), so no run
 --    silently overwrites another.
 local dm = require "drlmem"
+local lfs = require "lfs"
 local log = require "drlmem.log"
+
+-- The entries of a folder (without . and ..).
+local function entries(dir)
+  local out = {}
+  for name in lfs.dir(dir) do
+    if name ~= "." and name ~= ".." then out[#out + 1] = name end
+  end
+  return out
+end
 
 local rundir = {}
 
@@ -75,7 +85,7 @@ function rundir.claim(cfg, opts)
     local function our_file(name)
       return matches(name, ours) or (dir == log_dir and (matches(name, LOG_FILES) or name == log_name))
     end
-    for _, name in ipairs(dm.list_dir(dir)) do
+    for _, name in ipairs(entries(dir)) do
       local base, pid = name:match("^(.+)%.tmp%.(%d+)$")
       pid = pid and math.tointeger(tonumber(pid))
       if base and pid and our_file(base) and pid ~= me and not dm.pid_alive(pid) then
@@ -84,7 +94,7 @@ function rundir.claim(cfg, opts)
     end
     if not opts.resume then
       local found = {}
-      for _, name in ipairs(dm.list_dir(dir)) do
+      for _, name in ipairs(entries(dir)) do
         if our_file(name) and (size_of(log.join(dir, name)) or 0) > 0 then found[#found + 1] = name end
       end
       table.sort(found)

@@ -7,7 +7,7 @@
  * scripts write (io.open + write + rename would report a full disk only at
  * a close nobody checks, and leave a torn file under the final name), and
  * what a training run needs to own its output folder: an flock with the
- * holder's pid, a folder listing and whether a pid is alive. */
+ * holder's pid, and whether a pid is alive. */
 #include "bind/bind.h"
 
 #include "core/fileio.h"
@@ -145,34 +145,6 @@ static int sys_lock_tostring(lua_State *L)
     return 1;
 }
 
-static int list_one(const char *name, void *ud)
-{
-    lua_State *L = ud;
-    lua_pushstring(L, name);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    return 0;
-}
-
-/* dm.list_dir(path) -> array of the entry names (no "." and ".."), in no
- * particular order; an error "list PATH: REASON". */
-static int sys_list_dir(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    lua_newtable(L);
-    dm_error err;
-    if (dm_dir_each(path, list_one, L, &err) != 0) return dm_bind_fileerrorf(L, "%s", err.msg);
-    return 1;
-}
-
-/* dm.mkdir_p(path): creates the folder and its parents; an error
- * "cannot create folder 'PATH': REASON". */
-static int sys_mkdir_p(lua_State *L)
-{
-    dm_error err;
-    if (dm_dir_make(luaL_checkstring(L, 1), &err) != 0) return dm_bind_fileerrorf(L, "%s", err.msg);
-    return 0;
-}
-
 /* dm.pid_alive(pid) -> whether a process with this pid exists. */
 static int sys_pid_alive(lua_State *L)
 {
@@ -212,8 +184,6 @@ void dm_open_sys(lua_State *L)
         {"get_num_threads", sys_get_num_threads},
         {"write_file", sys_write_file},
         {"lock_file", sys_lock_file},
-        {"list_dir", sys_list_dir},
-        {"mkdir_p", sys_mkdir_p},
         {"pid_alive", sys_pid_alive},
         {"getpid", sys_getpid},
         {NULL, NULL},

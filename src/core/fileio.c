@@ -5,7 +5,6 @@
  * instead of at a later fflush. See fileio.h for the contract. */
 #include "core/fileio.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -211,45 +210,6 @@ int dm_file_lock(const char *path, int *fd, long *holder_pid, dm_error *err)
 void dm_file_unlock(int fd)
 {
     if (fd >= 0) close(fd);
-}
-
-int dm_dir_each(const char *dir, int (*fn)(const char *name, void *ud), void *ud, dm_error *err)
-{
-    DIR *d = opendir(dir);
-    if (!d) return dm_fail(err, "list %s: %s", dir, strerror(errno));
-    int rc = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        rc = fn(e->d_name, ud);
-        if (rc != 0) break;
-    }
-    closedir(d);
-    return rc;
-}
-
-int dm_dir_make(const char *path, dm_error *err)
-{
-    char buf[PATH_MAX];
-    size_t n = strlen(path);
-    if (n == 0) return 0;
-    if (n >= sizeof buf) return dm_fail(err, "cannot create folder '%s': name too long", path);
-    memcpy(buf, path, n + 1);
-    /* Each prefix ending before a slash, then the whole path. */
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            return dm_fail(err, "cannot create folder '%s': %s", path, strerror(e));
-        }
-        buf[i] = c;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return dm_fail(err, "cannot create folder '%s': %s", path, errno ? strerror(errno) : "not a folder");
-    return 0;
 }
 
 int dm_pid_alive(long pid)

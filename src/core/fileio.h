@@ -51,8 +51,8 @@ int dm_file_read_all(const char *path, size_t max_bytes, void **out, size_t *n, 
  * What a training run needs to own its output folder: an exclusive lock
  * that a second run sees (with the holder's pid) and that the kernel drops
  * when the holder dies, even by SIGKILL (flock(2) locks belong to the open
- * file, so no stale lock can outlive its process), a listing of the folder
- * (to find the temporaries of killed writes) and whether a pid is alive. */
+ * file, so no stale lock can outlive its process), and whether a pid is
+ * alive (whether a temporary of a killed write is stale). */
 
 /* Takes an exclusive flock on path (created 0666 when missing) without
  * waiting. Returns 0 with the open descriptor in *fd (the lock lasts until
@@ -63,18 +63,6 @@ int dm_file_lock(const char *path, int *fd, long *holder_pid, dm_error *err);
 
 /* Releases a lock from dm_file_lock (closes fd; the file stays). */
 void dm_file_unlock(int fd);
-
-/* Calls fn(name, ud) for every entry of folder dir except "." and "..",
- * in readdir order; a non-zero return of fn stops the walk and is
- * returned. Returns 0, or -1 with "list DIR: strerror" in err. */
-int dm_dir_each(const char *dir, int (*fn)(const char *name, void *ud), void *ud, dm_error *err);
-
-/* Creates folder path and its missing parents (mkdir -p, mode 0777 before
- * the umask); an existing folder is fine. Returns 0, or -1 with "cannot
- * create folder 'PATH': strerror" in err. (In C rather than through a
- * shell: system(3) ignores SIGINT while its child runs, so a Ctrl-C that
- * came then would be lost.) */
-int dm_dir_make(const char *path, dm_error *err);
 
 /* 1 when a process with this pid exists (also one of another user), else 0. */
 int dm_pid_alive(long pid);
