@@ -691,5 +691,19 @@ describe("scripts/train.lua command line", function()
     code, text = run(base .. " --resume " .. tmpdir .. "/m.safetensors")
     assert.equal(1, code)
     assert.truthy(text:find("is not a resumable checkpoint", 1, true), text)
+    -- a resumable checkpoint with a tampered training state: one line naming the file and field
+    local p = tmpdir .. "/tampered.safetensors"
+    resume.save(p, st)
+    local tensors, meta, names = dm.load_safetensors(p)
+    local state = dm.json.decode(meta.state)
+    state.epoch = -5
+    meta.state = dm.json.encode(state)
+    local list = {}
+    for i, n in ipairs(names) do list[i] = { n, tensors[n] } end
+    dm.save_safetensors(p, list, meta)
+    code, text = run(base .. " --resume " .. p)
+    assert.equal(1, code)
+    assert.truthy(text:find(p .. ": training state 'epoch' must be an integer >= 1, got -5", 1, true), text)
+    assert.falsy(text:find("traceback", 1, true), text)
   end)
 end)

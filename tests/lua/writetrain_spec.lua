@@ -1,9 +1,9 @@
 -- writetrain_spec.lua: the RL write policy wired into configuration and
--- training (issue 6): the config keys and their checks, train.model_config,
+-- training: the config keys and their checks, train.model_config,
 -- the epoch schedule of the write options, a tiny reinforce training run
 -- (statistics, the policy learns, resume stays bit-identical in the middle
 -- of an epoch, the advantage scale included), answer-token accuracy in
--- train.evaluate, and the "GRU without memory" switch (use_memory = false)
+-- evaluation.run, and the "GRU without memory" switch (use_memory = false)
 -- of dm.Controller: its outputs ignore the memory, its gradients match
 -- finite differences, its checkpoints load, and use_memory = true is the
 -- seed model bit for bit.
