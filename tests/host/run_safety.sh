@@ -28,11 +28,12 @@ train() {
   "$E" $(targs "$d" "$data") "$@" >"$tmp/out" 2>&1 </dev/null
   rc=$?
 }
-# start DIR DATA ARGS...: the same in the background; $pid, output in $tmp/out.
+# start DIR DATA ARGS...: the same in the background; $pid, output in
+# $tmp/out (or $bg_out, for a run that goes on while another writes $tmp/out).
 start() {
   local d=$1 data=$2; shift 2
   # shellcheck disable=SC2046
-  "$E" $(targs "$d" "$data") "$@" >"$tmp/out" 2>&1 </dev/null &
+  "$E" $(targs "$d" "$data") "$@" >"${bg_out:-$tmp/out}" 2>&1 </dev/null &
   pid=$!
 }
 # until_true SECONDS EXPR: polls EXPR every 0.05 s; false on timeout or when $pid died.
@@ -154,7 +155,7 @@ t "--overwrite replaces the earlier run (its epoch models go)" \
    && [ "$(grep -c "epoch 1/1:" "$d/logs/training.log")" -eq 1 ]'
 
 d="$tmp/busy"
-start "$d" "$tmp/long.txt" --set epochs=2000 --set patience=5000
+bg_out="$tmp/busy.out" start "$d" "$tmp/long.txt" --set epochs=2000 --set patience=5000
 first=$pid
 until_true 60 "[ \"\$(cat '$d/models/.drlmem-train.lock' 2>/dev/null)\" = $first ]"
 train "$d" "$tmp/tiny.txt" --set epochs=1 --overwrite
