@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end: what keeps a training run's results safe. SIGTERM and SIGHUP
-# stop like Ctrl-C (resumable checkpoint, resume command, status 143/129);
+# stop like Ctrl-C (resumable checkpoint, resume command, status 143/129;
+# in any script unhandled they end it with 143/129);
 # timeout -s INT (two SIGINTs at once) and a second Ctrl-C during the save
 # do not lose the save, a third Ctrl-C stops at once; the best model and
 # the figure exist after an interrupted run; a used folder is refused unless
@@ -74,6 +75,18 @@ for s in TERM:143 HUP:129; do
   t "SIG$sig mid-training: exit $want, saying where it stopped and how to resume" \
     '[ $rc -eq $want ] && clean && has "stopped by SIG$sig at epoch" && has "resume with: .*--resume $d/models/last.safetensors"'
   t "... leaving a resumable last.safetensors" '[ "$(field "$d/models/last.safetensors" "s.epoch >= 2")" = true ]'
+done
+
+# any chunk: SIGTERM/SIGHUP raise "interrupted! (SIGTERM)" at the next Lua step;
+# unhandled, the process ends with 128 + the signal's number
+for s in TERM:143 HUP:129; do
+  sig=${s%:*} want=${s#*:}
+  "$E" -e 'print("looping") io.stdout:flush() while true do end' >"$tmp/out" 2>&1 </dev/null &
+  pid=$!
+  until_true 30 "grep -q looping '$tmp/out'"
+  kill -"$sig" "$pid"; wait "$pid"; rc=$?
+  t "a script that does not handle SIG$sig: its message, exit $want" \
+    '[ $rc -eq $want ] && clean && has "interrupted! (SIG$sig)"'
 done
 
 # --- the best model and the figure after an interrupted run ----------------------------
