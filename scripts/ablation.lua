@@ -41,7 +41,7 @@
 -- --set items are passed to every run after the ablation's own settings
 -- (e.g. --set threads=1). --quick is a seconds-long smoke run for tests.
 local dm = require "drlmem"
-local train, log = dm.train, dm.log
+local log, now = dm.log, dm.progress.now
 
 local args = dm.cli.parse {
   name = "ablation.lua",
@@ -134,7 +134,7 @@ local results = {} -- results[ds][arm] = list of per-seed records
 local function one(ds, data_path, arm, seed, extra)
   local dir = log.join(out, string.format("%s/%s/seed%d", ds.name, arm.name, seed))
   log.mkdir_p(dir)
-  local argv = { EXE, SCRIPTS .. "/train.lua", "--progress", "none" }
+  local argv = { EXE, SCRIPTS .. "/train.lua", "--progress", "none", "--overwrite" }
   local function set(kv) argv[#argv + 1] = "--set"; argv[#argv + 1] = kv end
   set("data_path=" .. data_path)
   set("save_path=" .. log.join(dir, "models"))
@@ -148,9 +148,9 @@ local function one(ds, data_path, arm, seed, extra)
   for _, kv in ipairs(arm.sets) do set(kv) end
   for _, kv in ipairs(extra or {}) do set(kv) end
   for _, kv in ipairs(args.set or {}) do set(kv) end
-  local t0 = train.now()
+  local t0 = now()
   local ok, code, cmd = run(argv, log.join(dir, "stdout.txt"))
-  local wall = train.now() - t0
+  local wall = now() - t0
   if not ok then
     dm.cli.die(string.format("%s/%s seed %d failed (status %s); see %s\n%s", ds.name, arm.name, seed,
       tostring(code), log.join(dir, "stdout.txt"), cmd))
@@ -196,7 +196,7 @@ local function cell(xs, fmt)
   return string.format(fmt .. " ± " .. fmt, m, sd)
 end
 
-local t_all = train.now()
+local t_all = now()
 for _, ds in ipairs(DATASETS) do
   if not args.only or args.only == ds.name then
     local path = make_data(ds)
@@ -245,7 +245,7 @@ for _, ds in ipairs(DATASETS) do
     L("")
   end
 end
-L(string.format("total wall time %.1f s", train.now() - t_all))
+L(string.format("total wall time %.1f s", now() - t_all))
 local text = table.concat(lines, "\n") .. "\n"
 io.stdout:write("\n", text)
 
@@ -261,7 +261,7 @@ for ds, arms in pairs(results) do
   js[ds] = {}
   for arm, rs in pairs(arms) do
     local list = {}
-    for i, r in ipairs(rs) do list[i] = train.record(r) end
+    for i, r in ipairs(rs) do list[i] = log.record(r) end
     js[ds][arm] = dm.json.array(list)
   end
 end

@@ -20,7 +20,7 @@
 -- and slot usage of the evaluation, whose write actions are thresholded at
 -- 0.5 unless --sample-writes draws them from the policy.
 local dm = require "drlmem"
-local train = dm.train
+local inference, evaluation = dm.inference, dm.evaluation
 
 local args = dm.cli.parse {
   name = "evaluate.lua",
@@ -40,7 +40,7 @@ if not args.checkpoint then dm.cli.die("--checkpoint is required (e.g. models/me
 
 local ok, ck = pcall(dm.checkpoint.load, args.checkpoint)
 if not ok then dm.cli.die(ck) end
-local cfg_ok, cfg = pcall(train.checkpoint_config, ck, args)
+local cfg_ok, cfg = pcall(inference.checkpoint_config, ck, args)
 if not cfg_ok then dm.cli.die(cfg) end
 if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
 local vocab = dm.data.Vocab(ck.vocab)
@@ -48,7 +48,7 @@ local vocab = dm.data.Vocab(ck.vocab)
 local split, source
 local run_ok, err = pcall(function()
   if args.data then
-    split, source = train.file_split(args.data, vocab, cfg), args.data
+    split, source = inference.file_split(args.data, vocab, cfg), args.data
   else
     local data = dm.data.load(cfg)
     local mine = data.vocab:list()
@@ -68,19 +68,19 @@ local run_ok, err = pcall(function()
 end)
 if not run_ok then dm.cli.die(err) end
 
-local t0 = train.now()
+local t0 = dm.progress.now()
 if args.sample_writes then
   if ck.net:config().write_policy ~= "reinforce" then
     dm.cli.die("--sample-writes needs a write_policy reinforce checkpoint")
   end
   ck.net:set_write_options { sample_eval = true }
 end
-local r = train.evaluate(ck.net, split, cfg, { metrics = true, task = cfg.task, vocab = vocab })
-local result = train.record {
+local r = evaluation.run(ck.net, split, cfg, { metrics = true, task = cfg.task, vocab = vocab })
+local result = dm.log.record {
   checkpoint = args.checkpoint, data = source, samples = split:size(), targets = r.n,
   loss = r.loss, perplexity = r.ppl, accuracy = r.accuracy, f1_weighted = r.f1_weighted,
   f1_macro = r.f1_macro, accuracy_upstream = r.acc_upstream, f1_upstream = r.f1_upstream,
-  loss_ignore_pad = cfg.loss_ignore_pad, seconds = train.now() - t0,
+  loss_ignore_pad = cfg.loss_ignore_pad, seconds = dm.progress.now() - t0,
   answer_accuracy = r.answer_acc, answers = r.answers, write_rate = r.write_rate, slot_usage = r.slot_usage,
   sampled_writes = r.write_rate ~= nil and args.sample_writes or nil,
 }

@@ -15,7 +15,7 @@
 --      query . keys), as the strongest slots per token and as a heat map of
 --      tokens x the slots that matter most for this sentence.
 local dm = require "drlmem"
-local train, plot = dm.train, dm.plot
+local inference, plot = dm.inference, dm.plot
 
 local args = dm.cli.parse {
   name = "explore_memory.lua",
@@ -37,7 +37,7 @@ if args.top < 1 or args.tokens < 1 then dm.cli.die("--top and --tokens must be >
 
 local ok, ck = pcall(dm.checkpoint.load, args.checkpoint)
 if not ok then dm.cli.die(ck) end
-local cfg_ok, cfg = pcall(train.checkpoint_config, ck, args)
+local cfg_ok, cfg = pcall(inference.checkpoint_config, ck, args)
 if not cfg_ok then dm.cli.die(cfg) end
 local vocab, net = dm.data.Vocab(ck.vocab), ck.net
 local M = net:config().memory_size
@@ -78,7 +78,7 @@ end
 local split, source
 local dok, derr = pcall(function()
   if args.data then
-    split, source = train.file_split(args.data, vocab, cfg), args.data
+    split, source = inference.file_split(args.data, vocab, cfg), args.data
   else
     local d = dm.data.load(cfg)
     split, source = d.test, cfg.data_path .. " (test split)"

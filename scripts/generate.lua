@@ -13,7 +13,7 @@
 -- ends the text unless --keep-going. Draws come from dm.Generator(seed), so
 -- the same seed gives the same text.
 local dm = require "drlmem"
-local train = dm.train
+local inference = dm.inference
 
 local args = dm.cli.parse {
   name = "generate.lua",
@@ -35,7 +35,7 @@ if args.top_k < 0 then dm.cli.die("--top-k must be >= 0") end
 
 local ok, ck = pcall(dm.checkpoint.load, args.checkpoint)
 if not ok then dm.cli.die(ck) end
-local cfg_ok, cfg = pcall(train.checkpoint_config, ck, args)
+local cfg_ok, cfg = pcall(inference.checkpoint_config, ck, args)
 if not cfg_ok then dm.cli.die(cfg) end
 local vocab, net, T = dm.data.Vocab(ck.vocab), ck.net, cfg.max_seq_length
 net:eval()
@@ -92,7 +92,7 @@ end
 
 local shown_prime = {}
 for _, t in ipairs(vocab:decode(vocab:encode(prime_tokens))) do shown_prime[#shown_prime + 1] = t end
-local prime_text = train.detokenize(shown_prime, cfg.tokenizer)
-local gen_text = train.detokenize(out, cfg.tokenizer)
+local prime_text = inference.detokenize(shown_prime, cfg.tokenizer)
+local gen_text = inference.detokenize(out, cfg.tokenizer)
 local sep = (cfg.tokenizer ~= "char" and prime_text ~= "" and gen_text ~= "" and not gen_text:match("^[%.,%?!]")) and " " or ""
 print(prime_text .. sep .. gen_text)

@@ -26,7 +26,7 @@
 -- starts and the reports hold what finished. The logic is in
 -- lua/drlmem/tune.lua.
 local dm = require "drlmem"
-local tune, log, train = dm.tune, dm.log, dm.train
+local tune, log, loop, now = dm.tune, dm.log, dm.loop, dm.progress.now
 
 local args, cfg = dm.cli.parse {
   name = "tune.lua",
@@ -196,7 +196,8 @@ local function run_job(job)
   if args.config then argv[#argv + 1], argv[#argv + 2] = "--config", args.config end
   for _, s in ipairs(sets) do argv[#argv + 1], argv[#argv + 2] = "--set", s end
   -- a promoted trial, or one stopped by Ctrl-C, goes on from its checkpoint
-  if exists(ckpt) then argv[#argv + 1], argv[#argv + 2] = "--resume", ckpt end
+  -- (else the trial starts over in its own folder: --overwrite)
+  if exists(ckpt) then argv[#argv + 1], argv[#argv + 2] = "--resume", ckpt else argv[#argv + 1] = "--overwrite" end
   local stdout_path = log.join(dir, "stdout.txt")
   local before = 0
   local f = io.open(stdout_path, "r")
@@ -204,9 +205,9 @@ local function run_job(job)
   local parts = {}
   for i, a in ipairs(argv) do parts[i] = shq(a) end
   local cmd = table.concat(parts, " ") .. " >>" .. shq(stdout_path) .. " 2>&1"
-  local t0 = train.now()
+  local t0 = now()
   local _, how, code = os.execute(cmd)
-  local seconds = train.now() - t0
+  local seconds = now() - t0
   f = io.open(stdout_path, "r")
   local text = ""
   if f then f:seek("set", before); text = f:read("a") or ""; f:close() end
@@ -252,12 +253,12 @@ local function on_record(rec)
   io.stdout:flush()
 end
 
-local why, stopped_job, session_t0 = nil, nil, train.now()
-local status = train.guard(function()
+local why, stopped_job, session_t0 = nil, nil, now()
+local status = loop.guard(function()
   local _
   _, why, stopped_job = tune.search {
     space = space, seed = args.seed, sampler = args.sampler, trials = args.trials, rungs = rungs, eta = args.eta,
-    time_budget = time_budget, elapsed = elapsed, records = records, now = train.now,
+    time_budget = time_budget, elapsed = elapsed, records = records, now = now,
     run = function(job)
       io.stdout:write(string.format("trial %d rung %d/%d (%s) ...\n", job.trial, job.rung, #rungs,
         epochs_text(job.budget)))
@@ -266,12 +267,12 @@ local status = train.guard(function()
     end,
     on_record = function(rec)
       on_record(rec)
-      log.write_file(state_path, dm.json.encode { elapsed = elapsed + train.now() - session_t0, status = "running" } .. "\n")
+      log.write_file(state_path, dm.json.encode { elapsed = elapsed + now() - session_t0, status = "running" } .. "\n")
     end,
   }
 end)
 if status == "interrupted" then why = "interrupted" end
-elapsed = elapsed + train.now() - session_t0
+elapsed = elapsed + now() - session_t0
 
 -- The reports, whatever stopped the search.
 local text = tune.table(records, space)

@@ -181,6 +181,9 @@ F("task", "enum", "none", "none|recall|copy|babi", "data_path holds this synthet
 
 -- bAbI question answering (lua/drlmem/babi.lua).
 F("babi_context", "int", 50, "[0,inf)", "sample_mode babi: the most recent statements of a story kept as a question's context (50 as MemN2N; 0 = all)")
+-- The run's periodic resumable checkpoint (scripts/train.lua, lua/drlmem/loop.lua).
+F("checkpoint_minutes", "number", 10.0, "[0,inf)", "also write last.safetensors every this many minutes of training (0 = only at epoch ends)")
+F("checkpoint_steps", "int", 0, "[0,inf)", "also write last.safetensors every this many optimizer steps (0 = never)")
 
 -- Cross-field checks: each returns nil, or the keys involved and a message;
 -- the error names the last of those keys that was set (not left default).

@@ -8,10 +8,15 @@
 --   lg:close()
 --
 -- Every line is flushed at once, so a run stopped by Ctrl-C or a crash
--- leaves a complete log up to that point. A resumed run opens the log in
--- append mode and rewrites metrics.jsonl with the epochs its checkpoint
--- knows (lg:reset_metrics), so the file never holds an epoch twice.
+-- leaves a complete log up to that point. A resumed run rewrites
+-- metrics.jsonl with the epochs its checkpoint knows (lg:reset_metrics),
+-- drops from the log the epoch lines of epochs the checkpoint does not know
+-- (log.reconcile: a run killed after logging an epoch but before its
+-- checkpoint was on disk trains that epoch again), then appends, so
+-- neither file ever holds an epoch twice. log.record makes a record fit
+-- for JSON and log.describe_epoch is an epoch's line.
 local dm = require "drlmem"
+local lfs = require "lfs"
 
 local log = {}
 
@@ -32,11 +37,26 @@ function log.join(dir, name)
   return (dir:gsub("/+$", "")) .. "/" .. name
 end
 
---- Creates a folder and its parents (mkdir -p); raises naming it on failure.
+--- Creates a folder and its parents (mkdir -p, through lua-filesystem: a
+-- shell's `mkdir -p` would go through system(3), which ignores SIGINT
+-- while its child runs, so a Ctrl-C then would be lost); raises
+-- "cannot create folder 'DIR': REASON".
 function log.mkdir_p(dir)
   if dir == "" or dir == "." or dir == "/" then return end
-  local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
-  if not (ok == true or ok == 0) then error(string.format("cannot create folder '%s'", dir), 0) end
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    local mode = lfs.attributes(prefix, "mode")
+    if mode == nil then
+      local ok, err = lfs.mkdir(prefix)
+      if not ok and lfs.attributes(prefix, "mode") ~= "directory" then
+        error(string.format("cannot create folder '%s': %s", dir, tostring(err)), 0)
+      end
+    elseif mode ~= "directory" then
+      error(string.format("cannot create folder '%s': %s is not a folder", dir, prefix), 0)
+    end
+    prefix = prefix .. "/"
+  end
 end
 
 --- Writes text to path, creating its folder (mkdir -p): crash-safe (a
@@ -73,6 +93,83 @@ function log.read_metrics(path)
   end
   f:close()
   return out
+end
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+--- A metrics record fit for JSON: non-finite numbers become null.
+function log.record(t)
+  local out = {}
+  for k, v in pairs(t) do
+    if type(v) == "number" and not finite(v) then v = dm.json.null end
+    out[k] = v
+  end
+  return out
+end
+
+local function f4(v) return type(v) == "number" and string.format("%.4f", v) or "nan" end
+
+--- One log line for a metrics record (tok/s: non-pad target tokens).
+function log.describe_epoch(r, epochs)
+  return string.format("epoch %d/%d: train %s  val %s  test %s  ppl %s  acc %s  f1w %s  f1m %s  lr %.6g  "
+    .. "%.1fs (train %.1fs, %.0f tok/s)%s%s", r.epoch, epochs, f4(r.train_loss), f4(r.val_loss),
+    f4(r.test_loss), type(r.test_ppl) == "number" and string.format("%.2f", r.test_ppl) or "nan",
+    f4(r.test_acc), f4(r.test_f1_weighted), f4(r.test_f1_macro), r.lr, r.seconds, r.train_seconds,
+    type(r.tokens_per_s) == "number" and r.tokens_per_s or 0, r.improved and "  *best*" or "",
+    r.early_stop and "  (early stop)" or "") .. log.describe_extras(r)
+end
+
+--- The optional parts of an epoch's log line: answer accuracy (task
+-- data) and the write policy's statistics (reinforce).
+function log.describe_extras(r)
+  local parts = {}
+  if r.test_answer_acc ~= nil then parts[#parts + 1] = "answer acc " .. f4(r.test_answer_acc) end
+  if r.write_rate ~= nil then
+    parts[#parts + 1] = string.format("writes: rate %s entropy %s reward %s advantage %s baseline %s "
+      .. "slots %s eval rate %s", f4(r.write_rate), f4(r.policy_entropy), f4(r.mean_reward),
+      f4(r.mean_advantage), f4(r.baseline_loss), f4(r.slot_usage), f4(r.test_write_rate))
+  end
+  if #parts == 0 then return "" end
+  return "  " .. table.concat(parts, "; ")
+end
+
+-- The epoch of a log file's epoch line ("<stamp> epoch K/N: ..."), or nil.
+local function epoch_of_line(line)
+  return tonumber(line:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d epoch (%d+)/%d+: "))
+end
+
+--- Makes the log at path agree with a checkpoint that knows the epochs of
+-- history (a resume): epoch lines of later epochs and repeated epoch lines
+-- are dropped, and the lines of known epochs the log lacks (a run killed
+-- between its checkpoint and its log line) are added at the end, from the
+-- records. The rewrite is atomic; a missing log is left missing. Returns
+-- the numbers of lines dropped and added.
+function log.reconcile(path, history, epochs)
+  local f = io.open(path, "r")
+  if not f then return 0, 0 end
+  local text = f:read("a")
+  f:close()
+  local keep, seen, dropped = {}, {}, 0
+  for line in text:gmatch("[^\n]*") do
+    if line ~= "" then
+      local e = epoch_of_line(line)
+      if e and (e > #history or seen[e]) then
+        dropped = dropped + 1
+      else
+        if e then seen[e] = true end
+        keep[#keep + 1] = line
+      end
+    end
+  end
+  local added = 0
+  for e, r in ipairs(history) do
+    if not seen[e] then
+      keep[#keep + 1] = os.date("%Y-%m-%d %H:%M:%S") .. " " .. log.describe_epoch(r, epochs)
+      added = added + 1
+    end
+  end
+  if dropped > 0 or added > 0 then log.write_file(path, table.concat(keep, "\n") .. "\n") end
+  return dropped, added
 end
 
 local Logger = {}

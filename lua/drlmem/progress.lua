@@ -84,6 +84,19 @@ local Bar = {}
 Bar.__index = Bar
 Bar.__name = "drlmem.Progress"
 
+-- The bar whose line is drawn but not finished (the one a signal's message
+-- must not be glued to).
+local open_bar
+
+--- Finishes the line of a bar left half-drawn (a run stopped mid-epoch),
+-- so that what is printed next starts on its own line; returns whether
+-- there was one.
+function progress.end_line()
+  if not open_bar then return false end
+  open_bar:finish()
+  return true
+end
+
 --- A progress display. opts: total (batches), label, mode ("bar" | "plain"
 -- | "none", default progress.default_mode()), out (io.stdout), width (bar
 -- cells at most, 24), columns (the terminal's width, a number or a function
@@ -173,6 +186,7 @@ function Bar:update(i, info)
     local pad = math.max(0, math.min(self.last_len, self:room()) - #s)
     self.out:write("\r", s, string.rep(" ", pad))
     self.last_len = #s
+    open_bar = self
     self.out:flush()
   elseif i == self.total or (i % self.every == 0 and self.clock() - self.last_draw >= self.min_interval) then
     self.last_draw = self.clock()
@@ -184,6 +198,7 @@ end
 --- Ends the display: the bar's line is finished with a newline (or cleared
 -- when clear is true).
 function Bar:finish(clear)
+  if open_bar == self then open_bar = nil end
   if self.mode == "bar" and self.last_len > 0 then
     if clear then
       self.out:write("\r", string.rep(" ", self.last_len), "\r")

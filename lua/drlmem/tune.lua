@@ -313,7 +313,7 @@ end
 --   on_record(record)   after each finished job (write it down)
 -- Returns records, why ("done" | "time budget" | "interrupted"), the job
 -- that was interrupted (or nil), and the elapsed time. Run under
--- train.guard, it yields after each record (train.safe_point).
+-- loop.guard, it yields after each record (loop.safe_point).
 function tune.search(opts)
   local records = opts.records or {}
   local now = opts.now or os.time
@@ -337,9 +337,9 @@ function tune.search(opts)
     }
     records[#records + 1] = rec
     if opts.on_record then opts.on_record(rec) end
-    -- under train.guard, a Ctrl-C that came between two jobs lands here,
+    -- under loop.guard, a Ctrl-C that came between two jobs lands here,
     -- once the record is written
-    dm.train.safe_point()
+    dm.loop.safe_point()
   end
 end
 

@@ -5,7 +5,9 @@
  * lines) and how wide it is (the bar fits one line), OpenBLAS's thread
  * count (the one thread pool of drlmem), and the crash-safe whole-file write of core/fileio.c for the text files the
  * scripts write (io.open + write + rename would report a full disk only at
- * a close nobody checks, and leave a torn file under the final name). */
+ * a close nobody checks, and leave a torn file under the final name), and
+ * what a training run needs to own its output folder: an flock with the
+ * holder's pid, and whether a pid is alive. */
 #include "bind/bind.h"
 
 #include "core/fileio.h"
@@ -99,8 +101,81 @@ static int sys_write_file(lua_State *L)
     return 0;
 }
 
+/* A held lock: the descriptor of dm_file_lock, -1 once released. */
+typedef struct {
+    int fd;
+} sys_lock;
+
+#define SYS_LOCK_MT "drlmem.FileLock"
+
+/* dm.lock_file(path) -> FileLock, or nil, holder_pid when another process
+ * holds it; an error "lock PATH: REASON" when the file cannot be opened. */
+static int sys_lock_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    /* The userdata exists before the descriptor, so no error path leaks it. */
+    sys_lock *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->fd = -1;
+    luaL_setmetatable(L, SYS_LOCK_MT);
+    long holder = 0;
+    dm_error err;
+    int rc = dm_file_lock(path, &u->fd, &holder, &err);
+    if (rc < 0) return dm_bind_fileerrorf(L, "%s", err.msg);
+    if (rc == 1) {
+        lua_pushnil(L);
+        lua_pushinteger(L, holder);
+        return 2;
+    }
+    return 1;
+}
+
+/* lock:release(): drops the lock (also done by __gc and __close). */
+static int sys_lock_release(lua_State *L)
+{
+    sys_lock *u = luaL_checkudata(L, 1, SYS_LOCK_MT);
+    dm_file_unlock(u->fd);
+    u->fd = -1;
+    return 0;
+}
+
+static int sys_lock_tostring(lua_State *L)
+{
+    sys_lock *u = luaL_checkudata(L, 1, SYS_LOCK_MT);
+    lua_pushstring(L, u->fd >= 0 ? "FileLock(held)" : "FileLock(released)");
+    return 1;
+}
+
+/* dm.pid_alive(pid) -> whether a process with this pid exists. */
+static int sys_pid_alive(lua_State *L)
+{
+    lua_pushboolean(L, dm_pid_alive((long)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* dm.getpid() -> the pid of this process. */
+static int sys_getpid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
 void dm_open_sys(lua_State *L)
 {
+    static const luaL_Reg lock_methods[] = {
+        {"release", sys_lock_release},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, SYS_LOCK_MT)) {
+        luaL_newlib(L, lock_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, sys_lock_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, sys_lock_release);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, sys_lock_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"clock", sys_clock},
         {"isatty", sys_isatty},
@@ -108,6 +183,9 @@ void dm_open_sys(lua_State *L)
         {"set_num_threads", sys_set_num_threads},
         {"get_num_threads", sys_get_num_threads},
         {"write_file", sys_write_file},
+        {"lock_file", sys_lock_file},
+        {"pid_alive", sys_pid_alive},
+        {"getpid", sys_getpid},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);

@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <time.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +70,18 @@ static int sync_dir(const char *path, dm_error *err)
     return rc;
 }
 
+/* The test hook of fileio.h: a pause between the temporary and the rename,
+ * so a test can kill the process while the temporary exists. */
+static void test_write_delay(void)
+{
+    const char *ms = getenv("DRLMEM_TEST_WRITE_DELAY_MS");
+    if (!ms || !*ms) return;
+    long v = strtol(ms, NULL, 10);
+    if (v <= 0 || v > 60000) return;
+    struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 int dm_file_write_atomic_parts(const char *path, const dm_file_part *parts, size_t nparts,
                                dm_error *err)
 {
@@ -85,6 +100,7 @@ int dm_file_write_atomic_parts(const char *path, const dm_file_part *parts, size
         if (parts[i].n == 0) continue;
         if (dm_fd_write_all(fd, parts[i].data, parts[i].n, path, err) != 0) goto fail_open;
     }
+    test_write_delay();
     if (fsync(fd) != 0) {
         dm_fail(err, "write %s: fsync: %s", path, strerror(errno));
         goto fail_open;
@@ -158,4 +174,46 @@ int dm_file_read_all(const char *path, size_t max_bytes, void **out, size_t *n, 
     *out = buf;
     *n = got;
     return 0;
+}
+
+int dm_file_lock(const char *path, int *fd, long *holder_pid, dm_error *err)
+{
+    *fd = -1;
+    *holder_pid = 0;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (f < 0) return dm_fail(err, "lock %s: %s", path, strerror(errno));
+    while (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK) {
+            char buf[32];
+            ssize_t r = pread(f, buf, sizeof buf - 1, 0);
+            if (r > 0) {
+                buf[r] = '\0';
+                *holder_pid = strtol(buf, NULL, 10);
+            }
+            close(f);
+            return 1;
+        }
+        int e = errno;
+        close(f);
+        return dm_fail(err, "lock %s: %s", path, strerror(e));
+    }
+    /* The pid is for the message a second run prints; the lock itself is
+     * the flock, so a failed write here only costs that message. */
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(f, 0) == 0 && pwrite(f, buf, (size_t)n, 0) == n) (void)fsync(f);
+    *fd = f;
+    return 0;
+}
+
+void dm_file_unlock(int fd)
+{
+    if (fd >= 0) close(fd);
+}
+
+int dm_pid_alive(long pid)
+{
+    if (pid <= 0) return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }

@@ -10,7 +10,9 @@
  * disk, EACCES for an unwritable folder, ENOENT for a missing one); on any
  * failure before the rename the temporary is removed and the previous file
  * is untouched. (Should only the final directory sync fail, the new file is
- * already in place and the error says so.) */
+ * already in place and the error says so.) Tests of what a kill during a
+ * write leaves set DRLMEM_TEST_WRITE_DELAY_MS: each atomic write then
+ * sleeps that long between writing its temporary and the rename. */
 #ifndef DM_FILEIO_H
 #define DM_FILEIO_H
 
@@ -44,5 +46,25 @@ int dm_fd_write_all(int fd, const void *buf, size_t n, const char *path, dm_erro
  * The buffer has one extra zero byte after the data, so text can be used as
  * a C string. Returns 0, or -1 with "read PATH: strerror" in err. */
 int dm_file_read_all(const char *path, size_t max_bytes, void **out, size_t *n, dm_error *err);
+
+/* --- run folders ----------------------------------------------------------
+ * What a training run needs to own its output folder: an exclusive lock
+ * that a second run sees (with the holder's pid) and that the kernel drops
+ * when the holder dies, even by SIGKILL (flock(2) locks belong to the open
+ * file, so no stale lock can outlive its process), and whether a pid is
+ * alive (whether a temporary of a killed write is stale). */
+
+/* Takes an exclusive flock on path (created 0666 when missing) without
+ * waiting. Returns 0 with the open descriptor in *fd (the lock lasts until
+ * it is closed; our pid is written into the file), 1 when another process
+ * holds it (*holder_pid: the pid written in the file, 0 if unreadable), or
+ * -1 with "lock PATH: strerror" in err. */
+int dm_file_lock(const char *path, int *fd, long *holder_pid, dm_error *err);
+
+/* Releases a lock from dm_file_lock (closes fd; the file stays). */
+void dm_file_unlock(int fd);
+
+/* 1 when a process with this pid exists (also one of another user), else 0. */
+int dm_pid_alive(long pid);
 
 #endif

@@ -91,10 +91,25 @@ static int msghandler(lua_State *L)
 
 /* --- interruption ------------------------------------------------------- */
 
+/* Ctrl-C (SIGINT), SIGTERM and SIGHUP while a chunk runs all ask Lua to stop
+ * at its next step: the first one sets a hook that raises "interrupted!"
+ * ("interrupted! (SIGTERM)" / "(SIGHUP)" for the others, so a script can
+ * tell them apart and exit 143 / 129). A script that saves its state on
+ * that error (scripts/train.lua) must not lose the save to a second signal,
+ * and GNU timeout -s INT sends SIGINT twice (to the child, then to its
+ * process group): so further signals are ignored, with a message, and only
+ * a third Ctrl-C stops the process at once (as does SIGKILL). A chunk that
+ * fails after SIGTERM or SIGHUP ends the process with status 128 + signal,
+ * also in the REPL. */
+static volatile sig_atomic_t g_stop_signal = 0; /* the first stop signal of this chunk */
+static volatile sig_atomic_t g_stop_count = 0;  /* stop signals during this chunk */
+
 static void hook_stop(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    if (g_stop_signal == SIGTERM) luaL_error(L, "interrupted! (SIGTERM)");
+    if (g_stop_signal == SIGHUP) luaL_error(L, "interrupted! (SIGHUP)");
     luaL_error(L, "interrupted!");
 }
 
@@ -105,17 +120,47 @@ static void set_signal(int sig, void (*handler)(int), int flags, struct sigactio
     sa.sa_handler = handler;
     sa.sa_flags = flags;
     sigemptyset(&sa.sa_mask);
+    /* The stop signals never interrupt one another's handler (the count). */
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+        sigaddset(&sa.sa_mask, SIGINT);
+        sigaddset(&sa.sa_mask, SIGTERM);
+        sigaddset(&sa.sa_mask, SIGHUP);
+    }
     sigaction(sig, &sa, old);
 }
 
-/* SIGINT while a chunk runs: ask Lua to stop at its next step. The default
- * action comes back at once, so a second Ctrl-C still kills a process stuck
- * in C code that never returns to Lua. */
-static void on_sigint_chunk(int sig)
+/* write(2) of a constant message: the only output a handler may do. Each
+ * message starts with a newline so it never lands after a half-drawn
+ * progress bar or the terminal's "^C". */
+static void signal_message(const char *msg)
 {
-    int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-    signal(sig, SIG_DFL);
-    lua_sethook(g_L, hook_stop, mask, 1);
+    ssize_t r = write(STDERR_FILENO, msg, strlen(msg));
+    (void)r;
+}
+
+/* A stop signal while a chunk runs (see above). */
+static void on_stop_chunk(int sig)
+{
+    int n = (int)g_stop_count + 1;
+    g_stop_count = n;
+    if (n == 1) {
+        int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+        g_stop_signal = sig;
+        lua_sethook(g_L, hook_stop, mask, 1);
+        return;
+    }
+    if (sig == SIGINT && n >= 3) {
+        signal_message("\n" DM_HOST_NAME ": Ctrl-C a third time: stopping at once, without saving\n");
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT); /* blocked in this handler: delivered, and fatal, on return */
+        return;
+    }
+    if (sig == SIGINT)
+        signal_message("\n" DM_HOST_NAME ": already stopping at a safe point (what is being saved is kept); "
+                       "Ctrl-C again to stop at once, without saving\n");
+    else
+        signal_message("\n" DM_HOST_NAME ": already stopping at a safe point (what is being saved is kept); "
+                       "signal ignored\n");
 }
 
 /* SIGINT at the prompt: no SA_RESTART, so the blocked read returns EINTR and
@@ -133,20 +178,36 @@ static void on_sigwinch(int sig)
 }
 
 /* Calls the function below its narg arguments under the message handler and
- * the chunk SIGINT handler; the previous SIGINT action (default for scripts,
- * the prompt handler in the REPL) is restored afterwards. */
+ * the chunk's stop-signal handlers; the previous actions (default for
+ * scripts, the prompt handler for SIGINT in the REPL) are restored
+ * afterwards. */
 static int docall(lua_State *L, int narg, int nres)
 {
     int base = lua_gettop(L) - narg;
-    struct sigaction old;
+    struct sigaction oldint, oldterm, oldhup;
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
-    set_signal(SIGINT, on_sigint_chunk, 0, &old);
+    g_stop_signal = 0;
+    g_stop_count = 0;
+    set_signal(SIGINT, on_stop_chunk, 0, &oldint);
+    set_signal(SIGTERM, on_stop_chunk, 0, &oldterm);
+    set_signal(SIGHUP, on_stop_chunk, 0, &oldhup);
     int status = lua_pcall(L, narg, nres, base);
-    sigaction(SIGINT, &old, NULL);
-    /* A Ctrl-C that came after the last Lua step must not hit the next chunk. */
+    sigaction(SIGINT, &oldint, NULL);
+    sigaction(SIGTERM, &oldterm, NULL);
+    sigaction(SIGHUP, &oldhup, NULL);
+    /* A signal that came after the last Lua step must not hit the next chunk. */
     if (lua_gethook(L) == hook_stop) lua_sethook(L, NULL, 0, 0);
     lua_remove(L, base);
+    int sig = (int)g_stop_signal;
+    g_stop_signal = 0;
+    g_stop_count = 0;
+    if (status != LUA_OK && (sig == SIGTERM || sig == SIGHUP)) {
+        /* asked to end: the chunk did not handle it, so the process ends */
+        report(L, status);
+        fflush(stdout);
+        exit(128 + sig);
+    }
     return status;
 }
 

@@ -51,7 +51,7 @@ t "evaluate.lua --data reads a bAbI file with the checkpoint's vocabulary" \
   '[ $rc -eq 0 ] && grep -q "answer accuracy [01]\.[0-9]* over 50 answers (babi)" "$tmp/out"'
 
 printf '1 Mary went to the kitchen.\n2 Where is Mary?\n' >"$tmp/bad.txt"
-train --set "data_path=$tmp/train.txt" --set "test_data=$tmp/bad.txt" --set epochs=1
+train --set "data_path=$tmp/train.txt" --set "test_data=$tmp/bad.txt" --set epochs=1 --overwrite
 t "a malformed bAbI file stops train.lua with one line naming file and line" \
   '[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/out")" -eq 1 ] && grep -q "error: $tmp/bad.txt:2: question .Where is Mary?. has no answer" "$tmp/out"'
 echo "1..$n"

@@ -10,9 +10,10 @@
 # it they stop with one line naming the tokenizer and how to load it.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
-# train ARGS...: a one-epoch tiny run writing into $tmp/run; fills $rc, output in $tmp/out.
+# train ARGS...: a one-epoch tiny run writing into $tmp/run (replacing the
+# previous one: --overwrite); fills $rc, output in $tmp/out.
 train() {
-  "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set epochs=1 --progress none \
+  "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set epochs=1 --progress none --overwrite \
     --set "save_path=$tmp/run/models" --set "log_file=$tmp/run/logs/training.log" "$@" >"$tmp/out" 2>&1
   rc=$?
 }

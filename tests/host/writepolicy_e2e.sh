@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end for the RL write policy (issue 6): scripts/train.lua with
+# End to end for the RL write policy: scripts/train.lua with
 # write_policy=reinforce on a recall task logs the six policy statistics
 # and the answer accuracy in the log and metrics.jsonl, and 2 epochs equal
 # 1 epoch + --resume (identical weights, advantage scale included);

@@ -72,7 +72,7 @@ describe("file errors", function()
     local p = tmp("fig/sub/x.svg")
     svg:save(p)
     assert.is_true(dm.plot.check_svg(read(p)))
-    assert.equal("plot: cannot create folder '/proc/drlmem-none'",
+    assert.equal("plot: cannot create folder '/proc/drlmem-none': No such file or directory",
       err_of(svg.save, svg, "/proc/drlmem-none/x.svg"))
   end)
 

@@ -384,7 +384,7 @@ describe("batches", function()
     assert.same({ { s.b, E }, { s.c, data.UNK }, { E, s.e } }, d.Y:totable())
     assert.matches("%(stream with <eos> per line, T=2", data.describe(d))
     -- evaluate.lua --data reads a file the same way
-    local split = dm.train.file_split(path, d.vocab, cfg)
+    local split = dm.inference.file_split(path, d.vocab, cfg)
     assert.same(d.X:totable(), split.X:totable())
     -- without it the line ends are whitespace
     local plain = data.load(cfg_for(path, { "tokenizer=whitespace", "sample_mode=stream", "max_seq_length=1",

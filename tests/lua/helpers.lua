@@ -17,18 +17,26 @@ function helpers.spit(path, s)
   f:close()
 end
 
---- What a training run holds, built as scripts/train.lua builds it:
--- st = {net, opt, sched, stopper, vocab, cfg, run}, and the data.
+--- What a training run holds, built as scripts/train.lua builds it
+-- (dm.loop.setup): st = {net, opt, sched, stopper, vocab, cfg, run}, and the data.
 function helpers.setup_run(cfg, data)
   local dm = require "drlmem"
-  local train = dm.train
   data = data or dm.data.load(cfg)
-  dm.manual_seed(cfg.seed)
-  local net = dm.Controller(train.model_config(cfg, data.vocab.size))
-  local opt = train.optimizer(net, cfg)
-  local st = { net = net, opt = opt, sched = train.scheduler(opt, cfg), stopper = train.EarlyStopping(cfg.patience),
-    vocab = data.vocab, cfg = cfg, run = { epoch = 1, batch = 0, history = {} } }
-  return st, data
+  return dm.loop.setup(cfg, data), data
+end
+
+--- A run's metrics records without their timings (seconds, tokens/s),
+-- which differ between two runs of the same computation.
+function helpers.untimed(history)
+  local out = {}
+  for i, r in ipairs(history) do
+    local c = {}
+    for k, v in pairs(r) do
+      if k ~= "seconds" and k ~= "train_seconds" and k ~= "tokens_per_s" and k ~= "padded_tokens_per_s" then c[k] = v end
+    end
+    out[i] = c
+  end
+  return out
 end
 
 --- The numbers of a tensor, flattened in row-major order, as a Lua array.

@@ -289,14 +289,14 @@ describe("tune.search (ASHA, one job at a time)", function()
     end
   end)
 
-  it("under train.guard, a Ctrl-C between two jobs stops after a whole record; continuing ends the same", function()
+  it("under loop.guard, a Ctrl-C between two jobs stops after a whole record; continuing ends the same", function()
     local whole = fake(losses)
     local all = tune.search(opts(whole))
     local f = fake(losses)
     local records = {}
     local resumes = 0
     -- the host's Ctrl-C hook raises in the main thread between two resumes
-    local status = dm.train.guard(function()
+    local status = dm.loop.guard(function()
       tune.search(opts(f, { records = records, on_record = function() end }))
     end, { on_resume = function()
       resumes = resumes + 1

@@ -1,9 +1,9 @@
 -- writetrain_spec.lua: the RL write policy wired into configuration and
--- training (issue 6): the config keys and their checks, train.model_config,
+-- training: the config keys and their checks, train.model_config,
 -- the epoch schedule of the write options, a tiny reinforce training run
 -- (statistics, the policy learns, resume stays bit-identical in the middle
 -- of an epoch, the advantage scale included), answer-token accuracy in
--- train.evaluate, and the "GRU without memory" switch (use_memory = false)
+-- evaluation.run, and the "GRU without memory" switch (use_memory = false)
 -- of dm.Controller: its outputs ignore the memory, its gradients match
 -- finite differences, its checkpoints load, and use_memory = true is the
 -- seed model bit for bit.
@@ -32,31 +32,12 @@ local function tiny_cfg(extra)
   return dm.config.load(nil, over)
 end
 
-local setup = require("helpers").setup_run
+local helpers = require "helpers"
+local setup, untimed = helpers.setup_run, helpers.untimed
 
-local function epoch_of(st, data, epoch, on_step)
-  local cfg, run = st.cfg, st.run
-  local tr = train.train_epoch({ net = st.net, opt = st.opt, cfg = cfg, split = data.train }, epoch,
-    { start_batch = run.batch, sums = run.sums, on_step = function(pos)
-      run.batch, run.sums = pos.batch, pos.sums
-      if on_step then on_step(pos) end
-      train.safe_point()
-    end })
-  local val = train.evaluate(st.net, data.val, cfg)
-  train.scheduler_step(st.sched, cfg, val.loss)
-  st.stopper:update(val.loss, epoch)
-  local test = train.evaluate(st.net, data.test, cfg, { metrics = true, task = cfg.task, vocab = data.vocab })
-  local rec = { epoch = epoch, train_loss = tr.loss, val_loss = val.loss, test_loss = test.loss,
-    answer_acc = test.answer_acc, test_write_rate = test.write_rate, write = tr.write }
-  run.history[#run.history + 1] = rec
-  run.epoch, run.batch, run.sums = epoch + 1, 0, nil
-  return rec
-end
-
-local function run_epochs(st, data, last, on_step)
-  return train.guard(function()
-    while st.run.epoch <= last do epoch_of(st, data, st.run.epoch, on_step) end
-  end)
+-- The loop scripts/train.lua runs (until st.cfg.epochs), with a hook after each step.
+local function run_epochs(st, data, on_step)
+  return dm.loop.run(st, data, { on_step = on_step })
 end
 
 local function snapshot(st)
@@ -174,19 +155,19 @@ describe("training with write_policy = reinforce", function()
     local cfg = tiny_cfg { curriculum_epochs = 1 }
     local st, data = setup(cfg)
     local w0 = st.net:param("policy.weight"):clone()
-    assert.equal("done", run_epochs(st, data, 2))
+    assert.equal("done", run_epochs(st, data))
     for e = 1, 2 do
       local h = st.run.history[e]
-      for _, k in ipairs(train.WRITE_STATS) do
-        assert.is_number(h.write[k], k)
-        assert.is_true(h.write[k] == h.write[k], k .. " is NaN")
+      for _, k in ipairs { "write_rate", "policy_entropy", "mean_reward", "mean_advantage", "baseline_loss",
+        "slot_usage" } do
+        assert.is_number(h[k], k)
       end
-      assert.is_true(h.write.write_rate >= 0 and h.write.write_rate <= 1)
-      assert.is_true(h.write.entropy >= 0 and h.write.entropy <= math.log(2) + 1e-9)
-      assert.is_true(h.write.mean_reward < 0) -- log-probabilities
-      assert.is_true(h.write.baseline_loss >= 0)
-      assert.is_true(h.write.slot_usage >= 0 and h.write.slot_usage <= 1)
-      assert.is_true(h.answer_acc >= 0 and h.answer_acc <= 1)
+      assert.is_true(h.write_rate >= 0 and h.write_rate <= 1)
+      assert.is_true(h.policy_entropy >= 0 and h.policy_entropy <= math.log(2) + 1e-9)
+      assert.is_true(h.mean_reward < 0) -- log-probabilities
+      assert.is_true(h.baseline_loss >= 0)
+      assert.is_true(h.slot_usage >= 0 and h.slot_usage <= 1)
+      assert.is_true(h.test_answer_acc >= 0 and h.test_answer_acc <= 1)
       assert.is_true(h.test_write_rate >= 0 and h.test_write_rate <= 1)
     end
     -- the policy's weights moved: its gradient reached the optimizer
@@ -215,11 +196,11 @@ describe("training with write_policy = reinforce", function()
   it("resumes bit-identically from the middle of an epoch (advantage scale included)", function()
     local cfg = tiny_cfg { accumulation_steps = 2 }
     local a, data = setup(cfg)
-    assert.equal("done", run_epochs(a, data, 2))
+    assert.equal("done", run_epochs(a, data))
 
     local b = setup(cfg, data)
     local main = coroutine.running()
-    local status = run_epochs(b, data, 2, function(pos)
+    local status = run_epochs(b, data, function(pos)
       if pos.epoch == 2 and pos.batch == 4 then
         debug.sethook(main, function()
           debug.sethook(main)
@@ -228,15 +209,15 @@ describe("training with write_policy = reinforce", function()
       end
     end)
     assert.equal("interrupted", status)
-    train.save_resumable(tmpdir .. "/mid.safetensors", b)
+    dm.resume.save(tmpdir .. "/mid.safetensors", b)
 
     local c = setup(cfg, data)
-    c.run = train.resume(tmpdir .. "/mid.safetensors", c)
+    c.run = dm.resume.load(tmpdir .. "/mid.safetensors", c)
     assert.same({ 2, 4 }, { c.run.epoch, c.run.batch })
     assert.same(b.net:write_state(), c.net:write_state())
-    assert.equal("done", run_epochs(c, data, 2))
+    assert.equal("done", run_epochs(c, data))
     assert_identical(snapshot(a), snapshot(c))
-    assert.same(a.run.history, c.run.history)
+    assert.same(untimed(a.run.history), untimed(c.run.history))
   end)
 
   it("write_state round-trips and is checked; the seed policy has none", function()
