@@ -101,7 +101,7 @@ $(BUILD)/tests/%: tests/c/%.c $(BUILD)/libdmcore.a
 -include $(CORE_OBJ:.o=.d) $(BIND_OBJ:.o=.d) $(HOST_OBJ:.o=.d)
 
 # --- tests ------------------------------------------------------------------
-# tests/run collects TAP from every suite and prints `N passed, M failed`.
+# tests/run collects TAP from every suite and prints `N passed, M failed, K skipped`.
 LUA_ENV := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" DRLMEM_EXE="$(CURDIR)/$(EXE)" \
            DRLMEM_BUILD="$(CURDIR)/$(BUILD)"
