@@ -42,7 +42,9 @@ end
 -- Data: the generated default data is made on first use.
 try(train.ensure_data, cfg)
 if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
+try(dm.budget.check_data, cfg) -- sizes that cannot fit: one line, before anything is allocated
 local data = try(dm.data.load, cfg)
+try(dm.budget.check, cfg, data)
 
 -- Model, optimizer, schedule, early stopping.
 dm.manual_seed(cfg.seed)
