@@ -158,7 +158,7 @@ F("split", "enum", "random", "random|position",
   "without val_data/test_data: cut data_path by a seeded permutation (random) or in file order (position: "
   .. "the first train_size_ratio of the samples, then val, then test)")
 F("threads", "int", 0, "[0,1024]", "OpenBLAS threads (0 = OpenBLAS default; dm.set_num_threads takes 1..1024)")
-F("max_memory", "number", 0, "[0,inf)", "GiB a run may take by the estimate of drlmem.budget (0 = the machine's available memory)")
+F("max_memory", "number", 0.0, "[0,inf)", "GiB a run may take by the estimate of drlmem.budget (0 = the machine's available memory)")
 -- The RL write policy (issue 6; README "RL write policy"). Everything but
 -- write_policy is ignored while it is `seed`.
 F("write_policy", "enum", "seed", "seed|reinforce",
