@@ -216,7 +216,11 @@ local function is_null(v) return v == nil or (dm.yaml and v == dm.yaml.null) end
 function config.repr(v)
   if is_null(v) then return "null" end
   local t = type(v)
-  if t == "string" then return "'" .. v .. "'" end
+  if t == "string" then
+    -- control characters escaped, so a value never splits the message's line
+    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t"}
+    return "'" .. v:gsub("%c", function(c) return esc[c] or string.format("\\x%02x", c:byte()) end) .. "'"
+  end
   if t == "number" then
     if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 1e15 then
       return string.format("%.1f", v)
