@@ -155,7 +155,7 @@ local FLT_MAX = 3.4028234663852886e38
 local function check_float_range(cfg)
   local config = require "drlmem.config"
   for _, k in ipairs(config.order) do
-    local v = cfg[k]
+    local v = rawget(cfg, k) -- an unset nullable key reads as an error through cfg[k]
     if config.fields[k].kind == "number" and type(v) == "number" and v == v
        and math.abs(v) ~= math.huge and math.abs(v) > FLT_MAX then
       error(string.format("config: key '%s' is %g, beyond what float32 holds (at most %.4g)", k, v, FLT_MAX), 0)
@@ -169,9 +169,23 @@ end
 function budget.check_data(cfg)
   check_float_range(cfg)
   if cfg.sample_mode ~= "lines" then return end
+  -- What the file is (missing, a FIFO, a device, a folder, too large) is
+  -- the loader's to report: only a regular file of known size is judged.
+  local attr = require("lfs").attributes(cfg.data_path) -- stat(): opening a FIFO would block
+  local size, max_bytes = attr and attr.size, rawget(cfg, "max_data_bytes")
+  if not attr or attr.mode ~= "file" or size <= 0 or (max_bytes and size > max_bytes) then return end
+  local T, cap = cfg.max_seq_length, cfg.max_samples
+  local limit, source = budget.available(cfg)
+  local function arrays(lines)
+    if cap > 0 then lines = math.min(lines, cap) end
+    return 2 * lines * T * 4
+  end
+  -- A sample takes at least two bytes (a token and its line end): when even
+  -- that many samples fit, the file need not be read here.
+  if arrays(size // 2 + 1) <= limit then return end
   local f = io.open(cfg.data_path, "rb")
-  if not f then return end -- the loader reports a missing file
-  local lines = 0
+  if not f then return end
+  local lines = 1
   while true do
     local chunk = f:read(1 << 20)
     if not chunk then break end
@@ -179,10 +193,7 @@ function budget.check_data(cfg)
     lines = lines + k
   end
   f:close()
-  lines = lines + 1
-  if cfg.max_samples > 0 then lines = math.min(lines, cfg.max_samples) end
-  local bytes = 2 * lines * cfg.max_seq_length * 4
-  local limit, source = budget.available(cfg)
+  local bytes = arrays(lines)
   if not (bytes <= limit) then
     refuse(cfg, {total = bytes, parts = {{"data arrays", bytes, {"max_seq_length", "max_samples"}}}},
            limit, source)

@@ -10,6 +10,7 @@
 # it they stop with one line naming the tokenizer and how to load it.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
+echo "1..17"
 # train ARGS...: a one-epoch tiny run writing into $tmp/run; fills $rc, output in $tmp/out.
 train() {
   "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set epochs=1 --progress none \
