@@ -7,8 +7,8 @@
 -- is read; the controller allocates parameters and gradients at
 -- construction and the activations at the first forward, so memory_size
 -- 1e7 trains to 5 GB before a forward fails with a traceback. The estimate
--- follows the layout of the controller (README "Checkpoints" lists the
--- parameters under their PyTorch names): float32 everywhere,
+-- follows the layout of the controller (its parameters are those of
+-- net:state_dict(), under their PyTorch names), float32 everywhere:
 --   parameters P, their gradients P, the optimizer's moments (2P for Adam
 --   and AdamW, P for SGD), and a copy of the best weights P;
 --   activations of a (B,T) batch kept for backward, and their gradients:
