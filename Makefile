@@ -46,6 +46,11 @@ CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fPIC \
 ifeq ($(SAN),1)
   OPT := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),fuzz)
+  # the fuzz build (make fuzz): clang's libFuzzer coverage with ASan + UBSan
+  OPT := -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+         -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
 else
   OPT := -O2 -march=x86-64-v2
   LDSAN :=
@@ -66,7 +71,7 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 EXE := $(BUILD)/drlmem
 SO  := $(BUILD)/drlmem.so
 
-.PHONY: all deps test test-c test-lua test-host test-asan train bench install clean fixtures
+.PHONY: all deps test test-c test-lua test-host test-asan train bench install clean fixtures fuzz fuzz-build
 
 all: $(EXE) $(SO) drlmem
 
@@ -101,7 +106,7 @@ $(BUILD)/tests/%: tests/c/%.c $(BUILD)/libdmcore.a
 -include $(CORE_OBJ:.o=.d) $(BIND_OBJ:.o=.d) $(HOST_OBJ:.o=.d)
 
 # --- tests ------------------------------------------------------------------
-# tests/run collects TAP from every suite and prints `N passed, M failed`.
+# tests/run collects TAP from every suite and prints `N passed, M failed, K skipped`.
 LUA_ENV := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" DRLMEM_EXE="$(CURDIR)/$(EXE)" \
            DRLMEM_BUILD="$(CURDIR)/$(BUILD)"
@@ -116,6 +121,31 @@ test: all $(CTEST_BIN)
 
 test-asan:
 	$(MAKE) BUILD=build-asan SAN=1 test
+
+# --- fuzzing ----------------------------------------------------------------
+# `make fuzz FUZZ_SECONDS=N` builds the libFuzzer harnesses of tests/fuzz
+# with clang (into build-fuzz, SAN=fuzz) and runs each for N seconds on a
+# copy of its seed corpus (tests/fuzz/run); any crash, leak or sanitizer
+# report fails the target.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := safetensors json yaml_config data checkpoint
+FUZZ_LUA_TARGETS := json yaml_config data checkpoint
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz SAN=fuzz CC=clang fuzz-build
+	bash tests/fuzz/run build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+$(BUILD)/fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c $(BUILD)/libdmcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libdmcore.a $(LDLIBS)
+
+$(FUZZ_LUA_TARGETS:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_lua.c \
+    tests/fuzz/%.lua $(BIND_OBJ) $(BUILD)/libdmcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET='"tests/fuzz/$*.lua"' -o $@ $< \
+	  $(BIND_OBJ) $(BUILD)/libdmcore.a $(LDLIBS)
 
 # --- user commands ----------------------------------------------------------
 train: all
@@ -151,4 +181,4 @@ install: all
 	install -m 644 configs/*.yaml $(DESTDIR)$(DATADIR)/configs/
 
 clean:
-	rm -rf build build-asan drlmem
+	rm -rf build build-asan build-fuzz drlmem

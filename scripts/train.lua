@@ -60,7 +60,9 @@ local claim = try(dm.rundir.claim, cfg, { resume = args.resume, overwrite = args
 local made, made_bytes = try(dm.stories.ensure, cfg)
 if made then print(string.format("wrote %s: %d stories, %d bytes", cfg.data_path, made, made_bytes)) end
 if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
+try(dm.budget.check_data, cfg) -- sizes that cannot fit: one line, before anything is allocated
 local data = try(dm.data.load, cfg)
+try(dm.budget.check, cfg, data)
 
 -- Model, optimizer, schedule, early stopping; the position of a resumed run.
 local st = loop.setup(cfg, data)

@@ -35,6 +35,10 @@
 -- state_dict plus format/config/vocab, config without vocab_size) loads too:
 -- vocab_size is then #vocab. Every problem is reported as
 -- "checkpoint.load: <path>: <what is wrong>", the first one found.
+-- A file is checked before anything is built from it: each size of the
+-- config against the tensor that fixes it (so a small file cannot make the
+-- loader allocate more than the file holds), the vocabulary (specials in
+-- their places, distinct tokens, as many as the embedding has rows).
 local dm = require "drlmem"
 
 local checkpoint = {}
@@ -176,6 +180,85 @@ local function same_shape(a, b)
   return true
 end
 
+-- Each size in the model config is fixed by a tensor of the file (config
+-- key, tensor, axis). They are compared before the controller is built,
+-- since building it allocates parameters and gradients from the config
+-- alone: a small file whose config claims 2^27 memory slots would otherwise
+-- cost gigabytes before the first shape is compared. The file's tensors
+-- themselves tile its data section (the reader checks that), so once every
+-- size matches a tensor the controller is no larger than the file.
+local DIMS = {
+  {"vocab_size", "embedding.weight", 1},
+  {"embedding_dim", "embedding.weight", 2},
+  {"memory_size", "memory.keys", 1},
+  {"memory_embedding_dim", "memory.keys", 2},
+  {"hidden_size", "rnn.weight_hh_l0", 2},
+}
+local DIM_DEFAULTS = {num_layers = 2}
+-- the controller's bound on the GRU's depth (DM_GRU_MAX_LAYERS) is far above
+-- this; the file decides the depth, counted only up to here
+local MAX_LAYERS_COUNTED = 4096
+
+local function check_dims(mcfg, tensors, fail)
+  local function value(key)
+    local v = mcfg[key]
+    if v == nil and key == "memory_embedding_dim" then v = mcfg.embedding_dim end
+    if v == nil then v = DIM_DEFAULTS[key] end
+    if v ~= nil and math.type(v) ~= "integer" and not (math.type(v) == "float" and v == math.floor(v)
+                                                        and v > -2^53 and v < 2^53) then
+      fail("config.%s must be an integer, got %s", key, tostring(v))
+    end
+    return v and math.tointeger(v)
+  end
+  for _, d in ipairs(DIMS) do
+    local key, name, axis = d[1], d[2], d[3]
+    local v, t = value(key), tensors[name]
+    if t == nil then fail("tensor %s is missing", name) end
+    local s = t:shape()
+    if #s ~= 2 then fail("tensor %s has %d dimensions, expected 2", name, #s) end
+    if v ~= nil and v ~= s[axis] then
+      fail("config.%s is %d but tensor %s has %s %d (shape %s)", key, v, name,
+           axis == 1 and "rows" or "columns", s[axis], shape_str(s))
+    end
+  end
+  local layers = 0
+  while layers < MAX_LAYERS_COUNTED and tensors["rnn.weight_hh_l" .. layers] do layers = layers + 1 end
+  local nl = value("num_layers")
+  if nl ~= nil and nl ~= layers then
+    fail("config.num_layers is %d but the file holds %d GRU layers (rnn.weight_hh_l<k>)", nl, layers)
+  end
+end
+
+-- The vocabulary is a list of distinct non-empty strings with the four
+-- specials first, in data.SPECIALS order (every script indexes <pad>,
+-- <unk>, <sos> and <eos> by position); an empty list stands for a net saved
+-- without one. A renamed special or a repeated token would silently
+-- change which id a word encodes to, so both are refused.
+local SPECIALS = require("drlmem.data").SPECIALS
+
+local function check_vocab(vocab, fail)
+  local n = 0
+  for k in pairs(vocab) do
+    if math.type(k) ~= "integer" then fail("metadata 'vocab' must be a JSON array of tokens") end
+    n = n + 1
+  end
+  if n ~= #vocab then fail("metadata 'vocab' must be a JSON array of tokens") end
+  if n == 0 then return end
+  local seen = {}
+  for i = 1, n do
+    local t = vocab[i]
+    if type(t) ~= "string" then fail("vocab[%d] is not a string", i) end
+    if t == "" then fail("vocab[%d] is an empty string", i) end
+    if seen[t] then fail("vocab[%d] %q repeats vocab[%d]", i, t, seen[t]) end
+    seen[t] = i
+  end
+  for i, sp in ipairs(SPECIALS) do
+    if vocab[i] ~= sp then
+      fail("vocab[%d] (id %d) must be %s, got %q", i, i - 1, sp, tostring(vocab[i]))
+    end
+  end
+end
+
 function checkpoint.load(path)
   if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
   local function fail(fmt, ...)
@@ -202,9 +285,7 @@ function checkpoint.load(path)
   if type(config) ~= "table" then fail("metadata 'config' must be a JSON object") end
   local vocab = decode("vocab", true)
   if type(vocab) ~= "table" then fail("metadata 'vocab' must be a JSON array of tokens") end
-  for i = 1, #vocab do
-    if type(vocab[i]) ~= "string" then fail("vocab[%d] is not a string", i) end
-  end
+  check_vocab(vocab, fail)
   -- the model config: known keys only, vocab_size from the vocabulary when absent
   local mcfg = {}
   for _, k in ipairs(MODEL_KEYS) do mcfg[k] = config[k] end
@@ -219,6 +300,7 @@ function checkpoint.load(path)
   elseif #vocab > 0 and mcfg.vocab_size ~= #vocab then
     fail("config.vocab_size is %s but the vocabulary has %d tokens", tostring(mcfg.vocab_size), #vocab)
   end
+  check_dims(mcfg, tensors, fail)
   -- A private generator for the throwaway initial weights, so loading does
   -- not move the global generator (a resumed run restores it, and it may
   -- do so before or after the load); dropout then uses the global one.

@@ -157,7 +157,8 @@ F("max_data_bytes", "int", 1 << 30, "[1,inf)", "largest data file read, in bytes
 F("split", "enum", "random", "random|position",
   "without val_data/test_data: cut data_path by a seeded permutation (random) or in file order (position: "
   .. "the first train_size_ratio of the samples, then val, then test)")
-F("threads", "int", 0, "[0,inf)", "OpenBLAS threads (0 = OpenBLAS default)")
+F("threads", "int", 0, "[0,1024]", "OpenBLAS threads (0 = OpenBLAS default; dm.set_num_threads takes 1..1024)")
+F("max_memory", "number", 0.0, "[0,inf)", "GiB a run may take by the estimate of drlmem.budget (0 = the machine's available memory)")
 -- The RL write policy (issue 6; README "RL write policy"). Everything but
 -- write_policy is ignored while it is `seed`.
 F("write_policy", "enum", "seed", "seed|reinforce",
@@ -236,7 +237,11 @@ local function is_null(v) return v == nil or (dm.yaml and v == dm.yaml.null) end
 function config.repr(v)
   if is_null(v) then return "null" end
   local t = type(v)
-  if t == "string" then return "'" .. v .. "'" end
+  if t == "string" then
+    -- control characters escaped, so a value never splits the message's line
+    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t"}
+    return "'" .. v:gsub("%c", function(c) return esc[c] or string.format("\\x%02x", c:byte()) end) .. "'"
+  end
   if t == "number" then
     if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 1e15 then
       return string.format("%.1f", v)

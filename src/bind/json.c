@@ -332,9 +332,19 @@ static int l_decode(lua_State *L)
     luaL_setmetatable(L, BOX_MT);
     json_error_t jerr;
     b->root = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
-    if (!b->root)
+    if (!b->root) {
+        /* jansson quotes the text near the error, raw: control bytes there
+         * (a newline inside a bad string) would split the message. */
+        char text[4 * JSON_ERROR_TEXT_LENGTH];
+        size_t k = 0;
+        for (const unsigned char *c = (const unsigned char *)jerr.text; *c && k + 5 < sizeof text; c++) {
+            if (*c < 0x20 || *c == 0x7f) k += (size_t)snprintf(text + k, sizeof text - k, "\\x%02x", *c);
+            else text[k++] = (char)*c;
+        }
+        text[k] = '\0';
         return luaL_error(L, "json.decode: %s%sline %d, column %d: %s", name ? name : "",
-                          name ? ": " : "", jerr.line, jerr.column, jerr.text);
+                          name ? ": " : "", jerr.line, jerr.column, text);
+    }
     push_json(L, b->root);
     json_decref(b->root);
     b->root = NULL;

@@ -13,6 +13,7 @@ E=$(realpath "${DRLMEM_EXE:-./build/drlmem}")
 unset LD_PRELOAD # the exe carries its own sanitizer runtime; helpers must not get it
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 n=0
+echo "1..12"
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 run() { "$E" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err"); }
 has() { case "$1" in *"$2"*) return 0 ;; esac; return 1; }
@@ -95,4 +96,3 @@ t "a full disk during training: status 1, the failed write named, no torn checkp
    && has "$err" "no checkpoint was written by this run" \
    && [ -z "$(ls "$tmp/m8" 2>/dev/null | grep -v "^$")" ]'
 
-echo "1..$n"

@@ -11,6 +11,7 @@ E=$(realpath "$E")
 unset LD_PRELOAD
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 n=0
+echo "1..32"
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 # run ARGS...: fills $out, $err, $rc (stdin from the caller).
 run() { "$E" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err"); }

@@ -10,6 +10,7 @@
 # it they stop with one line naming the tokenizer and how to load it.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
+echo "1..17"
 # train ARGS...: a one-epoch tiny run writing into $tmp/run (replacing the
 # previous one: --overwrite); fills $rc, output in $tmp/out.
 train() {

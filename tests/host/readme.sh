@@ -20,6 +20,8 @@ awk -v dir="$tmp" '
   inb && /^> / { print substr($0, 3) >> (dir "/block" k ".in"); next }
   inb { print >> (dir "/block" k ".out") }
 ' README.md
+blocks=$(ls "$tmp"/block*.in 2>/dev/null | wc -l)
+echo "1..$(( blocks > 0 ? blocks : 1 ))"
 root=$PWD
 if ! (cd "$tmp" && timeout 120 "$exe" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
       --set threads=1 --progress none) >"$tmp/train.log" 2>&1; then

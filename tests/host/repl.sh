@@ -15,6 +15,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export HOME=$tmp/home  # keep the user's ~/.drlmem_history out of it
 mkdir -p "$HOME"
 n=0
+echo "1..35"
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 has() { case "$1" in *"$2"*) return 0 ;; esac; return 1; }
 clean() { ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$tmp/err"; }

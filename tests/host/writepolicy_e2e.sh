@@ -8,6 +8,7 @@
 # only its seed arm keeps the seed memory.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
+echo "1..13"
 train() {
   local d=$1; shift
   "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/recall.txt" \
@@ -110,4 +111,3 @@ end
 LUA
 "$E" "$tmp/arms.lua" "$tmp/abl" >"$tmp/out" 2>&1; rc=$?
 t "ablation: only the seed arm keeps the seed memory (the episodic arms run with use_memory=false)" '[ $rc -eq 0 ]'
-echo "1..$n"

@@ -270,7 +270,9 @@ describe("checkpoint.load refuses bad files", function()
     has(errmsg(checkpoint.load, p), "miss.safetensors: tensor rnn.bias_hh_l1 is missing")
     p = variant("shape.safetensors", function(_, meta)
       meta.config = meta.config:gsub('"hidden_size":12', '"hidden_size":16') end)
-    has(errmsg(checkpoint.load, p), "shape.safetensors: tensor rnn.weight_ih_l0 has shape 36x8, expected 48x8 (from the config)")
+    has(errmsg(checkpoint.load, p), "shape.safetensors: config.hidden_size is 16 but tensor rnn.weight_hh_l0 has columns 12")
+    p = variant("shape2.safetensors", function(t) t["fc1.weight"] = dm.zeros(12, 11) end)
+    has(errmsg(checkpoint.load, p), "shape2.safetensors: tensor fc1.weight has shape 12x11, expected 12x12 (from the config)")
     p = variant("dtype.safetensors", function(t) t["fc1.bias"] = t["fc1.bias"]:int() end)
     has(errmsg(checkpoint.load, p), "tensor fc1.bias has dtype int32, expected float32")
     p = variant("extra.safetensors", function(t) t["fc2.weight"] = dm.zeros(2, 2) end)
@@ -281,8 +283,8 @@ describe("checkpoint.load refuses bad files", function()
     has(errmsg(checkpoint.load, p), "'fc_query_memory.bias' is not a trained parameter")
     p = variant("json.safetensors", function(_, meta) meta.config = "{\"embedding_dim\": 8," end)
     has(errmsg(checkpoint.load, p), "metadata 'config' is not valid JSON")
-    p = variant("vocab.safetensors", function(_, meta) meta.vocab = '["a", "b"]' end)
-    has(errmsg(checkpoint.load, p), "config.vocab_size is 20 but the vocabulary has 2 tokens")
+    p = variant("vocab.safetensors", function(_, meta) meta.vocab = '["<pad>", "<unk>", "<sos>", "<eos>", "b"]' end)
+    has(errmsg(checkpoint.load, p), "config.vocab_size is 20 but the vocabulary has 5 tokens")
     p = variant("cfgkey.safetensors", function(_, meta)
       meta.config = meta.config:gsub('"dropout"', '"drop_out"') end)
     has(errmsg(checkpoint.load, p), "metadata 'config' has an unknown key 'drop_out'")
@@ -295,6 +297,82 @@ describe("checkpoint.load refuses bad files", function()
     local ck = checkpoint.load(good)
     has(errmsg(checkpoint.restore_optimizer, dm.optim.SGD(ck.net:parameters(), {lr = 0.1}), ck),
         "state is for AdamW, this optimizer is SGD")
+  end)
+
+  it("a config larger than the file's tensors is refused before anything is allocated", function()
+    -- The controller built from such a config would take gigabytes (2^27
+    -- slots: 17 GB) before the first shape is compared; the refusal must be
+    -- immediate and name the key and the tensor that fixes it.
+    local cases = {
+      {"memory_size", 1 << 27, "config.memory_size is 134217728 but tensor memory.keys has rows 6 (shape 6x8)"},
+      {"memory_size", 16777216, "config.memory_size is 16777216 but tensor memory.keys has rows 6"},
+      {"vocab_size", 1 << 26, "config.vocab_size is 67108864 but tensor embedding.weight has rows 20"},
+      {"embedding_dim", 1 << 24, "config.embedding_dim is 16777216 but tensor embedding.weight has columns 8"},
+      {"memory_embedding_dim", 1 << 24, "config.memory_embedding_dim is 16777216 but tensor memory.keys has columns 8"},
+      {"hidden_size", 1 << 20, "config.hidden_size is 1048576 but tensor rnn.weight_hh_l0 has columns 12"},
+      {"num_layers", 3, "config.num_layers is 3 but the file holds 2 GRU layers"},
+      {"memory_size", 1e300, "config.memory_size must be an integer, got 1e+300"},
+      {"hidden_size", 2.5, "config.hidden_size must be an integer, got 2.5"},
+    }
+    for i, c in ipairs(cases) do
+      local p = variant("big" .. i .. ".safetensors", function(_, meta)
+        local cfg = dm.json.decode(meta.config)
+        cfg[c[1]] = c[2]
+        if c[1] == "vocab_size" then meta.vocab = "[]" end
+        meta.config = dm.json.encode(cfg)
+      end)
+      local t0 = os.clock()
+      local msg = errmsg(checkpoint.load, p)
+      has(msg, "checkpoint.load: " .. p .. ": ")
+      has(msg, c[3])
+      assert.is_true(os.clock() - t0 < 0.5, c[1] .. ": the refusal took " .. (os.clock() - t0) .. " s")
+    end
+  end)
+
+  it("a vocabulary with specials out of place, repeated or odd tokens is refused", function()
+    local function with_vocab(name, edit, config_edit)
+      return variant(name, function(_, meta)
+        local v = vocab20()
+        edit(v)
+        meta.vocab = dm.json.encode(dm.json.array(v))
+        if config_edit then
+          local cfg = dm.json.decode(meta.config)
+          config_edit(cfg)
+          meta.config = dm.json.encode(cfg)
+        end
+      end)
+    end
+    local cases = {
+      {function(v) v[1], v[5] = v[5], v[1] end, 'vocab[1] (id 0) must be <pad>, got "w5"'},
+      {function(v) v[3] = "<start>" end, 'vocab[3] (id 2) must be <sos>, got "<start>"'},
+      {function(v) v[20] = "w7" end, 'vocab[20] "w7" repeats vocab[7]'},
+      {function(v) v[9] = "" end, "vocab[9] is an empty string"},
+      {function(v) v[9] = 9 end, "vocab[9] is not a string"},
+      {function(v) table.remove(v, 1) end, 'vocab[1] (id 0) must be <pad>, got "<unk>"',
+       function(cfg) cfg.vocab_size = 19 end},
+    }
+    for i, c in ipairs(cases) do
+      local p = with_vocab("voc" .. i .. ".safetensors", c[1], c[3])
+      local msg = errmsg(checkpoint.load, p)
+      has(msg, "checkpoint.load: " .. p .. ": " .. c[2])
+      assert.is_nil(msg:find("\n"), "one line: " .. msg)
+    end
+    local p = variant("vocobj.safetensors", function(_, meta) meta.vocab = '{"a": "b"}' end)
+    has(errmsg(checkpoint.load, p), "metadata 'vocab' must be a JSON array of tokens")
+    -- a vocabulary as the data module builds it, saved and loaded: accepted
+    assert.are.equal(20, #checkpoint.load(good).vocab)
+  end)
+
+  it("generate.lua reports a bad vocabulary in one line", function()
+    local p = variant("gen.safetensors", function(_, meta)
+      meta.vocab = meta.vocab:gsub('"<pad>"', '"<nothing>"') end)
+    local h = io.popen(("%s scripts/generate.lua --checkpoint %s --prime w5 2>&1; echo rc=$?"):format(
+      os.getenv("DRLMEM_EXE") or "./build/drlmem", p))
+    local out = h:read("a")
+    h:close()
+    has(out, 'vocab[1] (id 0) must be <pad>, got "<nothing>"')
+    has(out, "rc=1")
+    assert.is_nil(out:find("traceback", 1, true), out)
   end)
 
   it("truncated files are refused", function()

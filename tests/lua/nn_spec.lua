@@ -1,6 +1,7 @@
 -- nn_spec.lua: the Lua face of the layers (dm.nn): shapes, parameter names
 -- and order, views that write through to the module, gradient accumulation
--- and zero_grad, train/eval dropout, and the text of the errors. The
+-- and zero_grad, train/eval dropout, a finite-difference check of the GRU
+-- through the Lua surface, and the text of the errors. The
 -- numerics themselves are proven in tests/c/test_layers.c (finite
 -- differences) and tests/c/test_parity.c (PyTorch).
 local dm = require "drlmem"
@@ -226,6 +227,34 @@ describe("dm.nn.GRU", function()
     local y1, h1 = g:forward(dm.randn(5, 8))
     assert.are.same({5, 12}, y1:shape())
     assert.are.same({2, 12}, h1:shape())
+  end)
+
+  it("passes a finite-difference check of the input and every parameter gradient", function()
+    -- two layers, 4 timesteps, so the gradient flows back through time and
+    -- between layers; the loss sum(y .* R) gives every output its own weight
+    dm.manual_seed(11)
+    local g = dm.nn.GRU(3, 4, 2)
+    local x = dm.randn(2, 4, 3)
+    local R = dm.randn(2, 4, 4)
+    local function loss(v)
+      local y = g:forward(v)
+      return (y * R):sum()
+    end
+    local err = dm.checkgrad(function(v)
+      local l = loss(v)
+      g:zero_grad()
+      return l, g:backward(R)
+    end, x)
+    assert.is_true(err < 3e-3, "GRU input gradient: relative error " .. err)
+    for _, p in ipairs(g:parameters()) do
+      local e = dm.checkgrad(function()
+        local l = loss(x)
+        g:zero_grad()
+        g:backward(R)
+        return l, p.grad
+      end, p.value)
+      assert.is_true(e < 3e-3, ("GRU %s gradient: relative error %g"):format(p.name, e))
+    end
   end)
 
   it("names the layer and the shapes on a bad input", function()
