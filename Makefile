@@ -148,9 +148,12 @@ $(FUZZ_LUA_TARGETS:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuz
 	  $(BIND_OBJ) $(BUILD)/libdmcore.a $(LDLIBS)
 
 # --- user commands ----------------------------------------------------------
+# ARGS reach train.lua: `make train ARGS=--overwrite` replaces an earlier
+# run's results, `make train ARGS="--resume models/last.safetensors"` goes on.
+ARGS ?=
 train: all
 	./drlmem scripts/make_data.lua
-	./drlmem scripts/train.lua
+	./drlmem scripts/train.lua $(ARGS)
 
 bench: all
 	./drlmem scripts/bench.lua
