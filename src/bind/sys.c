@@ -3,7 +3,9 @@
  * (os.clock is CPU time, which OpenBLAS threads inflate; os.time has
  * one-second steps), whether a stream is a terminal (progress bar or plain
  * lines) and how wide it is (the bar fits one line), OpenBLAS's thread
- * count (the one thread pool of drlmem), and the crash-safe whole-file write of core/fileio.c for the text files the
+ * count (the one thread pool of drlmem) and which of its kernels it chose
+ * (benchmarks record it: the same build runs at half speed or double on
+ * another core type), and the crash-safe whole-file write of core/fileio.c for the text files the
  * scripts write (io.open + write + rename would report a full disk only at
  * a close nobody checks, and leave a torn file under the final name), and
  * what a training run needs to own its output folder: an flock with the
@@ -85,6 +87,21 @@ static int sys_set_num_threads(lua_State *L)
 static int sys_get_num_threads(lua_State *L)
 {
     lua_pushinteger(L, openblas_get_num_threads());
+    return 1;
+}
+
+/* dm.blas_info() -> {corename = "Haswell", config = "OpenBLAS 0.3.21 ...",
+ * num_threads = n}: the kernel set OpenBLAS picked at load time (from the
+ * CPU or OPENBLAS_CORETYPE) and its build line. */
+static int sys_blas_info(lua_State *L)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, openblas_get_corename());
+    lua_setfield(L, -2, "corename");
+    lua_pushstring(L, openblas_get_config());
+    lua_setfield(L, -2, "config");
+    lua_pushinteger(L, openblas_get_num_threads());
+    lua_setfield(L, -2, "num_threads");
     return 1;
 }
 
@@ -186,6 +203,7 @@ void dm_open_sys(lua_State *L)
         {"lock_file", sys_lock_file},
         {"pid_alive", sys_pid_alive},
         {"getpid", sys_getpid},
+        {"blas_info", sys_blas_info},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
