@@ -71,7 +71,7 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 EXE := $(BUILD)/drlmem
 SO  := $(BUILD)/drlmem.so
 
-.PHONY: all deps test test-c test-lua test-host test-asan train bench install clean fixtures fuzz fuzz-build
+.PHONY: all deps test test-c test-lua test-host test-asan train bench bench-counts blas-compare install clean fixtures fuzz fuzz-build
 
 all: $(EXE) $(SO) drlmem
 
@@ -155,8 +155,24 @@ train: all
 	./drlmem scripts/make_data.lua
 	./drlmem scripts/train.lua $(ARGS)
 
-bench: all
-	./drlmem scripts/bench.lua
+# The benchmarks' sgemm timer loads each BLAS with dlopen (see its header),
+# so it links against none of them and builds wherever the core does.
+BLAS_COMPARE := $(BUILD)/blas_compare
+$(BLAS_COMPARE): scripts/blas_compare.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -g -o $@ $< -ldl -lm
+test: $(BLAS_COMPARE)
+
+bench: all $(BLAS_COMPARE)
+	./drlmem scripts/bench.lua --blas-compare $(BLAS_COMPARE)
+
+# Instruction counts (callgrind) of one warm training and one eval step.
+bench-counts: all
+	./drlmem scripts/bench.lua --counts --batch 16
+
+# sgemm of OpenBLAS, BLIS and oneDNN on the training step's product shapes.
+blas-compare: all $(BLAS_COMPARE)
+	./drlmem scripts/blas_compare.lua --blas-compare $(BLAS_COMPARE)
 
 # Regenerates tests/fixtures from ../shared/reference/golden.py (needs torch).
 fixtures:

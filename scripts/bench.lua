@@ -1,56 +1,112 @@
 -- bench.lua: training and evaluation throughput of drlmem at the seed's
--- shapes, side by side with the PyTorch reference in the same session.
+-- shapes, against the PyTorch reference at its best, in the same session.
 --
---   drlmem scripts/bench.lua                      # V = 64 and 10000, 3 rounds
---   drlmem scripts/bench.lua --vocab 64 --rounds 5 --steps 20
---   drlmem scripts/bench.lua --one --vocab 64     # one measurement, one JSON line
+--   drlmem scripts/bench.lua                         # V 64,10000 x B 16,64, 3 rounds
+--   drlmem scripts/bench.lua --vocab 64 --batch 16 --rounds 5 --steps 10
+--   drlmem scripts/bench.lua --ref-settings t1-b2    # no calibration, one setting
+--   drlmem scripts/bench.lua --one --vocab 64        # one measurement, one JSON line
 --
 -- A training step is what scripts/train.lua does per batch: forward, the
 -- upstream loss (pads counted), zero_grad + backward, clip_grad_norm(1.0),
 -- AdamW(lr 0.01, weight decay 1e-4) and the memory write (0.1). An eval step
 -- is the eval-mode forward and the loss (no dlogits, as torch.no_grad).
--- Both reuse one logits and one dlogits buffer. Shapes are the seed's: batch 16,
--- sequence 100, embedding 128, memory 512 x 128, GRU 256 x 2; batches are
--- random tokens with trailing pads on a quarter of the rows, as the
--- reference's `bench` makes them. Each figure is the median step time over
--- --steps steps after --warmup steps, converted to tokens/s (B*T / median).
+-- Both reuse one logits and one dlogits buffer. Shapes are the seed's
+-- (sequence 100, embedding 128, memory 512 x 128, GRU 256 x 2) at each
+-- --vocab and --batch; batches are random tokens with trailing pads on a
+-- quarter of the rows, as the reference's `bench` makes them. Each figure
+-- is the median step time over --steps steps after --warmup steps, as
+-- tokens/s (B*T / median).
 --
--- Every measurement runs in a fresh process (so peak RSS is that
--- configuration's own), and drlmem and the reference alternate round by
--- round, so a noisy neighbour slows both: compare the ratio, which is the
--- median over rounds of drlmem/reference measured back to back. Threads:
--- both get the same OpenBLAS thread count (--threads, default 2 = this
--- machine's cores); the reference keeps torch's own intra-op pool at 1, as
--- its README advises, so the two pools do not spin against each other.
+-- The run has three phases, all in this one invocation:
+-- 1. Calibration: for each vocabulary and batch, the reference runs a few
+--    steps under each of its thread and allocator settings (--ref-settings):
+--    torch's intra-op pool at 1 with 1 or --threads OpenBLAS threads, or
+--    torch at --threads with OMP_WAIT_POLICY=PASSIVE (so its pool and
+--    OpenBLAS's do not spin against each other), each without and with
+--    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for
+--    malloc: PyTorch allocates its large activations afresh every step and
+--    pays page faults for them). The fastest setting per case (train and
+--    eval apart) is the one drlmem is compared with, and the table names it.
+-- 2. The limit: each distinct matrix-product shape of the cases
+--    (scripts/bench_products.lua) is timed alone through the same OpenBLAS
+--    with --threads threads (build/blas_compare). The sum over a step's
+--    products is the time a step would take if nothing but its sgemms cost
+--    anything; "fraction" is that time over the step's measured time, the
+--    share of the BLAS's reach an implementation achieves.
+-- 3. Rounds: drlmem and the reference (its chosen setting) alternate, each
+--    measurement in a fresh process (so peak RSS is that configuration's
+--    own), so a noisy neighbour slows both; the ratio drlmem/reference of a
+--    case is the median over rounds of back-to-back pairs, and the spread
+--    is the range of the per-round ratios.
+-- OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE stay as the environment sets them
+-- unless --blas-core names a core type, which then applies to both sides.
 local dm = require "drlmem"
-local argparse = require "argparse"
 
-local p = argparse("bench.lua", "drlmem vs PyTorch reference throughput")
-p:option("--vocab", "Vocabulary size(s), comma-separated.", "64,10000")
-p:option("--rounds", "Alternating rounds per vocabulary.", "3"):convert(tonumber)
-p:option("--steps", "Timed steps per measurement.", "10"):convert(tonumber)
-p:option("--warmup", "Untimed steps first.", "3"):convert(tonumber)
-p:option("--threads", "OpenBLAS threads for both.", "2"):convert(tonumber)
-p:option("--blas-core", "OPENBLAS_CORETYPE for both (e.g. SkylakeX); default: OpenBLAS's own detection.")
-p:option("--reference", "Path of reference.py.", "../shared/reference/reference.py")
-p:option("--json", "Append every measurement as a JSON line to this file.")
-p:flag("--one", "Measure drlmem once and print one JSON line (used internally).")
-p:flag("--no-reference", "Skip the PyTorch reference.")
-local args = p:parse(arg)
+local args = dm.cli.parse {
+  name = "bench.lua",
+  description = "drlmem vs PyTorch reference throughput, with the BLAS-alone limit.",
+  config = false,
+  options = function(p)
+    p:option("--vocab", "Vocabulary size(s), comma-separated.", "64,10000")
+    p:option("--batch", "Batch size(s), comma-separated.", "16,64")
+    p:option("--seq", "Sequence length (the seed's is 100).", "100")
+    p:option("--rounds", "Alternating rounds per case.", "3")
+    p:option("--steps", "Timed steps per measurement.", "5")
+    p:option("--warmup", "Untimed steps first.", "2")
+    p:option("--threads", "OpenBLAS threads for drlmem and for the BLAS-alone timing.", "2")
+    p:option("--blas-core", "OPENBLAS_CORETYPE for both sides (e.g. SkylakeX); default: as the environment sets it.")
+    p:option("--reference", "Path of reference.py.", "../shared/reference/reference.py")
+    p:option("--python", "Interpreter that runs the reference.", "/usr/bin/python3")
+    p:option("--ref-settings", "Reference settings to calibrate over, comma-separated, or all "
+      .. "(names: t1-b1, t1-bN, tN-passive with N = --threads, each also with +hugetlb).", "all")
+    p:option("--calib-steps", "Timed steps of each calibration run.", "2")
+    p:option("--blas-compare", "The blas_compare binary (default: next to the drlmem executable).")
+    p:option("--json", "Append every measurement as a JSON line to this file.")
+    p:flag("--one", "Measure drlmem once and print one JSON line (used internally).")
+    p:option("--one-count", "Run one warm step, then one counted step of train or eval (used internally by --counts).")
+      :choices{"train", "eval"}
+    p:flag("--counts", "Instruction counts of one training and one eval step per case under callgrind, instead of timings.")
+    p:option("--valgrind", "The valgrind executable for --counts.", "valgrind")
+    p:option("--count-modes", "Steps --counts counts, comma-separated (train, eval).", "train,eval")
+    p:flag("--no-reference", "Skip the PyTorch reference.")
+    p:flag("--no-limit", "Skip the BLAS-alone timing of the products.")
+  end,
+}
 
-local B, T, E, M, H, L = 16, 100, 128, 512, 256, 2
-
-local function now() return dm.clock() end
-
-local function peak_rss_mib()
-  local f = io.open("/proc/self/status")
-  if not f then return nil end
-  for line in f:lines() do
-    local kb = line:match("^VmHWM:%s+(%d+)")
-    if kb then f:close(); return tonumber(kb) / 1024 end
-  end
-  f:close()
+local function usage_error(msg)
+  io.stderr:write("bench.lua: ", msg, "\n")
+  os.exit(2)
 end
+
+local function positive_int(name, s, min)
+  local n = tonumber(s)
+  if not n or n ~= math.floor(n) or n < (min or 1) or n > 1e6 then
+    usage_error(string.format("--%s expects a whole number >= %d, got %q", name, min or 1, tostring(s)))
+  end
+  return math.tointeger(n)
+end
+
+local function int_list(name, s)
+  local out = {}
+  for item in tostring(s):gmatch("[^,]+") do out[#out + 1] = positive_int(name, item) end
+  if #out == 0 then usage_error("--" .. name .. " expects a comma-separated list of whole numbers") end
+  return out
+end
+
+local vocabs, batches = int_list("vocab", args.vocab), int_list("batch", args.batch)
+for _, V in ipairs(vocabs) do
+  if V < 5 then usage_error("--vocab: each size must be at least 5 (ids 0..3 are special), got " .. V) end
+end
+local T = positive_int("seq", args.seq)
+local rounds = positive_int("rounds", args.rounds)
+local steps = positive_int("steps", args.steps)
+local warmup = positive_int("warmup", args.warmup, 0)
+local threads = positive_int("threads", args.threads)
+local calib_steps = positive_int("calib-steps", args.calib_steps)
+local E, M, H, L = 128, 512, 256, 2
+
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/"
+local products = dofile(here .. "bench_products.lua")
 
 local function median(xs)
   local s = {}
@@ -62,8 +118,20 @@ local function median(xs)
   return (s[n // 2] + s[n // 2 + 1]) / 2
 end
 
+-- ---- one measurement (--one) ------------------------------------------------
+
+local function peak_rss_mib()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  for line in f:lines() do
+    local kb = line:match("^VmHWM:%s+(%d+)")
+    if kb then f:close(); return tonumber(kb) / 1024 end
+  end
+  f:close()
+end
+
 -- The reference's batches: tokens in [4, V), trailing 10% pads on B/4 rows.
-local function make_batch(V, g)
+local function make_batch(V, B, g)
   local x, y = dm.zeros({B, T}, "int32"), dm.zeros({B, T}, "int32")
   local lo = V > 8 and 4 or 1
   local npad = math.floor(T * 0.1)
@@ -77,36 +145,24 @@ local function make_batch(V, g)
   return x, y
 end
 
-local function measure_one(V)
+-- The model, optimizer, batches and the two step functions of one case.
+local function build_case(V, B)
   dm.manual_seed(0)
   local net = dm.Controller{vocab_size = V, embedding_dim = E, memory_size = M,
                             hidden_size = H, num_layers = L, dropout = 0.3,
                             output_activation = "gelu"}
   local opt = dm.optim.AdamW(net:parameters(), {lr = 0.01, weight_decay = 1e-4})
   local g = dm.Generator(0)
-  local batches = {}
-  for i = 1, 4 do batches[i] = {make_batch(V, g)} end
-  local res = {impl = "drlmem", vocab = V, batch = B, seq = T, threads = args.threads,
-               n_params = net:num_parameters()}
-  local function run(step)
-    local times = {}
-    for i = 1, args.warmup + args.steps do
-      local x, y = table.unpack(batches[(i - 1) % #batches + 1])
-      local t0 = now()
-      step(x, y)
-      if i > args.warmup then times[#times + 1] = now() - t0 end
-    end
-    return median(times)
-  end
+  local data = {}
+  for i = 1, 4 do data[i] = {make_batch(V, B, g)} end
   -- One logits buffer and one dlogits buffer for every step (B*T*V floats
-  -- each, 64 MB at V=10000), as scripts/train.lua does: allocating them
-  -- per step costs page faults and lets Lua's GC pile up garbage it cannot
-  -- see the size of.
+  -- each, 64 MB at V=10000 and B=16), as scripts/train.lua does: allocating
+  -- them per step costs page faults and lets Lua's GC pile up garbage it
+  -- cannot see the size of.
   local logits = dm.zeros({B, T, V}, "float32")
   local dlogits = dm.zeros({B, T, V}, "float32")
-  net:train()
-  local last_loss
-  local tr = run(function(x, y)
+  local c = {net = net, data = data}
+  function c.train_step(x, y)
     net:forward(x, logits)
     local loss = dm.nn.cross_entropy(logits, y, {out = dlogits})
     net:zero_grad()
@@ -114,25 +170,65 @@ local function measure_one(V)
     dm.clip_grad_norm(net, 1.0)
     opt:step()
     net:write_memory(0.1)
-    last_loss = loss
-  end)
-  net:eval()
-  local ev = run(function(x, y)
+    c.last_loss = loss
+  end
+  function c.eval_step(x, y)
     net:forward(x, logits)
     dm.nn.cross_entropy(logits, y, {grad = false})
-  end)
-  res.train = {median_step_s = tr, tokens_per_s = B * T / tr, last_loss = last_loss}
+  end
+  return c
+end
+
+local function measure_one(V, B)
+  local c = build_case(V, B)
+  local res = {impl = "drlmem", vocab = V, batch = B, seq = T, threads = dm.get_num_threads(),
+               n_params = c.net:num_parameters(), blas = dm.blas_info()}
+  local function run(step)
+    local times = {}
+    for i = 1, warmup + steps do
+      local x, y = table.unpack(c.data[(i - 1) % #c.data + 1])
+      local t0 = dm.clock()
+      step(x, y)
+      if i > warmup then times[#times + 1] = dm.clock() - t0 end
+    end
+    return median(times)
+  end
+  c.net:train()
+  local tr = run(c.train_step)
+  c.net:eval()
+  local ev = run(c.eval_step)
+  res.train = {median_step_s = tr, tokens_per_s = B * T / tr, last_loss = c.last_loss}
   res.eval = {median_step_s = ev, tokens_per_s = B * T / ev}
   res.peak_rss_mib = peak_rss_mib()
   return res
 end
 
-if args.one then
-  print(dm.json.encode(measure_one(tonumber(args.vocab))))
+-- --one-count MODE: one warm-up step, then one step of MODE inside a
+-- coroutine. Under `valgrind --tool=callgrind --collect-atstart=no
+-- --toggle-collect=lua_resume` (as --counts runs it) only that step is
+-- counted: lua_resume is on the C stack exactly while a coroutine runs, and
+-- nothing else in drlmem runs one.
+local function count_one(V, B, mode)
+  local c = build_case(V, B)
+  local step = mode == "train" and c.train_step or c.eval_step
+  if mode == "train" then c.net:train() else c.net:eval() end
+  step(table.unpack(c.data[1]))
+  coroutine.wrap(function() step(table.unpack(c.data[2])) end)()
+  print(dm.json.encode({vocab = V, batch = B, seq = T, mode = mode, blas = dm.blas_info()}))
+end
+
+if args.one or args.one_count then
+  if #vocabs ~= 1 or #batches ~= 1 then usage_error("--one and --one-count measure one --vocab and one --batch") end
+  if args.one then
+    print(dm.json.encode(measure_one(vocabs[1], batches[1])))
+  else
+    count_one(vocabs[1], batches[1], args.one_count)
+  end
   os.exit(0)
 end
 
--- ---- orchestration: fresh processes, alternating ---------------------------
+-- ---- orchestration -----------------------------------------------------------
+
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function exe_path()
@@ -142,61 +238,260 @@ local function exe_path()
   return arg[i]
 end
 
+local function file_exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Runs cmd; returns the decoded last line of its output (stdout and
+-- stderr) that is a JSON object, or nil and the whole output.
 local function run_json(cmd)
-  local f = io.popen(cmd, "r")
+  local f = io.popen(cmd .. " 2>&1", "r")
   local out = f:read("a")
   local ok = f:close()
-  local line = out:match("(%b{})%s*$")
+  -- The reference prints a summary line on stderr after its JSON line.
+  local line
+  for l in out:gmatch("[^\n]+") do
+    if l:match("^%s*{.*}%s*$") then line = l end
+  end
   if not ok or not line then return nil, out end
-  return dm.json.decode(line)
+  local decoded_ok, v = pcall(dm.json.decode, line)
+  if not decoded_ok then return nil, out end
+  return v
+end
+
+local jf = args.json and assert(io.open(args.json, "a"))
+local function log_json(kind, rec)
+  if jf then jf:write(dm.json.encode({phase = kind, result = rec}), "\n"); jf:flush() end
+end
+
+local function note(fmt, ...) io.stderr:write("bench: ", string.format(fmt, ...), "\n") end
+
+-- --blas-core: OpenBLAS 0.3.21 does not recognise some recent CPUs and
+-- falls back to older kernels; naming the core type selects others. Both
+-- implementations and the BLAS-alone timing get the same environment.
+local core_env = args.blas_core and "OPENBLAS_CORETYPE=" .. shell_quote(args.blas_core) .. " " or ""
+
+local cases = {}
+for _, V in ipairs(vocabs) do
+  for _, B in ipairs(batches) do cases[#cases + 1] = {V = V, B = B} end
+end
+
+-- ---- --counts: instruction counts under callgrind -------------------------
+-- One OpenBLAS thread: under valgrind the threads run one at a time, and
+-- the instructions a worker spins while it waits would vary run to run.
+-- The kernel OpenBLAS picks under valgrind can differ from the native one
+-- (valgrind's CPU model), so the table names it.
+if args.counts then
+  local modes = {}
+  for m in args.count_modes:gmatch("[^,]+") do
+    if m ~= "train" and m ~= "eval" then usage_error(string.format("--count-modes: expected train or eval, got %q", m)) end
+    modes[#modes + 1] = m
+  end
+  local out_file = os.tmpname()
+  local rows, kernel = {}, nil
+  for _, c in ipairs(cases) do
+    local row = {V = c.V, B = c.B}
+    for _, mode in ipairs(modes) do
+      local cmd = "OPENBLAS_NUM_THREADS=1 " .. core_env .. shell_quote(args.valgrind)
+        .. " --tool=callgrind --collect-atstart=no --toggle-collect=lua_resume --callgrind-out-file="
+        .. shell_quote(out_file) .. " " .. shell_quote(exe_path()) .. " " .. shell_quote(arg[0])
+        .. " --one-count " .. mode .. " --vocab " .. c.V .. " --batch " .. c.B .. " --seq " .. T
+      local r, err = run_json(cmd)
+      if not r then os.remove(out_file); dm.cli.die("callgrind run failed:\n" .. tostring(err)) end
+      kernel = r.blas.corename
+      local f = io.open(out_file)
+      local text = f and f:read("a") or ""
+      if f then f:close() end
+      local n = text:match("\nsummary:%s*(%d+)") or text:match("\ntotals:%s*(%d+)")
+      if not n then os.remove(out_file); dm.cli.die("no instruction total in callgrind's output " .. out_file) end
+      row[mode] = tonumber(n)
+      log_json("counts", {vocab = c.V, batch = c.B, seq = T, mode = mode, instructions = row[mode], kernel = kernel})
+      note("V=%d B=%d %s: %d instructions", c.V, c.B, mode, row[mode])
+    end
+    rows[#rows + 1] = row
+  end
+  os.remove(out_file)
+  if jf then jf:close() end
+  print(string.format("drlmem instruction counts %s (callgrind Ir of one warm step; T=%d E=D=%d M=%d H=%dx%d; "
+    .. "OpenBLAS 1 thread, kernel %s under valgrind)", os.date("!%Y-%m-%d %H:%M UTC"), T, E, M, H, L, kernel))
+  print("")
+  print("| case | train instructions | eval instructions |")
+  print("|---|---:|---:|")
+  for _, r in ipairs(rows) do
+    print(string.format("| V=%d B=%d | %s | %s |", r.V, r.B, r.train or "-", r.eval or "-"))
+  end
+  os.exit(0)
+end
+
+-- The reference's settings: name, torch intra-op threads, OpenBLAS threads
+-- and extra environment.
+local HUGETLB = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
+local all_settings = {}
+do
+  local base = {{"t1-b1", 1, 1, ""}}
+  if threads > 1 then
+    base[#base + 1] = {"t1-b" .. threads, 1, threads, ""}
+    base[#base + 1] = {"t" .. threads .. "-passive", threads, threads, "OMP_WAIT_POLICY=PASSIVE"}
+  end
+  for _, huge in ipairs{false, true} do
+    for _, s in ipairs(base) do
+      all_settings[#all_settings + 1] = {
+        name = s[1] .. (huge and "+hugetlb" or ""), torch_threads = s[2], blas_threads = s[3],
+        env = s[4] .. (huge and ((s[4] ~= "" and " " or "") .. HUGETLB) or "")}
+    end
+  end
+end
+local settings = {}
+if args.ref_settings == "all" then
+  settings = all_settings
+else
+  local by_name = {}
+  for _, s in ipairs(all_settings) do by_name[s.name] = s end
+  for name in args.ref_settings:gmatch("[^,]+") do
+    local s = by_name[name]
+    if not s then
+      local names = {}
+      for _, x in ipairs(all_settings) do names[#names + 1] = x.name end
+      usage_error(string.format("--ref-settings: unknown setting %q (with --threads %d: %s, or all)",
+        name, threads, table.concat(names, ", ")))
+    end
+    settings[#settings + 1] = s
+  end
 end
 
 local function have_reference()
   if args.no_reference then return false, "--no-reference" end
-  local f = io.open(args.reference)
-  if not f then return false, args.reference .. " not found" end
-  f:close()
-  local ok = os.execute("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1")
-  if not ok then return false, "/usr/bin/python3 cannot import torch (apt-get install python3-torch)" end
+  if not file_exists(args.reference) then return false, args.reference .. " not found" end
+  -- `flops` imports torch like `bench` does, and is quick.
+  local f = io.popen(shell_quote(args.python) .. " " .. shell_quote(args.reference) .. " flops --vocab 64 2>&1")
+  local out = f:read("a")
+  if not f:close() then
+    return false, args.python .. " " .. args.reference .. " flops failed (python3-torch installed?): "
+      .. tostring(out):gsub("%s+$", ""):sub(-300)
+  end
   return true
 end
 
 local ref_ok, why = have_reference()
-if not ref_ok then io.stderr:write("bench: PyTorch reference skipped: ", why, "\n") end
--- --blas-core: OpenBLAS 0.3.21 does not recognise some recent CPUs and
--- falls back to its SSE3 (Prescott) kernels; naming the core type selects
--- the right ones. Both implementations get the same environment.
-local env = "OPENBLAS_NUM_THREADS=" .. args.threads .. " "
-local core_env = args.blas_core and "OPENBLAS_CORETYPE=" .. shell_quote(args.blas_core) .. " " or ""
-env = env .. core_env
-local jf = args.json and assert(io.open(args.json, "a"))
-local summary = {}
-for v in tostring(args.vocab):gmatch("[^,]+") do
-  local V = tonumber(v)
-  local rows = {dm = {}, ref = {}, ratio_train = {}, ratio_eval = {}}
-  for round = 1, args.rounds do
-    local d, err = run_json(env .. shell_quote(exe_path()) .. " " .. shell_quote(arg[0]) ..
-      " --one --vocab " .. V .. " --steps " .. args.steps .. " --warmup " .. args.warmup ..
-      " --threads " .. args.threads)
-    if not d then error("bench: drlmem measurement failed:\n" .. tostring(err)) end
-    rows.dm[#rows.dm + 1] = d
-    if jf then jf:write(dm.json.encode(d), "\n") end
-    if ref_ok then
-      local r, rerr = run_json(core_env .. "/usr/bin/python3 " .. shell_quote(args.reference) ..
-        " bench --vocab " .. V .. " --batch " .. B .. " --seq " .. T .. " --steps " .. args.steps ..
-        " --warmup " .. args.warmup .. " --threads 1 --blas-threads " .. args.threads .. " 2>/dev/null")
-      if not r then error("bench: reference measurement failed:\n" .. tostring(rerr)) end
-      r.impl = "pytorch"
-      rows.ref[#rows.ref + 1] = r
-      rows.ratio_train[#rows.ratio_train + 1] = d.train.tokens_per_s / r.train.tokens_per_s
-      rows.ratio_eval[#rows.ratio_eval + 1] = d.eval.tokens_per_s / r.eval.tokens_per_s
-      if jf then jf:write(dm.json.encode(r), "\n") end
+if not ref_ok then note("PyTorch reference skipped: %s", why) end
+
+local function dm_measure(V, B)
+  local cmd = "OPENBLAS_NUM_THREADS=" .. threads .. " " .. core_env .. shell_quote(exe_path()) .. " "
+    .. shell_quote(arg[0]) .. " --one --vocab " .. V .. " --batch " .. B .. " --seq " .. T
+    .. " --steps " .. steps .. " --warmup " .. warmup
+  local d, err = run_json(cmd)
+  if not d then dm.cli.die("drlmem measurement failed:\n" .. tostring(err)) end
+  log_json("drlmem", d)
+  return d
+end
+
+local function ref_measure(V, B, s, nsteps, nwarm, phase)
+  local cmd = s.env .. (s.env ~= "" and " " or "") .. core_env .. shell_quote(args.python) .. " "
+    .. shell_quote(args.reference) .. " bench --vocab " .. V .. " --batch " .. B .. " --seq " .. T
+    .. " --steps " .. nsteps .. " --warmup " .. nwarm .. " --threads " .. s.torch_threads
+    .. " --blas-threads " .. s.blas_threads
+  local r, err = run_json(cmd)
+  if not r then dm.cli.die("reference measurement failed (" .. s.name .. "):\n" .. tostring(err)) end
+  r.impl, r.setting = "pytorch", s.name
+  log_json(phase, r)
+  return r
+end
+
+-- 1. calibration
+for _, c in ipairs(cases) do
+  if ref_ok then
+    if #settings == 1 then
+      c.ref_train, c.ref_eval = settings[1], settings[1]
+    else
+      c.calib = {}
+      local best = {}
+      for _, s in ipairs(settings) do
+        local r = ref_measure(c.V, c.B, s, calib_steps, 1, "calibration")
+        c.calib[#c.calib + 1] = {setting = s.name, train = r.train.tokens_per_s, eval = r.eval.tokens_per_s}
+        for _, mode in ipairs{"train", "eval"} do
+          if not best[mode] or r[mode].tokens_per_s > best[mode].tps then
+            best[mode] = {tps = r[mode].tokens_per_s, s = s}
+          end
+        end
+      end
+      c.ref_train, c.ref_eval = best.train.s, best.eval.s
+      note("V=%d B=%d calibrated: train %s, eval %s", c.V, c.B, c.ref_train.name, c.ref_eval.name)
     end
-    io.stderr:write(string.format("bench: V=%d round %d/%d done\n", V, round, args.rounds))
   end
-  summary[#summary + 1] = {V = V, rows = rows}
+end
+
+-- 2. the limit: every distinct product shape timed alone
+local function default_blas_compare()
+  local dir = exe_path():match("^(.*)/[^/]*$") or "."
+  for _, p in ipairs{dir .. "/blas_compare", dir .. "/build/blas_compare"} do
+    if file_exists(p) then return p end
+  end
+  return dir .. "/build/blas_compare"
+end
+local limit_ok = not args.no_limit
+local shape_time = {}
+local blas_alone_kernel
+if limit_ok then
+  local bc = args.blas_compare or default_blas_compare()
+  if not file_exists(bc) then
+    limit_ok = false
+    note("BLAS-alone limit skipped: %s not found (make %s)", bc, bc)
+  else
+    local lists = {}
+    for _, c in ipairs(cases) do
+      for _, mode in ipairs{"train", "eval"} do
+        lists[#lists + 1] = products.step{V = c.V, B = c.B, T = T, mode = mode}
+      end
+    end
+    local cmd = {core_env .. shell_quote(bc) .. " --lib openblas --threads " .. threads .. " --min-time 0.1"}
+    for _, key in ipairs(products.distinct(lists)) do cmd[#cmd + 1] = "--shape " .. key end
+    local f = io.popen(table.concat(cmd, " ") .. " 2>&1")
+    local out = f:read("a")
+    if not f:close() then dm.cli.die("blas_compare failed:\n" .. out) end
+    for line in out:gmatch("[^\n]+") do
+      local r = dm.json.decode(line)
+      shape_time[string.format("%dx%dx%d:%s%s", r.m, r.n, r.k, r.ta, r.tb)] = r.median_s
+      blas_alone_kernel = r.kernel
+      log_json("blas_alone", r)
+    end
+  end
+end
+for _, c in ipairs(cases) do
+  c.flops, c.limit_s = {}, {}
+  for _, mode in ipairs{"train", "eval"} do
+    local list = products.step{V = c.V, B = c.B, T = T, mode = mode}
+    c.flops[mode] = products.flops(list)
+    if limit_ok then
+      local t = 0
+      for _, p in ipairs(list) do t = t + p.count * assert(shape_time[products.shape_key(p)]) end
+      c.limit_s[mode] = t
+    end
+  end
+end
+
+-- 3. rounds
+for _, c in ipairs(cases) do
+  c.dm, c.ref = {}, {train = {}, eval = {}}
+  c.ratio = {train = {}, eval = {}}
+  for round = 1, rounds do
+    local d = dm_measure(c.V, c.B)
+    c.dm[#c.dm + 1] = d
+    if ref_ok then
+      local rt = ref_measure(c.V, c.B, c.ref_train, steps, warmup, "pytorch")
+      local re = rt
+      if c.ref_eval ~= c.ref_train then re = ref_measure(c.V, c.B, c.ref_eval, steps, warmup, "pytorch") end
+      c.ref.train[#c.ref.train + 1], c.ref.eval[#c.ref.eval + 1] = rt, re
+      c.ratio.train[#c.ratio.train + 1] = d.train.tokens_per_s / rt.train.tokens_per_s
+      c.ratio.eval[#c.ratio.eval + 1] = d.eval.tokens_per_s / re.eval.tokens_per_s
+    end
+    note("V=%d B=%d round %d/%d done", c.V, c.B, round, rounds)
+  end
 end
 if jf then jf:close() end
+
+-- ---- the table ----------------------------------------------------------------
 
 local function med_of(list, f)
   local xs = {}
@@ -204,21 +499,63 @@ local function med_of(list, f)
   return median(xs)
 end
 
-print(string.format("drlmem bench: B=%d T=%d E=D=%d M=%d H=%dx%d, OpenBLAS threads %d%s, median of %d rounds x %d steps",
-  B, T, E, M, H, L, args.threads, args.blas_core and (", core " .. args.blas_core) or "", args.rounds, args.steps))
-print(string.format("%-7s %-8s %14s %14s %12s", "vocab", "impl", "train tok/s", "eval tok/s", "peak RSS MiB"))
-for _, s in ipairs(summary) do
-  local function line(name, list)
-    if #list == 0 then return end
-    print(string.format("%-7d %-8s %14.0f %14.0f %12.0f", s.V, name,
-      med_of(list, function(r) return r.train.tokens_per_s end),
-      med_of(list, function(r) return r.eval.tokens_per_s end),
-      med_of(list, function(r) return r.peak_rss_mib end)))
+local function range_of(xs)
+  local lo, hi = math.huge, -math.huge
+  for _, x in ipairs(xs) do lo, hi = math.min(lo, x), math.max(hi, x) end
+  return lo, hi
+end
+
+local dm_kernel = cases[1].dm[1].blas.corename
+local ref_kernel, torch_version
+if ref_ok then
+  local r = cases[1].ref.train[1]
+  ref_kernel = r.openblas and (r.openblas.corename or r.openblas.error) or "?"
+  torch_version = r.torch
+end
+print(string.format("drlmem bench %s: T=%d E=D=%d M=%d H=%dx%d; drlmem OpenBLAS threads %d, "
+  .. "median of %d rounds x %d steps (%d warm-up)", os.date("!%Y-%m-%d %H:%M UTC"), T, E, M, H, L,
+  threads, rounds, steps, warmup))
+print(string.format("BLAS kernels: drlmem OpenBLAS %s%s%s%s", dm_kernel,
+  ref_ok and (", PyTorch " .. tostring(torch_version) .. " OpenBLAS " .. ref_kernel) or "",
+  limit_ok and (", BLAS-alone OpenBLAS " .. tostring(blas_alone_kernel) .. " x " .. threads .. " threads") or "",
+  args.blas_core and (" (OPENBLAS_CORETYPE=" .. args.blas_core .. ")") or ""))
+print("ratio = drlmem/PyTorch tokens/s (median over rounds; spread: per-round min-max); fraction = BLAS-alone time of the step's products / step time")
+print("")
+print("| case | drlmem tok/s | PyTorch tok/s | PyTorch setting | ratio | spread | GFLOP/step | BLAS-alone ms | fraction drlmem / PyTorch | peak RSS MiB drlmem / PyTorch |")
+print("|---|---:|---:|---|---:|---|---:|---:|---:|---:|")
+for _, c in ipairs(cases) do
+  for _, mode in ipairs{"train", "eval"} do
+    local d_tps = med_of(c.dm, function(r) return r[mode].tokens_per_s end)
+    local d_rss = med_of(c.dm, function(r) return r.peak_rss_mib end)
+    local d_step = med_of(c.dm, function(r) return r[mode].median_step_s end)
+    local ref_cells = {"-", "-", "-", "-"}
+    local r_frac, r_rss = "-", "-"
+    if ref_ok then
+      local rl = c.ref[mode]
+      local r_tps = med_of(rl, function(r) return r[mode].tokens_per_s end)
+      local r_step = med_of(rl, function(r) return r[mode].median_step_s end)
+      local lo, hi = range_of(c.ratio[mode])
+      ref_cells = {string.format("%.0f", r_tps), mode == "train" and c.ref_train.name or c.ref_eval.name,
+                   string.format("%.2f", median(c.ratio[mode])), string.format("%.2f-%.2f", lo, hi)}
+      if limit_ok then r_frac = string.format("%.2f", c.limit_s[mode] / r_step) end
+      r_rss = string.format("%.0f", med_of(rl, function(r) return r.peak_rss_mib end))
+    end
+    print(string.format("| V=%d B=%d %s | %.0f | %s | %s | %s | %s | %.3g | %s | %s / %s | %.0f / %s |",
+      c.V, c.B, mode, d_tps, ref_cells[1], ref_cells[2], ref_cells[3], ref_cells[4], c.flops[mode] / 1e9,
+      limit_ok and string.format("%.1f", c.limit_s[mode] * 1e3) or "-",
+      limit_ok and string.format("%.2f", c.limit_s[mode] / d_step) or "-", r_frac, d_rss, r_rss))
   end
-  line("drlmem", s.rows.dm)
-  line("pytorch", s.rows.ref)
-  if #s.rows.ratio_train > 0 then
-    print(string.format("%-7d %-8s %14.2f %14.2f", s.V, "ratio", median(s.rows.ratio_train),
-      median(s.rows.ratio_eval)))
+end
+local any_calib = false
+for _, c in ipairs(cases) do any_calib = any_calib or c.calib ~= nil end
+if any_calib then
+  print("")
+  print(string.format("Calibration (reference tokens/s, %d steps after 1 warm-up, one run per setting):", calib_steps))
+  for _, c in ipairs(cases) do
+    if c.calib then
+      local parts = {}
+      for _, x in ipairs(c.calib) do parts[#parts + 1] = string.format("%s %.0f/%.0f", x.setting, x.train, x.eval) end
+      print(string.format("  V=%d B=%d train/eval: %s", c.V, c.B, table.concat(parts, ", ")))
+    end
   end
 end
