@@ -163,12 +163,13 @@ $(BLAS_COMPARE): scripts/blas_compare.c
 	$(CC) -std=c11 -O2 -Wall -Wextra -g -o $@ $< -ldl -lm
 test: $(BLAS_COMPARE)
 
+# BENCH_ARGS narrows or points it, e.g. BENCH_ARGS="--vocab 64 --batch 16".
 bench: all $(BLAS_COMPARE)
-	./drlmem scripts/bench.lua --blas-compare $(BLAS_COMPARE)
+	./drlmem scripts/bench.lua --blas-compare $(BLAS_COMPARE) $(BENCH_ARGS)
 
 # Instruction counts (callgrind) of one warm training and one eval step.
 bench-counts: all
-	./drlmem scripts/bench.lua --counts --batch 16
+	./drlmem scripts/bench.lua --counts --batch 16 $(BENCH_ARGS)
 
 # sgemm of OpenBLAS, BLIS and oneDNN on the training step's product shapes.
 blas-compare: all $(BLAS_COMPARE)
