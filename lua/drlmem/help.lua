@@ -90,6 +90,7 @@ doc("dm.isatty", "dm.isatty([\"stdin\" | \"stdout\" | \"stderr\" | fd]) -> boole
 doc("dm.term_width", "dm.term_width([fd]) -> columns or nil", "The width of the terminal on fd (default stdout), else $COLUMNS, else nil.")
 doc("dm.set_num_threads", "dm.set_num_threads(n)", "OpenBLAS threads for every matrix product.")
 doc("dm.get_num_threads", "dm.get_num_threads() -> n", "OpenBLAS's current thread count.")
+doc("dm.blas_info", "dm.blas_info() -> {corename, config, num_threads}", "The kernel set OpenBLAS chose (e.g. Haswell), its build line and its thread count.")
 doc("dm.write_file", "dm.write_file(path, text)", "Replaces path with text atomically (temporary file, fsync, rename).")
 doc("dm.lock_file", "dm.lock_file(path) -> lock or nil, holder_pid", "An exclusive flock on path (lock:release()); nil and the holder's pid when another process has it.")
 doc("dm.pid_alive", "dm.pid_alive(pid) -> boolean", "Whether a process with this pid exists.")
