@@ -16,7 +16,7 @@ BUSTED  ?= busted
 
 PKG_CONFIG   ?= pkg-config
 INSTALL_DEPS ?= bash .ci/install-deps
-PKGS         := lua5.4 yaml-0.1 openblas jansson
+PKGS         := lua5.4 yaml-0.1 openblas jansson ompi-c
 
 # The compiler and linker flags come from pkg-config, which knows them only
 # once the Debian packages are installed. They are therefore not computed
@@ -36,7 +36,7 @@ $(CONFIG_MK): .ci/install-deps
 	@$(INSTALL_DEPS)
 	@mkdir -p $(BUILD)
 	@cflags=$$($(PKG_CONFIG) --cflags $(PKGS)) && libs=$$($(PKG_CONFIG) --libs $(PKGS)) \
-	  && solibs=$$($(PKG_CONFIG) --libs yaml-0.1 openblas jansson) \
+	  && solibs=$$($(PKG_CONFIG) --libs yaml-0.1 openblas jansson ompi-c) \
 	  || { echo "make: pkg-config does not know $(PKGS) even after .ci/install-deps" >&2; exit 1; }; \
 	  printf 'PKG_CFLAGS := %s\nPKG_LIBS := %s\nSO_LIBS := %s\n' "$$cflags" "$$libs" "$$solibs" > $@.tmp \
 	  && mv $@.tmp $@

@@ -73,5 +73,6 @@ void dm_open_safetensors(lua_State *L); /* dm.save/load_safetensors (safetensors
 void dm_open_json(lua_State *L);     /* dm.json (json.c) */
 void dm_open_sys(lua_State *L);      /* dm.clock, dm.isatty, dm.term_width, dm.set_num_threads, dm.write_file (sys.c) */
 void dm_open_controller(lua_State *L); /* dm.Controller (controller.c) */
+void dm_open_dist(lua_State *L);     /* dm.dist, MPI collectives (dist.c) */
 
 #endif

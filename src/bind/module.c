@@ -45,6 +45,7 @@ int luaopen_drlmem(lua_State *L)
     dm_open_json(L);
     dm_open_sys(L);
     dm_open_controller(L);
+    dm_open_dist(L);
 
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");

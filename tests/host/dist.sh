@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# dm.dist under mpirun: two ranks on this machine agree on rank and size,
+# allreduce (sum, mean, max, min; tensors, lists through buckets smaller
+# than the data, strided views, int32, numbers, weighted by scale) and
+# broadcast (tensors, strings, numbers) give the same, exactly known
+# results on both ranks, barrier waits for the slower rank, a mismatched
+# call fails on both ranks with a message and leaves the group usable,
+# finalize ends it; stock lua5.4 loading drlmem.so works under mpirun too.
+# A rank that exits (status 3) before a collective ends the job with that
+# status instead of hanging, and a rank that is alive but never joins makes
+# the other fail with a timeout message. One process without mpirun is a
+# world of one (tests/c/test_dist.c checks that it calls no MPI).
+# Every mpirun is bounded by `timeout` and kept on loopback and shared
+# memory: no test may let MPI pick another network interface. Prints TAP.
+. "$(dirname "$0")/tap.inc"
+
+if ! command -v mpirun >/dev/null; then
+  echo "not ok 1 - mpirun not found (openmpi-bin, installed by .ci/install-deps)"; exit 1
+fi
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader
+        --mca oob_tcp_if_include lo --mca btl_tcp_if_include lo)
+# mpi PROGRAM ARGS...: two ranks of PROGRAM, at most 30 s; $rc, $tmp/out, $secs.
+mpi() {
+  local t0=$SECONDS
+  timeout 30 "${MPIRUN[@]}" "$@" >"$tmp/out" 2>&1
+  rc=$?; secs=$((SECONDS - t0))
+}
+# both NAME: each of the two ranks printed "NAME ok".
+both() {
+  [ "$(grep -c "^$1 ok\$" "$tmp/out")" -eq 2 ] && return 0
+  grep "^$1 " "$tmp/out" | sed 's/^/#   /'; return 1
+}
+
+cat >"$tmp/checks.lua" <<'LUA'
+-- Prints "NAME ok" or "NAME FAIL detail" for each check, on every rank.
+local dist = dm.dist
+local function check(name, f)
+  local ok, err = pcall(f)
+  print(ok and (name .. " ok") or (name .. " FAIL " .. tostring(err)))
+end
+local function same(t, want)
+  local got = t:totable()
+  local function flat(x, out) for _, v in ipairs(x) do if type(v) == "table" then flat(v, out) else out[#out + 1] = v end end return out end
+  got, want = flat(got, {}), flat(want, {})
+  assert(#got == #want, ("%d values, want %d"):format(#got, #want))
+  for i = 1, #want do assert(got[i] == want[i], ("value %d is %s, want %s"):format(i, got[i], want[i])) end
+end
+local function err_of(f) local ok, e = pcall(f); assert(not ok, "expected an error"); return tostring(e) end
+
+local r, n = dist.init()
+check("rank_size", function()
+  assert(dist.available() and dist.initialized())
+  assert(n == 2 and dist.size() == 2 and dist.rank() == r, ("init gave %s %s"):format(r, n))
+  assert(dist.allreduce(r, "sum") == 1 and dist.allreduce(r, "max") == 1, "ranks are not 0 and 1")
+end)
+check("allreduce_sum_tensor", function()
+  local t = dm.tensor{1, 2, 3} * (r + 1)
+  assert(dist.allreduce(t) == t, "returns its argument")
+  same(t, {3, 6, 9})
+end)
+check("allreduce_mean_list_bucketed", function()
+  -- 5 + 1 + 6 + 6 float32 elements through 8-byte buckets (2 elements): a
+  -- tensor spans buckets; the transposed view is strided.
+  local a, b = dm.arange(1, 6) + 10 * r, dm.tensor{r}
+  local m = dm.tensor{{1, 2, 3}, {4, 5, 6}} * (2 * r + 1)
+  local tv = (dm.tensor{{1, 2}, {3, 4}, {5, 6}} * (r + 1)):t()
+  dist.allreduce({a, b, m, tv}, "mean", {bucket_bytes = 8})
+  same(a, {6, 7, 8, 9, 10}); same(b, {0.5}); same(m, {{2, 4, 6}, {8, 10, 12}})
+  same(tv, {{1.5, 4.5, 7.5}, {3, 6, 9}})
+end)
+check("allreduce_int32_mixed_list", function()
+  local f, i = dm.tensor{0.5}, dm.tensor({r + 1, 10 * (r + 1), -r}, "int32")
+  dist.allreduce({f, i}, "sum", {bucket_bytes = 4})
+  same(i, {3, 30, -1}); same(f, {1})
+  assert(i:dtype() == "int32")
+end)
+check("allreduce_max_min", function()
+  local x, y = dm.tensor{r, -r, 5}, dm.tensor{r, -r, 5}
+  dist.allreduce(x, "max"); dist.allreduce(y, "min")
+  same(x, {1, 0, 5}); same(y, {0, -1, 5})
+end)
+check("allreduce_numbers", function()
+  assert(dist.allreduce(r + 0.5, "mean") == 1)
+  local l = dist.allreduce({r, 1, 2.5}, "sum")
+  assert(l[1] == 1 and l[2] == 2 and l[3] == 5, table.concat(l, ","))
+end)
+check("allreduce_weighted_scale", function()
+  -- rank 0 holds 2 with weight 1/4, rank 1 holds 6 with weight 3/4
+  local t = dm.tensor{r == 0 and 2 or 6}
+  dist.allreduce(t, "sum", {scale = r == 0 and 0.25 or 0.75})
+  same(t, {5})
+end)
+check("broadcast_tensors", function()
+  local a, b = dm.full({2, 3}, r), dm.tensor({r, r}, "int32")
+  dist.broadcast({a, b}, 1, {bucket_bytes = 4})
+  same(a, {{1, 1, 1}, {1, 1, 1}}); same(b, {1, 1})
+end)
+check("broadcast_values", function()
+  assert(dist.broadcast(r == 0 and "vocab\0bytes" or nil) == "vocab\0bytes")
+  assert(dist.broadcast(r == 1 and ("x"):rep(100000) or "other", 1) == ("x"):rep(100000))
+  assert(dist.broadcast(r == 0 and 42 or nil) == 42 and math.type(dist.broadcast(42)) == "integer")
+  assert(dist.broadcast(r == 0 and 0.25 or 7) == 0.25)
+  assert(dist.broadcast(r == 0) == true and dist.broadcast(nil) == nil)
+end)
+check("barrier_waits", function()
+  local t0 = dm.clock()
+  if r == 1 then while dm.clock() < t0 + 0.4 do end end
+  dist.barrier()
+  assert(r == 1 or dm.clock() - t0 > 0.3, "rank 0 left the barrier before rank 1 came")
+end)
+check("mismatch_fails_on_both", function()
+  local e = err_of(function() dist.allreduce(dm.zeros(3 + r)) end)
+  assert(e:find("the ranks passed different tensors", 1, true), e)
+  e = err_of(function() dist.broadcast(dm.zeros(2), r) end)
+  assert(e:find("different", 1, true), e)
+  same(dist.allreduce(dm.ones(2)), {2, 2}) -- still usable
+end)
+check("bad_input", function()
+  local e = err_of(function() dist.allreduce(dm.ones(2), "avg") end)
+  assert(e:find('op must be "sum", "mean", "max" or "min", got avg', 1, true), e)
+  e = err_of(function() dist.broadcast(dm.ones(2), 2) end)
+  assert(e:find("root 2 is not a rank (0..1)", 1, true), e)
+  e = err_of(function() dist.allreduce({dm.ones(2), "x"}) end)
+  assert(e:find("element 2 of the list: expected Tensor, got string", 1, true), e)
+  e = err_of(function() dist.allreduce(dm.ones({2}, "int32"), "mean") end)
+  assert(e:find("op mean of int32", 1, true), e)
+end)
+check("finalize", function()
+  dist.finalize(); dist.finalize()
+  local e = err_of(function() dist.allreduce(dm.ones(2)) end)
+  assert(e:find("finalized", 1, true), e)
+end)
+LUA
+mpi "$E" "$tmp/checks.lua"
+t "mpirun -np 2 drlmem: the job ends with status 0 within 30 s" '[ $rc -eq 0 ] && clean'
+for c in rank_size allreduce_sum_tensor allreduce_mean_list_bucketed allreduce_int32_mixed_list \
+         allreduce_max_min allreduce_numbers allreduce_weighted_scale broadcast_tensors \
+         broadcast_values barrier_waits mismatch_fails_on_both bad_input finalize; do
+  t "both ranks: $c" "both $c"
+done
+
+cat >"$tmp/stock.lua" <<'LUA'
+local dm = require "drlmem"
+local t = dm.tensor{1, 2} * (dm.dist.rank() + 1)
+dm.dist.allreduce(t)
+print(("stock %d/%d %g %g"):format(dm.dist.rank(), dm.dist.size(), t:get(1), t:get(2)))
+LUA
+if [ "${SAN:-}" = "1" ]; then
+  # Stock lua5.4 needs the sanitizer runtime preloaded, which mpirun's
+  # helper processes must not get: the plain build checks drlmem.so.
+  ok 0 "stock lua5.4 with drlmem.so under mpirun (checked by the plain build)"
+else
+  mpi env LUA_CPATH="$(realpath "${DRLMEM_BUILD:-build}")/?.so;;" LUA_PATH="$root/lua/?.lua;;" lua5.4 "$tmp/stock.lua"
+  t "stock lua5.4 requiring drlmem.so runs 2 ranks and allreduces" \
+    '[ $rc -eq 0 ] && grep -q "^stock 0/2 3 6$" "$tmp/out" && grep -q "^stock 1/2 3 6$" "$tmp/out"'
+fi
+
+cat >"$tmp/dies.lua" <<'LUA'
+dm.dist.init()
+if dm.dist.rank() == 1 then os.exit(3) end
+dm.dist.allreduce(dm.ones(4))
+print("rank 0 passed the allreduce alone")
+LUA
+mpi "$E" "$tmp/dies.lua"
+t "a rank that exits with 3 before a collective ends the job with status 3, not a hang" \
+  '[ $rc -eq 3 ] && [ $secs -lt 20 ] && ! grep -q "passed the allreduce alone" "$tmp/out"'
+t "mpirun names the rank that died and its exit code" \
+  'grep -q "exited with non-zero status" "$tmp/out" && grep -qE "Exit code: +3" "$tmp/out"'
+
+cat >"$tmp/stuck.lua" <<'LUA'
+dm.dist.init{timeout = 1}
+if dm.dist.rank() == 1 then local t0 = dm.clock(); while dm.clock() < t0 + 20 do end end
+dm.dist.allreduce(dm.ones(4))
+LUA
+mpi "$E" "$tmp/stuck.lua"
+t "a rank that never joins: the other fails after its 1 s timeout and the job ends" \
+  '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $secs -lt 15 ]'
+t "the timeout says which collective, how long, which rank and what to suspect" \
+  'grep -q "dist: allreduce did not complete within 1 s on rank 0 of 2: another rank has stopped, died or is not calling the same collective" "$tmp/out"'
+
+cat >"$tmp/single.lua" <<'LUA'
+local r, n = dm.dist.init()
+local t = dm.tensor{1, 2}
+dm.dist.allreduce(t, "mean"); dm.dist.allreduce(t, "sum", {scale = 0.5}); dm.dist.barrier()
+print(dm.dist.available(), r, n, dm.dist.rank(), dm.dist.size(), t:get(1), t:get(2),
+      dm.dist.broadcast("s"), dm.dist.allreduce(3, "max"))
+dm.dist.finalize()
+LUA
+env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$tmp/single.lua" >"$tmp/out" 2>&1; rc=$?
+t "without mpirun: a world of one, rank 0 of 1, collectives return the data (scaled)" \
+  '[ $rc -eq 0 ] && [ "$(cat "$tmp/out")" = "$(printf "false\t0\t1\t0\t1\t0.5\t1.0\ts\t3.0")" ]'
+echo "1..$n"
