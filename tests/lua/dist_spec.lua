@@ -1,0 +1,78 @@
+-- dist_spec.lua: dm.dist in one process without mpirun, the way every
+-- plain run and busted see it: a world of one (rank 0, size 1) whose
+-- collectives and data-parallel helpers (lua/drlmem/dist.lua) leave the
+-- numbers as they are, and the error texts of bad arguments. The
+-- collectives across ranks are tests/host/dist.sh, under mpirun. No
+-- finalize here: specs share one process, and MPI cannot restart.
+local dm = require "drlmem"
+local err_of, flat = require("helpers").err_of, require("helpers").flat
+
+local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12, dropout = 0}
+
+local function has(s, sub)
+  assert(s:find(sub, 1, true), ("expected %q to contain %q"):format(s, sub))
+end
+
+describe("dm.dist without mpirun", function()
+  it("is a world of one that calls no MPI", function()
+    assert.is_false(dm.dist.available())
+    local r, n = dm.dist.init()
+    assert.are.same({0, 1}, {r, n})
+    assert.are.same({0, 1}, {dm.dist.rank(), dm.dist.size()})
+    assert.is_true(dm.dist.initialized())
+  end)
+
+  it("returns the data of its one rank from every collective", function()
+    local t = dm.tensor{1.5, -2}
+    assert.are.equal(t, dm.dist.allreduce(t, "mean"))
+    assert.are.same({1.5, -2}, flat(t))
+    dm.dist.allreduce({t}, "sum", {scale = 2})
+    assert.are.same({3, -4}, flat(t))
+    assert.are.equal(7, dm.dist.allreduce(7, "max"))
+    assert.are.same({1, 2}, dm.dist.allreduce({1, 2}, "min"))
+    assert.are.equal("s", dm.dist.broadcast("s"))
+    assert.are.equal(t, dm.dist.broadcast(t))
+    dm.dist.barrier()
+  end)
+
+  it("leaves gradients and weights as they are in the helpers", function()
+    dm.manual_seed(3)
+    local net = dm.Controller(CFG)
+    local x = dm.tensor({{2, 5, 7}, {3, 4, 0}}, "int32")
+    local _, dl, count = dm.nn.cross_entropy(net:forward(x), x, {ignore_index = 0})
+    net:backward(dl)
+    local before = {}
+    for i, p in ipairs(net:parameters()) do before[i] = {p.value:clone(), p.grad and p.grad:clone()} end
+    assert.are.equal(5, dm.dist.average_gradients(net, {count = count, bucket_bytes = 64}))
+    assert.is_nil(dm.dist.average_gradients(net))
+    dm.dist.broadcast_parameters(net)
+    for i, p in ipairs(net:parameters()) do
+      assert.are.same(flat(before[i][1]), flat(p.value), p.name)
+      if p.grad then assert.are.same(flat(before[i][2]), flat(p.grad), p.name) end
+    end
+  end)
+
+  it("says what is wrong with its arguments", function()
+    has(err_of(dm.dist.allreduce, dm.ones(2), "avg"),
+        'dist.allreduce: argument 2: op must be "sum", "mean", "max" or "min", got avg')
+    has(err_of(dm.dist.allreduce, "x"),
+        "dist.allreduce: argument 1: expected a Tensor, a list of Tensors, a number or a list of numbers, got string")
+    has(err_of(dm.dist.allreduce, {dm.ones(2), 3}), "element 2 of the list: expected Tensor, got number")
+    has(err_of(dm.dist.allreduce, {1, "x"}), "element 2 of the list: expected number, got string")
+    has(err_of(dm.dist.allreduce, dm.ones(2), "sum", {bucket = 4}),
+        "dist.allreduce: unknown option 'bucket' (known: bucket_bytes, scale)")
+    has(err_of(dm.dist.allreduce, dm.ones(2), "sum", {bucket_bytes = 0}),
+        "option bucket_bytes: expected a positive integer, got 0")
+    has(err_of(dm.dist.allreduce, dm.ones(2), "max", {scale = 2}),
+        "scale applies to float32 sum and mean only (tensor 1 is float32, op max)")
+    has(err_of(dm.dist.broadcast, dm.ones(2), 1), "dist.broadcast: root 1 is not a rank (0..0)")
+    has(err_of(dm.dist.broadcast, {}, 0, {scale = 1}), "unknown option 'scale' (known: bucket_bytes)")
+    has(err_of(dm.dist.broadcast, print), "expected a Tensor, a list of Tensors, a number, a string, a boolean or nil, got function")
+    has(err_of(dm.dist.init, {timout = 3}), "dist.init: unknown option 'timout' (known: timeout)")
+    has(err_of(dm.dist.init, {timeout = -1}), "option timeout: expected seconds >= 0")
+    has(err_of(dm.dist.average_gradients, {}), "dist.average_gradients: argument 1: expected a model with :parameters()")
+    local net = dm.nn.Linear(2, 2)
+    has(err_of(dm.dist.average_gradients, net, {count = -1}), "option count: expected a number >= 0, got -1")
+    has(err_of(dm.dist.average_gradients, net, {bucket = 1}), "unknown option 'bucket' (known: bucket_bytes, count)")
+  end)
+end)
