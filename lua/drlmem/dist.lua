@@ -2,19 +2,41 @@
 -- collectives (src/bind/dist.c), in the pattern of Horovod and PyTorch DDP:
 -- every rank holds the same model, computes gradients on its own shard of
 -- the global batch, and the gradients are averaged in place after backward
--- and before clipping and the optimizer step.
+-- and before clipping and the optimizer step. One training step on N ranks:
 --
---   dm.dist.broadcast_parameters(net [, root])   every rank starts from
---       root's weights (every value of net:parameters())
---   dm.dist.average_gradients(net [, {bucket_bytes =, count =}]) -> count
---       the gradients of net:parameters() become their mean over the ranks,
---       one in-place allreduce per bucket (default 4 MiB). With count (the
---       number of targets this rank's loss averaged over, e.g. the
---       non-pad tokens cross_entropy returns), each rank's gradient is
---       weighted by count / (sum of counts), so the result is the gradient
---       of the mean loss over all the global batch's targets, as one
---       process on the whole batch computes it, even when pads make the
---       ranks' counts differ. Returns the global count (nil without count).
+--   local xs, ys = dm.dist.shard(x, y)            -- this rank's rows
+--   local loss, dlogits, count = 0, nil, 0
+--   if xs then loss, dlogits, count = criterion(net:forward(xs), ys, 1 / acc) end
+--   local w, total, mean_loss = dm.dist.target_weight(count, loss)
+--   if xs and count > 0 then dlogits:mul_(w); net:backward(dlogits) end
+--   ... every acc batches:
+--   dm.dist.average_gradients(net)                -- then clip, step, zero_grad
+--
+-- Every rank calls every collective (target_weight, average_gradients),
+-- also when its shard is empty or all pads.
+--
+--   dm.dist.shard(x, y) -> x_r, y_r   rank r's rows of the global batch
+--       (B rows): consecutive blocks of ceil(B / size) rows in rank order
+--       (views; nil, nil when the last, smaller batch leaves none)
+--   dm.dist.target_weight(count [, loss]) -> weight, total, mean_loss
+--       count: the targets this rank's loss is a mean over (cross_entropy's
+--       count); total: their sum over the ranks; weight = size * count /
+--       total (0 when total is 0) turns this rank's mean-loss gradient into
+--       its share, so that after average_gradients the gradient is that of
+--       the mean loss over all the global batch's targets, as one process
+--       on the whole batch computes it, even when pads make the counts
+--       differ; mean_loss: that global mean (nil without loss). One
+--       allreduce of two numbers.
+--   dm.dist.average_gradients(net [, {bucket_bytes =}])
+--       the gradients of net:parameters() become their mean over the
+--       ranks, one in-place allreduce per bucket (default 4 MiB)
+--   dm.dist.broadcast_parameters(net [, root])   every rank takes root's
+--       weights (every value of net:parameters())
+--   dm.dist.any(flag) -> boolean   true on every rank when it is true on
+--       one (a stop request seen by one rank stops all at the same step)
+--   dm.dist.assert_same(what, s)   raises on every rank, naming what and
+--       the first rank that differs, unless every rank's string s equals
+--       rank 0's (vocabulary, split order, config derived on each rank)
 --
 -- These keys are found through dm.dist (whose __index loads this file), so
 -- scripts write dm.dist.average_gradients(net).
@@ -64,24 +86,53 @@ function M.average_gradients(net, opts)
   check_net("dist.average_gradients", net)
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "bucket_bytes" and k ~= "count" then
-      error(("dist.average_gradients: unknown option '%s' (known: bucket_bytes, count)"):format(k), 2)
+    if k ~= "bucket_bytes" then
+      error(("dist.average_gradients: unknown option '%s' (known: bucket_bytes)"):format(tostring(k)), 2)
     end
   end
-  local ropts = {bucket_bytes = opts.bucket_bytes}
-  if opts.count == nil then
-    dist.allreduce(grads(net), "mean", ropts)
-    return nil
-  end
-  local count = opts.count
+  dist.allreduce(grads(net), "mean", {bucket_bytes = opts.bucket_bytes})
+end
+
+function M.target_weight(count, loss)
   if type(count) ~= "number" or count < 0 then
-    error(("dist.average_gradients: option count: expected a number >= 0, got %s"):format(tostring(count)), 2)
+    error(("dist.target_weight: argument 1: expected a count >= 0, got %s"):format(tostring(count)), 2)
   end
-  local total = dist.allreduce(count, "sum")
-  -- No target anywhere: every rank's gradient is zero already.
-  ropts.scale = total > 0 and count / total or 0
-  dist.allreduce(grads(net), "sum", ropts)
-  return total
+  if loss ~= nil and type(loss) ~= "number" then
+    error(("dist.target_weight: argument 2: expected a loss (number) or nil, got %s"):format(type(loss)), 2)
+  end
+  -- A shard without targets has a NaN loss: it adds nothing to the sum.
+  local sums = dist.allreduce({count, count > 0 and (loss or 0) * count or 0}, "sum")
+  local total = sums[1]
+  local weight = total > 0 and dist.size() * count / total or 0
+  local mean_loss = loss ~= nil and (total > 0 and sums[2] / total or 0 / 0) or nil
+  return weight, total, mean_loss
+end
+
+function M.shard(x, y)
+  local B = x:size(1)
+  local size, rank = dist.size(), dist.rank()
+  if size == 1 then return x, y end
+  local per = (B + size - 1) // size
+  local first = rank * per
+  local len = math.min(per, B - first)
+  if len <= 0 then return nil, nil end
+  return x:narrow(1, first + 1, len), y and y:narrow(1, first + 1, len)
+end
+
+function M.any(flag)
+  return dist.allreduce(flag and 1 or 0, "max") > 0
+end
+
+function M.assert_same(what, s)
+  if type(s) ~= "string" then
+    error(("dist.assert_same: argument 2: expected a string, got %s"):format(type(s)), 2)
+  end
+  local ref = dist.broadcast(s, 0)
+  -- the lowest differing rank, or size when all agree; known to every rank
+  local first = dist.allreduce(ref == s and dist.size() or dist.rank(), "min")
+  if first < dist.size() then
+    error(("dist: the ranks disagree on %s (rank %d's differs from rank 0's)"):format(what, first), 2)
+  end
 end
 
 return M

@@ -142,21 +142,22 @@ done
 cat >"$tmp/grads.lua" <<'LUA'
 -- Data parallel = one process on the whole batch. Each rank starts from
 -- its own weights; broadcast_parameters gives both rank 0's, which equal a
--- reference net (same seed) that every rank trains alone on the full batch
--- of 4. The ranks take rows 1-2 and 3-4, whose pads make their target
--- counts 8 and 7; average_gradients weighted by the counts (through
--- 256-byte buckets) gives the reference's gradient, clipping and AdamW
--- follow, for 3 steps. Dropout 0; the memory write is left out (each
--- rank's write would use its own shard's means). Tolerance: float32
--- reduction order, 1e-5 of each tensor's max |value| (measured: gradients
--- within 7e-7, weights within 2.1e-6).
+-- reference net (same seed) that every rank also trains alone on the
+-- whole global batches. The ranks take their dist.shard of each global
+-- batch of 4 (rows 1-2 and 3-4, whose pads make their target counts
+-- differ), weight their loss gradient by dist.target_weight, average
+-- through 256-byte buckets, then clip and step AdamW, for 3 steps; with
+-- accumulation 2, two global batches make each step. Dropout 0; the memory
+-- write is left out (each rank's write would use its own shard's means).
+-- Tolerance: float32 reduction order, 1e-5 of each tensor's max |value|
+-- (measured: gradients within 1.3e-6, weights within 2.8e-6).
 local dist = dm.dist
 local r = dist.init()
 local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
              num_layers = 2, dropout = 0}
-local X = {{2, 5, 7, 3, 9}, {2, 9, 4, 0, 0}, {3, 3, 8, 11, 12}, {2, 6, 0, 0, 0}}
-local function batch(rows) local t = {} for i, k in ipairs(rows) do t[i] = X[k] end return dm.tensor(t, "int32") end
-local full, shard = batch{1, 2, 3, 4}, batch(r == 0 and {1, 2} or {3, 4})
+local X = {{2, 5, 7, 3, 9}, {2, 9, 4, 0, 0}, {3, 3, 8, 11, 12}, {2, 6, 0, 0, 0},
+           {4, 4, 0, 0, 0}, {7, 1, 9, 13, 0}, {5, 5, 5, 5, 5}, {6, 17, 0, 0, 0}}
+local function rows(a, b) local t = {} for k = a, b do t[#t + 1] = X[k] end return dm.tensor(t, "int32") end
 local function rel(a, b) local s = b:abs():max(); return (a - b):abs():max() / (s > 0 and s or 1) end
 local function worst(pa, pb, key)
   local w, name = 0, "-"
@@ -166,54 +167,91 @@ local function worst(pa, pb, key)
   return w, name
 end
 local function check(name, ok, detail) print(name .. (ok and " ok" or (" FAIL " .. detail))) end
-dm.manual_seed(7)
-local ref = dm.Controller(CFG)
-dm.manual_seed(r == 0 and 7 or 99)
-local net = dm.Controller(CFG)
-local rp, np = ref:parameters(), net:parameters()
-local before = worst(np, rp, "value")
-dist.broadcast_parameters(net)
-local after = worst(np, rp, "value")
-check("broadcast_parameters", (r == 0 or before > 0.1) and after == 0, ("before %g after %g"):format(before, after))
-local opts = {lr = 0.01, weight_decay = 1e-4}
-local ropt, opt = dm.optim.AdamW(ref:parameters(), opts), dm.optim.AdamW(net:parameters(), opts)
-local gw, pw, gname, pname, totals = 0, 0, "", "", {}
-for step = 1, 3 do
-  ref:zero_grad(); net:zero_grad()
-  local _, dl = dm.nn.cross_entropy(ref:forward(full), full, {ignore_index = 0})
-  ref:backward(dl)
-  local _, dls, count = dm.nn.cross_entropy(net:forward(shard), shard, {ignore_index = 0})
-  net:backward(dls)
-  totals[step] = dist.average_gradients(net, {count = count, bucket_bytes = 256})
-  local e, name = worst(np, rp, "grad")
-  if e > gw then gw, gname = e, name end
-  dm.clip_grad_norm(ref, 1.0); dm.clip_grad_norm(net, 1.0)
-  ropt:step(); opt:step()
-  e, name = worst(np, rp, "value")
-  if e > pw then pw, pname = e, name end
+local function nets()
+  dm.manual_seed(7)
+  local ref = dm.Controller(CFG)
+  dm.manual_seed(r == 0 and 7 or 99)
+  return ref, dm.Controller(CFG)
 end
-check("count_weighted_gradients", gw <= 1e-5 and totals[3] == 15, ("%g in %s, total %s"):format(gw, gname, totals[3]))
-check("three_steps_weights", pw <= 1e-5, ("%g in %s"):format(pw, pname))
--- the ranks hold bit-identical weights (same averaged gradient, same step)
-local copy = {}
-for i, p in ipairs(np) do copy[i] = p.value:clone() end
-dist.broadcast(copy, 1)
-local same = true
-for i, p in ipairs(np) do same = same and (copy[i] - p.value):abs():max() == 0 end
-check("ranks_identical", same, "weights differ between ranks")
--- an unweighted mean is not the full batch's gradient when counts differ
-ref:zero_grad(); net:zero_grad()
-local _, dl = dm.nn.cross_entropy(ref:forward(full), full, {ignore_index = 0})
-ref:backward(dl)
-local _, dls = dm.nn.cross_entropy(net:forward(shard), shard, {ignore_index = 0})
-net:backward(dls)
+-- one micro-batch: the reference on all of x, the rank on its shard
+local function micro(ref, net, x, acc, weighted)
+  local _, dl = dm.nn.cross_entropy(ref:forward(x), x, {ignore_index = 0, scale = 1 / acc})
+  ref:backward(dl)
+  local xs = dist.shard(x)
+  local _, dls, count = dm.nn.cross_entropy(net:forward(xs), xs, {ignore_index = 0, scale = 1 / acc})
+  local w, total = dist.target_weight(count)
+  if weighted then dls:mul_(w) end
+  net:backward(dls)
+  return total
+end
+local function train(acc)
+  local ref, net = nets()
+  local rp, np = ref:parameters(), net:parameters()
+  local before = worst(np, rp, "value")
+  dist.broadcast_parameters(net)
+  local after = worst(np, rp, "value")
+  local opts = {lr = 0.01, weight_decay = 1e-4}
+  local ropt, opt = dm.optim.AdamW(ref:parameters(), opts), dm.optim.AdamW(net:parameters(), opts)
+  local gw, pw, gname, pname, totals = 0, 0, "", "", {}
+  for step = 1, 3 do
+    ref:zero_grad(); net:zero_grad()
+    for k = 1, acc do
+      local first = ((step - 1) * acc + k - 1) % 2 * 4 + 1
+      totals[#totals + 1] = math.tointeger(micro(ref, net, rows(first, first + 3), acc, true))
+    end
+    dist.average_gradients(net, {bucket_bytes = 256})
+    local e, name = worst(np, rp, "grad")
+    if e > gw then gw, gname = e, name end
+    dm.clip_grad_norm(ref, 1.0); dm.clip_grad_norm(net, 1.0)
+    ropt:step(); opt:step()
+    e, name = worst(np, rp, "value")
+    if e > pw then pw, pname = e, name end
+  end
+  -- the ranks hold bit-identical weights (same averaged gradient, same step)
+  local copy = {}
+  for i, p in ipairs(np) do copy[i] = p.value:clone() end
+  dist.broadcast(copy, 1)
+  local same = true
+  for i, p in ipairs(np) do same = same and (copy[i] - p.value):abs():max() == 0 end
+  return {before = before, after = after, gw = gw, gname = gname, pw = pw, pname = pname,
+          totals = table.concat(totals, " "), same = same}
+end
+local a1 = train(1)
+print(("# accumulation 1: gradients within %.2g (%s), weights within %.2g (%s)"):format(a1.gw, a1.gname, a1.pw, a1.pname))
+check("broadcast_parameters", (r == 0 or a1.before > 0.1) and a1.after == 0,
+      ("before %g after %g"):format(a1.before, a1.after))
+check("weighted_gradients", a1.gw <= 1e-5 and a1.totals == "15 13 15", ("%g in %s, totals %s"):format(a1.gw, a1.gname, a1.totals))
+check("three_steps_weights", a1.pw <= 1e-5, ("%g in %s"):format(a1.pw, a1.pname))
+check("ranks_identical", a1.same, "weights differ between ranks")
+local a2 = train(2)
+print(("# accumulation 2: gradients within %.2g (%s), weights within %.2g (%s)"):format(a2.gw, a2.gname, a2.pw, a2.pname))
+check("accumulation_2", a2.gw <= 1e-5 and a2.pw <= 1e-5 and a2.same and a2.totals == "15 13 15 13 15 13",
+      ("gradients %g, weights %g, identical %s, totals %s"):format(a2.gw, a2.pw, tostring(a2.same), a2.totals))
+-- an unweighted mean is not the whole batch's gradient when counts differ
+local ref, net = nets()
+dist.broadcast_parameters(net)
+micro(ref, net, rows(1, 4), 1, false)
 dist.average_gradients(net)
-local e = worst(np, rp, "grad")
-check("plain_mean_differs", e > 1e-3, ("only %g off"):format(e))
+local e = worst(net:parameters(), ref:parameters(), "grad")
+check("unweighted_mean_differs", e > 1e-3, ("only %g off"):format(e))
+-- stop flags, agreement checks, shards of a batch smaller than the ranks
+check("any", dist.any(r == 1) and not dist.any(false), "wrong")
+dist.assert_same("the vocabulary", "a b c")
+local ok, msg = pcall(dist.assert_same, "the vocabulary", r == 0 and "a b c" or "a b d")
+check("assert_same", not ok and tostring(msg):find("the ranks disagree on the vocabulary (rank 1's differs from rank 0's)", 1, true),
+      tostring(msg))
+local xs, ys = dist.shard(rows(1, 1), rows(2, 2))
+check("shard_small_batch", (r == 0 and xs:size(1) == 1 and ys:get(1, 2) == 9) or (r == 1 and xs == nil and ys == nil),
+      tostring(xs))
+local w, total, mean = dist.target_weight(r == 0 and 3 or 0, r == 0 and 2.5 or 0 / 0)
+check("target_weight_empty_shard", total == 3 and mean == 2.5 and w == (r == 0 and 2 or 0),
+      ("%s %s %s"):format(w, total, mean))
 LUA
 mpi "$E" "$tmp/grads.lua"
 t "mpirun -np 2: 2 ranks x 2 sequences train like 1 process x 4 (exit 0)" '[ $rc -eq 0 ] && clean'
-for c in broadcast_parameters count_weighted_gradients three_steps_weights ranks_identical plain_mean_differs; do
+grep '^# accumulation' "$tmp/out" | sort -u
+for c in broadcast_parameters weighted_gradients three_steps_weights ranks_identical accumulation_2 \
+         unweighted_mean_differs any assert_same shard_small_batch target_weight_empty_shard; do
   t "both ranks: $c" "both $c"
 done
 
