@@ -8,7 +8,7 @@
 --   local loss, dlogits, count = 0, nil, 0
 --   if xs then loss, dlogits, count = criterion(net:forward(xs), ys, 1 / acc) end
 --   local w, total, mean_loss = dm.dist.target_weight(count, loss)
---   if xs and count > 0 then dlogits:mul_(w); net:backward(dlogits) end
+--   if count > 0 then dlogits:mul_(w); net:backward(dlogits) end
 --   ... every acc batches:
 --   dm.dist.average_gradients(net)                -- then clip, step, zero_grad
 --
