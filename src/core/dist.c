@@ -34,10 +34,11 @@ static struct {
     int state;
     int rank, size;
     double timeout_s;
+    int owns_mpi;      /* this file called MPI_Init, so it calls MPI_Finalize */
     int broken;        /* a collective timed out or failed: group unusable */
     char broken_msg[DM_ERRMSG_MAX];
     MPI_Comm comm;
-} g = {ST_NONE, 0, 1, DM_DIST_DEFAULT_TIMEOUT, 0, "", MPI_COMM_NULL};
+} g = {ST_NONE, 0, 1, DM_DIST_DEFAULT_TIMEOUT, 0, 0, "", MPI_COMM_NULL};
 
 const char *dm_dist_op_name(dm_dist_op op)
 {
@@ -186,6 +187,7 @@ int dm_dist_init(double timeout_s, dm_error *err)
     if (!already) {
         int rc = MPI_Init(NULL, NULL);
         if (rc != MPI_SUCCESS) return dm_fail(err, "dist.init: MPI_Init failed (error %d)", rc);
+        g.owns_mpi = 1;
     }
     /* From here on errors come back as codes on our communicator. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -205,6 +207,7 @@ int dm_dist_finalize(dm_error *err)
     if (g.state == ST_MPI) {
         g.state = ST_FINALIZED;
         if (!g.broken) MPI_Comm_free(&g.comm);
+        if (!g.owns_mpi) return 0; /* whoever initialised MPI finalises it */
         int rc = MPI_Finalize();
         if (rc != MPI_SUCCESS) return dm_fail(err, "dist.finalize: MPI_Finalize failed (error %d)", rc);
         return 0;
@@ -272,10 +275,14 @@ static uint64_t fnv_mix(uint64_t h, uint64_t v)
     return h;
 }
 
+/* The kinds of call check_layout tells apart. */
+enum { CALL_ALLREDUCE = 1, CALL_BCAST_TENSORS, CALL_BCAST_BYTES };
+
 /* Every rank must be making the same call: compares a fingerprint of
- * (kind, op or root, dtypes and sizes) across ranks with one allreduce of
+ * (kind, op or root, dtypes and shapes) across ranks with one allreduce of
  * {f, -f} under MAX, which yields max and -min (equal iff all agree). A
- * mismatch fails on every rank alike, before any data is mixed. */
+ * mismatch fails on every rank alike, before any data is mixed, and leaves
+ * the group usable. */
 static int check_layout(const char *what, uint64_t kind, uint64_t arg, dm_tensor *const *ts,
                         size_t n, dm_error *err)
 {
@@ -285,7 +292,8 @@ static int check_layout(const char *what, uint64_t kind, uint64_t arg, dm_tensor
     h = fnv_mix(h, n);
     for (size_t i = 0; i < n; i++) {
         h = fnv_mix(h, (uint64_t)ts[i]->dtype);
-        h = fnv_mix(h, (uint64_t)dm_tensor_numel(ts[i]));
+        h = fnv_mix(h, (uint64_t)ts[i]->ndim);
+        for (int d = 0; d < ts[i]->ndim; d++) h = fnv_mix(h, (uint64_t)ts[i]->shape[d]);
     }
     /* 62 bits, so that the negation cannot overflow. Static: after a
      * timeout MPI may still write into it, so it must outlive this frame. */
@@ -294,12 +302,15 @@ static int check_layout(const char *what, uint64_t kind, uint64_t arg, dm_tensor
     v[0] = f;
     v[1] = -f;
     if (allreduce_raw(v, 2, MPI_INT64_T, MPI_MAX, what, err) != 0) return -1;
-    if (v[0] != -v[1])
-        return dm_fail(err, "dist.%s: the ranks passed different tensors (count, dtypes or "
-                            "sizes differ), a different %s, or are not in the same collective; "
-                            "rank %d of %d passed %zu tensor(s)",
-                       what, kind == 1 ? "op" : "root or value type", g.rank, g.size, n);
-    return 0;
+    if (v[0] == -v[1]) return 0;
+    if (kind == CALL_ALLREDUCE)
+        return dm_fail(err, "dist.allreduce: the ranks passed different tensors (their number, "
+                            "dtypes or shapes differ) or a different op; rank %d of %d passed "
+                            "%zu tensor(s)", g.rank, g.size, n);
+    return dm_fail(err, "dist.broadcast: the ranks passed different values (the number, dtypes "
+                        "or shapes of the tensors, or tensors on some ranks and a value on "
+                        "others) or a different root; rank %d of %d passed %zu tensor(s)",
+                   g.rank, g.size, n);
 }
 
 /* Walks the elements of a list of tensors of one element size (4 bytes),
@@ -392,7 +403,7 @@ int dm_dist_allreduce_tensors(dm_tensor *const *ts, size_t n, dm_dist_op op, dou
             }
         return 0;
     }
-    if (check_layout(what, 1, (uint64_t)op, ts, n, err) != 0) return -1;
+    if (check_layout(what, CALL_ALLREDUCE, (uint64_t)op, ts, n, err) != 0) return -1;
     size_t cap = bucket_elems(bucket_bytes);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += dm_tensor_numel(ts[i]);
@@ -454,7 +465,7 @@ int dm_dist_broadcast_tensors(dm_tensor *const *ts, size_t n, int root, size_t b
     if (check_tensors(what, ts, n, err) != 0 || ready(what, err) != 0) return -1;
     if (check_root(root, what, err) != 0) return -1;
     if (g.state == ST_SINGLE || g.size == 1) return 0;
-    if (check_layout(what, 2, (uint64_t)root, ts, n, err) != 0) return -1;
+    if (check_layout(what, CALL_BCAST_TENSORS, (uint64_t)root, ts, n, err) != 0) return -1;
     size_t cap = bucket_elems(bucket_bytes);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += dm_tensor_numel(ts[i]);
@@ -478,9 +489,10 @@ int dm_dist_broadcast_bytes(void *buf, size_t nbytes, int root, dm_error *err)
 {
     if (ready("broadcast", err) != 0 || check_root(root, "broadcast", err) != 0) return -1;
     if (g.state == ST_SINGLE || g.size == 1) return 0;
-    /* Kind 3 with the size in place of a tensor list: a rank that
-     * broadcasts tensors while another broadcasts bytes fails the check. */
-    if (check_layout("broadcast", 3, (uint64_t)root ^ ((uint64_t)nbytes << 8), NULL, 0, err) != 0)
+    /* The size in place of a tensor list: a rank that broadcasts tensors
+     * while another broadcasts bytes fails the check. */
+    if (check_layout("broadcast", CALL_BCAST_BYTES, (uint64_t)root ^ ((uint64_t)nbytes << 8), NULL,
+                     0, err) != 0)
         return -1;
     if (nbytes == 0) return 0;
     /* Through a heap copy that a timeout leaks, as in allreduce_f64. */
