@@ -5,7 +5,10 @@
 # broadcast (tensors, strings, numbers) give the same, exactly known
 # results on both ranks, barrier waits for the slower rank, a mismatched
 # call fails on both ranks with a message and leaves the group usable,
-# finalize ends it; stock lua5.4 loading drlmem.so works under mpirun too.
+# finalize ends it; the data-parallel helpers make 2 ranks x 2 sequences
+# train like 1 process x 4 (3 steps, accumulation 1 and 2); both ranks
+# derive the same vocabulary, splits and batch orders from file and seed;
+# stock lua5.4 loading drlmem.so works under mpirun too.
 # A rank that exits (status 3) before a collective ends the job with that
 # status instead of hanging, and a rank that is alive but never joins makes
 # the other fail with a timeout message. One process without mpirun is a
@@ -260,6 +263,27 @@ for c in broadcast_parameters weighted_gradients three_steps_weights ranks_ident
          unweighted_mean_differs any assert_same shard_small_batch target_weight_empty_shard; do
   t "both ranks: $c" "both $c"
 done
+
+# Every rank derives the vocabulary and the splits itself, from the file and
+# the seed: they must agree, or the shards of a global batch would not be
+# the rows one process would take.
+"$E" scripts/make_data.lua --tiny --out "$tmp/tiny.txt" >"$tmp/out" 2>&1
+cat >"$tmp/data.lua" <<'LUA'
+local cfg = dm.config.load(arg[1] .. "/configs/tiny.yaml", {data_path = arg[2]})
+local d = dm.data.load(cfg)
+local function ids(t) local s = {} for i, v in ipairs(t) do s[i] = tostring(v) end return table.concat(s, ",") end
+dm.dist.assert_same("the vocabulary", table.concat(d.vocab:list(), "\n"))
+for _, name in ipairs{"train", "val", "test"} do
+  dm.dist.assert_same("the " .. name .. " split", ids(d[name].index))
+end
+dm.dist.assert_same("epoch 3's training order", ids(d.train:order(3)))
+local x = d.train:batches(cfg.batch_size, 2)()
+dm.dist.assert_same("epoch 2's first batch", ids(x:view(-1):totable()))
+print(("data ok %d tokens, %d training samples"):format(d.vocab.size, d.train:size()))
+LUA
+mpi "$E" "$tmp/data.lua" "$root" "$tmp/tiny.txt"
+t "both ranks derive the same vocabulary, splits, epoch orders and batches from file and seed" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^data ok" "$tmp/out")" -eq 2 ]'
 
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
