@@ -5,8 +5,8 @@
 # broadcast (tensors, strings, numbers) give the same, exactly known
 # results on both ranks, barrier waits for the slower rank, a mismatched
 # call fails on both ranks with a message and leaves the group usable,
-# finalize ends it; the data-parallel helpers make 2 ranks x 2 sequences
-# train like 1 process x 4 (3 steps, accumulation 1 and 2); both ranks
+# finalize ends it; the data-parallel helpers make 2 ranks x batch 4
+# train like 1 process x batch 8 (3 steps, accumulation 1 and 2); both ranks
 # derive the same vocabulary, splits and batch orders from file and seed;
 # stock lua5.4 loading drlmem.so works under mpirun too.
 # A rank that exits (status 3) before a collective ends the job with that
@@ -151,27 +151,48 @@ done
 cat >"$tmp/grads.lua" <<'LUA'
 -- Data parallel = one process on the whole batch. Each rank starts from
 -- its own weights; broadcast_parameters gives both rank 0's, which equal a
--- reference net (same seed) that every rank also trains alone on the
--- whole global batches. The ranks take their dist.shard of each global
--- batch of 4 (rows 1-2 and 3-4, whose pads make their target counts
--- differ), weight their loss gradient by dist.target_weight, average
--- through 256-byte buckets, then clip and step AdamW, for 3 steps; with
+-- reference net (same seed) that every rank also trains alone, as one
+-- process with batch 8. The ranks take their dist.shard (4 rows each) of
+-- every global batch of 8, whose pads make their target counts differ,
+-- weight their loss gradient by dist.target_weight, average through
+-- 256-byte buckets, then clip and step AdamW, for 3 steps; with
 -- accumulation 2, two global batches make each step. Dropout 0; the memory
 -- write is left out (each rank's write would use its own shard's means).
--- Tolerance: float32 reduction order, 1e-5 of each tensor's max |value|
--- (measured: gradients within 1.3e-6, weights within 2.8e-6).
+-- Tolerances, for float32 sums taken in another order: the first step's
+-- gradients within 1e-5 of each tensor's max |value|; the weights after 3
+-- steps within 1e-3 of the farthest 3 AdamW steps can move one (3 x lr),
+-- since AdamW divides each gradient element by its own magnitude and so
+-- turns a rounding difference of a tiny element into a visible one.
 local dist = dm.dist
 local r = dist.init()
 local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
              num_layers = 2, dropout = 0}
-local X = {{2, 5, 7, 3, 9}, {2, 9, 4, 0, 0}, {3, 3, 8, 11, 12}, {2, 6, 0, 0, 0},
-           {4, 4, 0, 0, 0}, {7, 1, 9, 13, 0}, {5, 5, 5, 5, 5}, {6, 17, 0, 0, 0}}
+local LR, STEPS = 0.01, 3
+-- 16 sequences of length 6, each with 1 to 6 tokens and pads after them
+local X, gen = {}, dm.Generator(5)
+for i = 1, 16 do
+  local row, len = {}, gen:random(6)
+  for k = 1, 6 do row[k] = k <= len and gen:random(4, 19) or 0 end
+  X[i] = row
+end
 local function rows(a, b) local t = {} for k = a, b do t[#t + 1] = X[k] end return dm.tensor(t, "int32") end
-local function rel(a, b) local s = b:abs():max(); return (a - b):abs():max() / (s > 0 and s or 1) end
-local function worst(pa, pb, key)
+local function targets(a, b)
+  local n = 0
+  for k = a, b do for _, v in ipairs(X[k]) do if v ~= 0 then n = n + 1 end end end
+  return n
+end
+-- worst max|a - b| over the tensors `key` of two parameter lists, relative
+-- to each tensor's max |b| (rel) or absolute
+local function worst(pa, pb, key, absolute)
   local w, name = 0, "-"
   for i = 1, #pb do
-    if pb[i][key] then local e = rel(pa[i][key], pb[i][key]); if e > w then w, name = e, pb[i].name end end
+    local a, b = pa[i][key], pb[i][key]
+    if b then
+      local d = (a - b):abs():max()
+      local s = b:abs():max()
+      local e = absolute and d or d / (s > 0 and s or 1)
+      if e > w then w, name = e, pb[i].name end
+    end
   end
   return w, name
 end
@@ -196,50 +217,53 @@ end
 local function train(acc)
   local ref, net = nets()
   local rp, np = ref:parameters(), net:parameters()
-  local before = worst(np, rp, "value")
+  local res = {before = worst(np, rp, "value")}
   dist.broadcast_parameters(net)
-  local after = worst(np, rp, "value")
-  local opts = {lr = 0.01, weight_decay = 1e-4}
+  res.after = worst(np, rp, "value")
+  local opts = {lr = LR, weight_decay = 1e-4}
   local ropt, opt = dm.optim.AdamW(ref:parameters(), opts), dm.optim.AdamW(net:parameters(), opts)
-  local gw, pw, gname, pname, totals = 0, 0, "", "", {}
-  for step = 1, 3 do
+  local totals, want = {}, {}
+  for step = 1, STEPS do
     ref:zero_grad(); net:zero_grad()
     for k = 1, acc do
-      local first = ((step - 1) * acc + k - 1) % 2 * 4 + 1
-      totals[#totals + 1] = math.tointeger(micro(ref, net, rows(first, first + 3), acc, true))
+      local first = ((step - 1) * acc + k - 1) % 2 * 8 + 1
+      totals[#totals + 1] = math.tointeger(micro(ref, net, rows(first, first + 7), acc, true))
+      want[#want + 1] = targets(first, first + 7)
     end
     dist.average_gradients(net, {bucket_bytes = 256})
-    local e, name = worst(np, rp, "grad")
-    if e > gw then gw, gname = e, name end
+    if step == 1 then res.gw, res.gname = worst(np, rp, "grad") end
     dm.clip_grad_norm(ref, 1.0); dm.clip_grad_norm(net, 1.0)
     ropt:step(); opt:step()
-    e, name = worst(np, rp, "value")
-    if e > pw then pw, pname = e, name end
   end
+  res.pw, res.pname = worst(np, rp, "value", true)
+  res.totals, res.want = table.concat(totals, " "), table.concat(want, " ")
   -- the ranks hold bit-identical weights (same averaged gradient, same step)
   local copy = {}
   for i, p in ipairs(np) do copy[i] = p.value:clone() end
   dist.broadcast(copy, 1)
-  local same = true
-  for i, p in ipairs(np) do same = same and (copy[i] - p.value):abs():max() == 0 end
-  return {before = before, after = after, gw = gw, gname = gname, pw = pw, pname = pname,
-          totals = table.concat(totals, " "), same = same}
+  res.same = true
+  for i, p in ipairs(np) do res.same = res.same and (copy[i] - p.value):abs():max() == 0 end
+  return res
 end
-local a1 = train(1)
-print(("# accumulation 1: gradients within %.2g (%s), weights within %.2g (%s)"):format(a1.gw, a1.gname, a1.pw, a1.pname))
-check("broadcast_parameters", (r == 0 or a1.before > 0.1) and a1.after == 0,
-      ("before %g after %g"):format(a1.before, a1.after))
-check("weighted_gradients", a1.gw <= 1e-5 and a1.totals == "15 13 15", ("%g in %s, totals %s"):format(a1.gw, a1.gname, a1.totals))
-check("three_steps_weights", a1.pw <= 1e-5, ("%g in %s"):format(a1.pw, a1.pname))
-check("ranks_identical", a1.same, "weights differ between ranks")
-local a2 = train(2)
-print(("# accumulation 2: gradients within %.2g (%s), weights within %.2g (%s)"):format(a2.gw, a2.gname, a2.pw, a2.pname))
-check("accumulation_2", a2.gw <= 1e-5 and a2.pw <= 1e-5 and a2.same and a2.totals == "15 13 15 13 15 13",
-      ("gradients %g, weights %g, identical %s, totals %s"):format(a2.gw, a2.pw, tostring(a2.same), a2.totals))
+local WTOL = 1e-3 * STEPS * LR
+for _, acc in ipairs{1, 2} do
+  local a = train(acc)
+  print(("# accumulation %d: first gradients within %.2g of scale (%s), weights after %d steps within %.2g (%s)")
+        :format(acc, a.gw, a.gname, STEPS, a.pw, a.pname))
+  local sfx = acc == 1 and "" or "_accumulation_2"
+  if acc == 1 then
+    check("broadcast_parameters", (r == 0 or a.before > 0.1) and a.after == 0,
+          ("before %g after %g"):format(a.before, a.after))
+  end
+  check("target_counts" .. sfx, a.totals == a.want, a.totals .. " != " .. a.want)
+  check("weighted_gradients" .. sfx, a.gw <= 1e-5, ("%g in %s"):format(a.gw, a.gname))
+  check("three_steps_weights" .. sfx, a.pw <= WTOL, ("%g > %g in %s"):format(a.pw, WTOL, a.pname))
+  check("ranks_identical" .. sfx, a.same, "weights differ between ranks")
+end
 -- an unweighted mean is not the whole batch's gradient when counts differ
 local ref, net = nets()
 dist.broadcast_parameters(net)
-micro(ref, net, rows(1, 4), 1, false)
+micro(ref, net, rows(1, 8), 1, false)
 dist.average_gradients(net)
 local e = worst(net:parameters(), ref:parameters(), "grad")
 check("unweighted_mean_differs", e > 1e-3, ("only %g off"):format(e))
@@ -250,17 +274,19 @@ local ok, msg = pcall(dist.assert_same, "the vocabulary", r == 0 and "a b c" or 
 check("assert_same", not ok and tostring(msg):find("the ranks disagree on the vocabulary (rank 1's differs from rank 0's)", 1, true),
       tostring(msg))
 local xs, ys = dist.shard(rows(1, 1), rows(2, 2))
-check("shard_small_batch", (r == 0 and xs:size(1) == 1 and ys:get(1, 2) == 9) or (r == 1 and xs == nil and ys == nil),
-      tostring(xs))
+check("shard_small_batch", (r == 0 and xs:size(1) == 1 and xs:get(1, 1) == X[1][1] and ys:get(1, 1) == X[2][1])
+      or (r == 1 and xs == nil and ys == nil), tostring(xs))
 local w, total, mean = dist.target_weight(r == 0 and 3 or 0, r == 0 and 2.5 or 0 / 0)
 check("target_weight_empty_shard", total == 3 and mean == 2.5 and w == (r == 0 and 2 or 0),
       ("%s %s %s"):format(w, total, mean))
 LUA
 mpi "$E" "$tmp/grads.lua"
-t "mpirun -np 2: 2 ranks x 2 sequences train like 1 process x 4 (exit 0)" '[ $rc -eq 0 ] && clean'
+t "mpirun -np 2: 2 ranks x batch 4 train like 1 process x batch 8 (exit 0)" '[ $rc -eq 0 ] && clean'
 grep '^# accumulation' "$tmp/out" | sort -u
-for c in broadcast_parameters weighted_gradients three_steps_weights ranks_identical accumulation_2 \
-         unweighted_mean_differs any assert_same shard_small_batch target_weight_empty_shard; do
+for c in broadcast_parameters target_counts weighted_gradients three_steps_weights ranks_identical \
+         target_counts_accumulation_2 weighted_gradients_accumulation_2 three_steps_weights_accumulation_2 \
+         ranks_identical_accumulation_2 unweighted_mean_differs any assert_same shard_small_batch \
+         target_weight_empty_shard; do
   t "both ranks: $c" "both $c"
 done
 
