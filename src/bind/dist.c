@@ -137,6 +137,10 @@ static dm_tensor **collect_tensors(lua_State *L, int idx, const char *fn, size_t
         return a;
     }
     size_t len = lua_rawlen(L, idx);
+    lua_pushnil(L);
+    if (len == 0 && lua_next(L, idx)) /* a table with keys but no list part */
+        dm_bind_errorf(L, "%s: argument 1: expected a list of Tensors {t1, t2, ...}, got a "
+                          "table with key %s", fn, luaL_tolstring(L, -2, NULL));
     dm_tensor **a = lua_newuserdatauv(L, (len ? len : 1) * sizeof *a, 0);
     for (size_t i = 0; i < len; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1);

@@ -65,6 +65,10 @@ describe("dm.dist without mpirun", function()
     has(err_of(dm.dist.allreduce, "x"),
         "dist.allreduce: argument 1: expected a Tensor, a list of Tensors, a number or a list of numbers, got string")
     has(err_of(dm.dist.allreduce, {dm.ones(2), 3}), "element 2 of the list: expected Tensor, got number")
+    has(err_of(dm.dist.allreduce, {w = dm.ones(2)}),
+        "dist.allreduce: argument 1: expected a list of Tensors {t1, t2, ...}, got a table with key w")
+    has(err_of(dm.dist.broadcast, {w = dm.ones(2)}), "dist.broadcast: argument 1: expected a list of Tensors")
+    assert.are.same({}, dm.dist.allreduce({}))
     has(err_of(dm.dist.allreduce, {1, "x"}), "element 2 of the list: expected number, got string")
     has(err_of(dm.dist.allreduce, dm.ones(2), "sum", {bucket = 4}),
         "dist.allreduce: unknown option 'bucket' (known: bucket_bytes, scale)")
