@@ -159,12 +159,30 @@ function loop.train_epoch(ctx, epoch, opts)
   local criterion = ctx.criterion or train.criterion(cfg)
   local buf, V = train.buffers(), net:config().vocab_size
   local B, acc = cfg.batch_size, cfg.accumulation_steps
+  -- Under mpirun (dm.dist, lua/drlmem/dist.lua) each global batch of
+  -- batch_size x N rows is sharded by rank; a plain process never touches
+  -- MPI and runs exactly the single-process path.
+  local dist = dm.dist.available() and dm.dist.size() > 1 and dm.dist or nil
+  local world = dist and dist.size() or 1
+  B = B * world
   local n = split:nbatches(B)
   local start = opts.start_batch or 0
   local s0 = opts.sums or {}
   local loss_sum, nb, carried = s0.loss or 0.0, s0.batches or 0, s0.seconds or 0.0
   local tokens, padded = s0.tokens or 0, s0.padded_tokens or 0
   local rl = train.reinforce(cfg)
+  if rl and dist then
+    error("training across processes supports write_policy seed only: the reinforce policy's "
+          .. "statistics are not reduced over the ranks yet", 0)
+  end
+  -- The memory after a step's write: rank 0's, broadcast (the controller
+  -- has no way yet to write the global batch's means).
+  local memory = {}
+  if dist then
+    for _, p in ipairs(net:parameters()) do
+      if p.name == "memory.keys" or p.name == "memory.values" then memory[#memory + 1] = p.value end
+    end
+  end
   local wsum = {}
   if rl then
     for k, v in pairs(s0.write or {}) do wsum[k] = v end
@@ -193,9 +211,18 @@ function loop.train_epoch(ctx, epoch, opts)
   for x, y in split:batches(B, epoch) do
     i = i + 1
     if i > start then
-      local logits = net:forward(x, buf("logits", x, V))
-      local loss, dlogits, count = criterion(logits, y, 1.0 / acc, buf("dlogits", x, V))
-      if count > 0 then
+      local xs, ys = x, y
+      if dist then xs, ys = dist.shard(x, y) end
+      local loss, dlogits, count = 0 / 0, nil, 0
+      if xs then
+        local logits = net:forward(xs, buf("logits", xs, V))
+        loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
+      end
+      -- weight: this rank's share of the global batch's mean loss; loss
+      -- and total become the global batch's (the same on every rank)
+      local weight, total = 1, count
+      if dist then weight, total, loss = dist.target_weight(count, loss) end
+      if total > 0 then
         if not finite(loss) then
           error(setmetatable({ epoch = epoch, batch = i, batches = n, loss = loss,
             message = string.format("the training loss is %s at epoch %d, batch %d of %d", tostring(loss),
@@ -208,20 +235,25 @@ function loop.train_epoch(ctx, epoch, opts)
             wsum.n = wsum.n + 1
           end
         end
-        net:backward(dlogits)
+        if count > 0 then
+          if weight ~= 1 then dlogits:mul_(weight) end
+          net:backward(dlogits)
+        end
         loss_sum, nb = loss_sum + loss, nb + 1
       end
       -- With loss_ignore_pad the criterion counted the non-pad targets;
       -- otherwise count them here (targets are >= 0, pad is 0).
-      tokens = tokens + (cfg.loss_ignore_pad and count or math.tointeger(y:float():clamp(0, 1):sum()))
+      tokens = tokens + (cfg.loss_ignore_pad and math.tointeger(total) or math.tointeger(y:float():clamp(0, 1):sum()))
       padded = padded + y:numel()
       if i % acc == 0 or i == n then
+        if dist then dist.average_gradients(net) end
         if cfg.grad_clip > 0 then
           for _, group in ipairs(clip_groups) do dm.clip_grad_norm(group, cfg.grad_clip) end
         end
         opt:step()
         net:zero_grad()
-        net:write_memory(cfg.write_strength)
+        if not dist or dist.rank() == 0 then net:write_memory(cfg.write_strength) end
+        if dist then dist.broadcast(memory, 0) end
         steps = steps + 1
         if opts.on_step then
           opts.on_step { epoch = epoch, batch = i, sums = sums_copy() }

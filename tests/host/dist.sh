@@ -311,6 +311,55 @@ mpi "$E" "$tmp/data.lua" "$root" "$tmp/tiny.txt"
 t "both ranks derive the same vocabulary, splits, epoch orders and batches from file and seed" \
   '[ $rc -eq 0 ] && [ "$(grep -c "^data ok" "$tmp/out")" -eq 2 ]'
 
+# The training loop itself (drlmem.loop.train_epoch): 2 ranks x batch 4
+# against 1 process x batch 8, 3 optimizer steps on configs/tiny.yaml's
+# data, with accumulation 1 and 2. Dropout 0, and write_strength 0: across
+# processes the memory write uses rank 0's shard (broadcast to the others)
+# until the controller can write the global batch's means, so only a null
+# write is the same as one process's. Same bound as above: 1e-3 of how far
+# 3 AdamW steps can move a weight.
+cat >"$tmp/loopeq.lua" <<'LUA'
+local root, data, out, B, acc = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
+local loop = require "drlmem.loop"
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, batch_size = B,
+  dropout = 0, write_strength = 0, accumulation_steps = acc})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+-- the first 24 x acc training samples: 3 steps of global batches of 8
+local sub = {}
+for k, v in pairs(d.train) do sub[k] = v end
+sub.index = table.move(d.train.index, 1, 24 * acc, 1, {})
+setmetatable(sub, getmetatable(d.train))
+local r = loop.train_epoch({net = st.net, opt = st.opt, cfg = cfg, split = sub}, 1)
+if dm.dist.rank() == 0 then
+  local t = {}
+  for _, p in ipairs(st.net:parameters()) do t[p.name] = p.value end
+  dm.save_safetensors(out, t, {loss = ("%.9g"):format(r.loss), tokens = tostring(r.tokens), steps = tostring(r.steps)})
+end
+LUA
+cat >"$tmp/loopcmp.lua" <<'LUA'
+local a, ma = dm.load_safetensors(arg[1])
+local b, mb = dm.load_safetensors(arg[2])
+local worst, name = 0, "-"
+for k, t in pairs(a) do
+  local e = (t - b[k]):abs():max()
+  if e > worst then worst, name = e, k end
+end
+local lrel = math.abs(tonumber(ma.loss) - tonumber(mb.loss)) / tonumber(mb.loss)
+print(("weights within %.2g (%s), loss within %.2g, tokens %s/%s, steps %s/%s"):format(worst, name, lrel,
+  ma.tokens, mb.tokens, ma.steps, mb.steps))
+local ok = worst <= 1e-3 * 3 * 0.01 and lrel <= 1e-5 and ma.tokens == mb.tokens and ma.steps == "3" and mb.steps == "3"
+print(ok and "loop_equivalent ok" or "loop_equivalent FAIL")
+LUA
+for acc in 1 2; do
+  env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/one.st" 8 $acc >"$tmp/out" 2>&1
+  rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 $acc; mrc=$rc
+  "$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one.st" >>"$tmp/out" 2>&1
+  echo "# accumulation $acc through the loop: $(grep "^weights within" "$tmp/out")"
+  t "the training loop: 2 ranks x batch 4 = 1 process x batch 8 after 3 steps (accumulation $acc)" \
+    '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out"'
+done
+
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
 local t = dm.tensor{1, 2} * (dm.dist.rank() + 1)
