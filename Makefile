@@ -71,7 +71,7 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 EXE := $(BUILD)/drlmem
 SO  := $(BUILD)/drlmem.so
 
-.PHONY: all deps test test-c test-lua test-host test-asan train bench bench-counts blas-compare install clean fixtures fuzz fuzz-build
+.PHONY: all deps test test-c test-lua test-host test-asan train train-mpi bench bench-counts blas-compare install clean fixtures fuzz fuzz-build
 
 all: $(EXE) $(SO) drlmem
 
@@ -154,6 +154,18 @@ ARGS ?=
 train: all
 	./drlmem scripts/make_data.lua
 	./drlmem scripts/train.lua $(ARGS)
+
+# The same training on NP processes of this machine over MPI (shared memory
+# and loopback only); each takes its shard of global batches of
+# batch_size x NP. ARGS reach train.lua as for train. mpirun turns Ctrl-C
+# into SIGTERM and SIGKILL after odls_base_sigkill_timeout seconds: 30
+# leaves the ranks time to finish the step and save.
+NP   ?= 2
+train-mpi: all
+	./drlmem scripts/make_data.lua
+	OMPI_MCA_odls_base_sigkill_timeout=30 mpirun --allow-run-as-root --oversubscribe -np $(NP) \
+	  --mca btl self,vader --mca oob_tcp_if_include lo --mca btl_tcp_if_include lo \
+	  ./drlmem scripts/train.lua $(ARGS)
 
 # The benchmarks' sgemm timer loads each BLAS with dlopen (see its header),
 # so it links against none of them and builds wherever the core does.

@@ -52,33 +52,52 @@ local function try(f, ...)
   return table.unpack(r, 2, r.n)
 end
 
+-- Under mpirun (README: Training across processes) every rank trains its
+-- shard of each global batch of batch_size x N, and only rank 0 claims the
+-- folders and writes data, logs, checkpoints and figures; a plain run is
+-- rank 0 of 1.
+local writer = not dm.dist.available() or dm.dist.rank() == 0
+local world = dm.dist.available() and dm.dist.size() or 1
+
 -- The output folders: locked, writable, no earlier run's results unless
 -- resuming or overwriting.
-local claim = try(dm.rundir.claim, cfg, { resume = args.resume, overwrite = args.overwrite })
+local claim = writer and try(dm.rundir.claim, cfg, { resume = args.resume, overwrite = args.overwrite })
+  or { removed = {} }
 
--- Data: the generated default data is made on first use.
-local made, made_bytes = try(dm.stories.ensure, cfg)
-if made then print(string.format("wrote %s: %d stories, %d bytes", cfg.data_path, made, made_bytes)) end
+-- Data: the generated default data is made on first use (by rank 0; the
+-- others wait for it).
+if writer then
+  local made, made_bytes = try(dm.stories.ensure, cfg)
+  if made then print(string.format("wrote %s: %d stories, %d bytes", cfg.data_path, made, made_bytes)) end
+end
+if world > 1 then dm.dist.barrier() end
 if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
 try(dm.budget.check_data, cfg) -- sizes that cannot fit: one line, before anything is allocated
 local data = try(dm.data.load, cfg)
 try(dm.budget.check, cfg, data)
+if world > 1 then
+  -- every rank derived them itself, from the file and the seed
+  dm.dist.assert_same("the vocabulary", table.concat(data.vocab:list(), "\n"))
+  dm.dist.assert_same("the training split", table.concat(data.train.index, ","))
+end
 
 -- Model, optimizer, schedule, early stopping; the position of a resumed run.
 local st = loop.setup(cfg, data)
 local run, notes = st.run, {}
 if args.resume then
-  run, notes = try(resume.load, args.resume, st, { batches = data.train:nbatches(cfg.batch_size) })
+  run, notes = try(resume.load, args.resume, st, { batches = data.train:nbatches(cfg.batch_size * world) })
   st.run = run
 end
 
 local function saved(name) return log.join(cfg.save_path, name) end
 local last_path, best_path = saved("last.safetensors"), saved("memory_model.safetensors")
 if args.resume then try(log.reconcile, cfg.log_file, run.history, cfg.epochs) end
-local lg = try(log.open, cfg.log_file, { append = args.resume ~= nil })
+-- ranks other than 0 log nothing
+local lg = writer and try(log.open, cfg.log_file, { append = args.resume ~= nil })
+  or setmetatable({}, { __index = function() return function() end end })
 try(lg.reset_metrics, lg, run.history)
 local svg_path = log.join(log.dirname(cfg.log_file), "training.svg")
-local mode = args.progress or progress.default_mode()
+local mode = writer and (args.progress or progress.default_mode()) or "none"
 
 if args.resume then
   lg:info("resuming from %s at epoch %d, batch %d", args.resume, run.epoch, run.batch)
@@ -99,7 +118,7 @@ local function position()
 end
 local last_desc = args.resume == last_path and position() or nil
 local function save_last()
-  resume.save(last_path, st)
+  if writer then resume.save(last_path, st) end
   run.saved, last_desc = true, position()
 end
 
@@ -111,6 +130,7 @@ local ok, status, sig = pcall(loop.run, st, data, {
   -- the best so far, under its epoch's name and as memory_model.safetensors
   on_improved = function(epoch)
     run.best_path = saved(string.format("memory_model_epoch_%d.safetensors", epoch))
+    if not writer then return end
     resume.save_model(run.best_path, st.net, data.vocab, cfg)
     resume.save_model(best_path, st.net, data.vocab, cfg)
   end,
@@ -120,13 +140,15 @@ local ok, status, sig = pcall(loop.run, st, data, {
     save_last()
     lg:metrics(rec)
     lg:info("%s", log.describe_epoch(rec, cfg.epochs))
-    dm.plot.training_figure(run.history, svg_path, { title = cfg.data_path })
+    if writer then dm.plot.training_figure(run.history, svg_path, { title = cfg.data_path }) end
     if stop then
       lg:info("early stopping: %d epochs without a better validation loss (patience %d)", st.stopper.counter,
         cfg.patience)
     end
   end,
   on_finish = function()
+    run.finished = true
+    if not writer then return end
     lg:info("training took %s", progress.hms(progress.now() - t_start))
     if run.best_path then
       -- (a run resumed into another save_path has its best model elsewhere)
@@ -192,7 +214,7 @@ if status == "interrupted" and not run.finished then
     end
   end
   lg:warn("%s at epoch %d after %d of %d batches; saved %s", what, run.epoch, run.batch,
-    data.train:nbatches(cfg.batch_size), last_path)
+    data.train:nbatches(cfg.batch_size * world), last_path)
   lg:warn("resume with: %s", resume.command(last_path))
   os.exit(loop.SIGNAL_STATUS[sig] or 130)
 end

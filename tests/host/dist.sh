@@ -360,6 +360,16 @@ for acc in 1 2; do
     '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out"'
 done
 
+# scripts/train.lua under mpirun: rank 0 alone claims the folders and
+# writes the log, metrics, figure and checkpoints; one epoch line, not two.
+mpi "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/tiny.txt" \
+  --set "save_path=$tmp/mp/models" --set "log_file=$tmp/mp/logs/training.log" --set epochs=1 --progress plain
+t "mpirun -np 2 scripts/train.lua trains one epoch and exits 0" '[ $rc -eq 0 ] && clean'
+t "rank 0 alone logs and prints: one epoch line of 20 global batches of 16" \
+  '[ "$(grep -c "epoch 1/1: train" "$tmp/mp/logs/training.log")" -eq 1 ] && [ "$(grep -c "epoch 1/1: train" "$tmp/out")" -eq 1 ] && grep -q "batch 20/20" "$tmp/out"'
+t "rank 0 writes the model, last checkpoint, metrics and figure" \
+  '[ -s "$tmp/mp/models/memory_model.safetensors" ] && [ -s "$tmp/mp/models/last.safetensors" ] && [ -s "$tmp/mp/logs/metrics.jsonl" ] && [ -s "$tmp/mp/logs/training.svg" ]'
+
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
 local t = dm.tensor{1, 2} * (dm.dist.rank() + 1)
