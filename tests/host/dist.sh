@@ -8,7 +8,8 @@
 # finalize ends it; the data-parallel helpers make 2 ranks x batch 4
 # train like 1 process x batch 8 (3 steps, accumulation 1 and 2); both ranks
 # derive the same vocabulary, splits and batch orders from file and seed;
-# stock lua5.4 loading drlmem.so works under mpirun too.
+# scripts/train.lua under mpirun writes from rank 0 only and resumes bit
+# for bit; stock lua5.4 loading drlmem.so works under mpirun too.
 # A rank that exits (status 3) before a collective ends the job with that
 # status instead of hanging, and a rank that is alive but never joins makes
 # the other fail with a timeout message. One process without mpirun is a
@@ -369,6 +370,23 @@ t "rank 0 alone logs and prints: one epoch line of 20 global batches of 16" \
   '[ "$(grep -c "epoch 1/1: train" "$tmp/mp/logs/training.log")" -eq 1 ] && [ "$(grep -c "epoch 1/1: train" "$tmp/out")" -eq 1 ] && grep -q "batch 20/20" "$tmp/out"'
 t "rank 0 writes the model, last checkpoint, metrics and figure" \
   '[ -s "$tmp/mp/models/memory_model.safetensors" ] && [ -s "$tmp/mp/models/last.safetensors" ] && [ -s "$tmp/mp/logs/metrics.jsonl" ] && [ -s "$tmp/mp/logs/training.svg" ]'
+
+# --resume with the same N: 1 epoch + 1 resumed = 2 epochs in one go, bit for bit.
+mtrain() { mpi "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/tiny.txt" \
+  --set "save_path=$1/models" --set "log_file=$1/logs/training.log" --progress none "${@:2}"; }
+mtrain "$tmp/r2" --set epochs=2; r2=$rc
+mtrain "$tmp/r1" --set epochs=1; r1=$rc
+mtrain "$tmp/r1" --set epochs=2 --resume "$tmp/r1/models/last.safetensors"; r1b=$rc
+cat >"$tmp/same.lua" <<'LUA'
+local a, b, n = dm.load_safetensors(arg[1]), dm.load_safetensors(arg[2]), 0
+for k, t in pairs(a) do
+  if t:dtype() == "float32" then n = n + 1; assert((t - b[k]):abs():max() == 0, k .. " differs") end
+end
+print("identical " .. n)
+LUA
+"$E" "$tmp/same.lua" "$tmp/r1/models/last.safetensors" "$tmp/r2/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+t "mpirun -np 2: 1 epoch + --resume for 1 more = 2 epochs, bit for bit" \
+  '[ $r2 -eq 0 ] && [ $r1 -eq 0 ] && [ $r1b -eq 0 ] && [ $rc -eq 0 ] && grep -q "^identical [1-9]" "$tmp/out"'
 
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
