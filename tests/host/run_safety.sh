@@ -15,7 +15,7 @@
 . "$(dirname "$0")/tap.inc"
 
 "$E" scripts/make_data.lua --tiny --out "$tmp/tiny.txt" >"$tmp/out" 2>&1
-"$E" scripts/make_data.lua --tiny --stories 1500 --out "$tmp/long.txt" >>"$tmp/out" 2>&1
+"$E" scripts/make_data.lua --tiny --stories 12000 --out "$tmp/long.txt" >>"$tmp/out" 2>&1
 
 # targs DIR DATA: the arguments of a tiny run writing into DIR.
 targs() {
@@ -112,7 +112,7 @@ t "... and the checkpoint it saved resumes" '[ "$(field "$d/models/last.safetens
 
 # --- a second Ctrl-C while the checkpoint is written; a third one ------------------------------
 # Every atomic write pauses 1.5 s between its temporary and the rename; the
-# first Ctrl-C comes early in epoch 1 (150 batches), once the log says
+# first Ctrl-C comes early in epoch 1 (1200 batches, seconds long), once the log says
 # the model is built.
 export DRLMEM_TEST_WRITE_DELAY_MS=1500
 training() { grep -q "model: " "$1/logs/training.log" 2>/dev/null; }

@@ -149,7 +149,9 @@ t "... and the continued search resumes that trial from it, ending with the refe
   '[ $rc -eq 0 ] && grep -q "resuming from $tmp/j/trial-2/last.safetensors at epoch" "$tmp/j/trial-2/stdout.txt" && cmp -s <(untimed "$tmp/k") <(untimed "$tmp/j")'
 
 # --- the time budget -------------------------------------------------------------------------
-search "$tmp/t" --seed 3 --time-budget 0.01m
+# Every checkpoint write of the trials pauses 0.4 s, so a job outlasts the
+# budget however fast the machine is: the search must stop launching.
+DRLMEM_TEST_WRITE_DELAY_MS=400 search "$tmp/t" --seed 3 --time-budget 0.01m
 jobs=$(wc -l <"$tmp/t/results.jsonl")
 t "--time-budget 0.01m (0.6 s): no job starts after it; the reports hold what finished ($jobs jobs)" \
   '[ $rc -eq 0 ] && grep -q "the time budget (1 s) is spent after" "$tmp/out" && [ "$jobs" -ge 1 ] && [ "$jobs" -lt 6 ] && grep -q "\"status\":\"time budget\"" "$tmp/t/state.json" && [ -s "$tmp/t/best.yaml" ]'
