@@ -68,7 +68,8 @@ local function attach_negative_values(p, argv)
 end
 
 --- Parses argv (default: the script's arg) and loads the config.
--- Returns args, cfg, or nil, message, usage on an error.
+-- Returns args, cfg, or nil, message, usage on an error (usage is nil for
+-- a config error: only a command-line mistake shows the usage).
 function cli.try_parse(spec)
   local p = cli.parser(spec)
   local argv = spec.argv
@@ -80,7 +81,9 @@ function cli.try_parse(spec)
   if not ok then return nil, args, p:get_usage() end
   if spec.config == false then return args, nil end
   local loaded, cfg = pcall(dm.config.load, args.config, args.set or {})
-  if not loaded then return nil, tostring(cfg), p:get_usage() end
+  -- A bad config value is not a misuse of the command line: no usage text,
+  -- so the one line naming file, line and key is all the user reads.
+  if not loaded then return nil, tostring(cfg), nil end
   return args, cfg
 end
 
@@ -89,7 +92,8 @@ end
 function cli.parse(spec)
   local args, cfg, usage = cli.try_parse(spec)
   if not args then
-    io.stderr:write(usage, "\n\nError: ", cfg, "\n")
+    if usage then io.stderr:write(usage, "\n\n") end
+    io.stderr:write("Error: ", cfg, "\n")
     io.stderr:flush()
     os.exit(2)
   end

@@ -28,13 +28,12 @@ for k in $keys; do
     printf 'data_path: "%s"\nsave_path: "%s"\nlog_file: "%s"\n' "$tmp/d.txt" "$tmp/m/" "$tmp/l/t.log" >> "$tmp/c.yaml"
     (cd "$tmp" && timeout 60 "$E" "$root/scripts/train.lua" --config "$tmp/c.yaml" --progress none \
        "${extra[@]}" >"$tmp/stdout" 2>"$tmp/out"); rc=$?
-    # a refused config is a usage error (status 2: the usage, then one
-    # "Error: FILE:LINE: key ..." line); anything refused later is status 1
-    # and one line
+    # a refused config is status 2 and one "Error: FILE:LINE: key ..." line;
+    # anything refused later is status 1 and one line
     lines=$(grep -c . "$tmp/out"); errs=$(grep -c "^Error: $tmp/c.yaml:[0-9]*: key '$k'" "$tmp/out")
     t "$k=$v: a normal run, a refused config or status 1 and one line (rc=$rc, $lines lines)" \
       '! grep -qi "traceback" "$tmp/out" "$tmp/stdout" && clean && { [ $rc -eq 0 ] || [ $rc -eq 124 ] \
          || { [ $rc -eq 1 ] && { [ "$lines" -eq 1 ] || head -1 "$tmp/out" | grep -q "^stopped: the training loss is"; }; } \
-         || { [ $rc -eq 2 ] && [ "$errs" -eq 1 ]; }; }'
+         || { [ $rc -eq 2 ] && [ "$errs" -eq 1 ] && [ "$lines" -eq 1 ]; }; }'
   done
 done
