@@ -68,7 +68,7 @@ static const char *const cfg_keys[] = {"vocab_size",  "embedding_dim", "memory_e
                                        "policy_gamma", "write_cost", "policy_alpha",
                                        "baseline_beta", "entropy_eta", "advantage_decay",
                                        "normalize_advantage", "write_actions",
-                                       "random_write_rate", "use_memory", NULL};
+                                       "random_write_rate", "use_memory", "cell", NULL};
 
 /* Number field of the table at idx, or def when absent. */
 static double cfg_num(lua_State *L, int idx, const char *key, double def)
@@ -110,7 +110,9 @@ static int cfg_enum(lua_State *L, int idx, const char *key, const char *const *c
     return r;
 }
 
-static const char *const write_policy_names[] = {"seed", "reinforce", NULL};
+/* "seed" is the old name of "blend" (configs and checkpoints written before
+ * the rename). */
+static const char *const write_policy_names[] = {"blend", "reinforce", "seed", NULL};
 static const char *const write_actions_names[] = {"policy", "always", "random", NULL};
 
 /* Integer field of the table at idx; required or def. */
@@ -160,7 +162,7 @@ static int l_controller_new(lua_State *L)
                               "policy: write_policy, episodic_slots, policy_bias_init, "
                               "policy_gamma, write_cost, policy_alpha, baseline_beta, "
                               "entropy_eta, advantage_decay, normalize_advantage, "
-                              "write_actions, random_write_rate; use_memory)",
+                              "write_actions, random_write_rate; use_memory, cell)",
                            k ? k : luaL_typename(L, -1));
     }
     dm_controller_config cfg;
@@ -194,7 +196,16 @@ static int l_controller_new(lua_State *L)
     lua_pop(L, 1);
     /* The write policy (defaults: dm_controller_config_default's). */
     dm_controller_config def = dm_controller_config_default(1);
-    cfg.write_policy = (dm_write_policy)cfg_enum(L, 1, "write_policy", write_policy_names, 0);
+    int wp = cfg_enum(L, 1, "write_policy", write_policy_names, 0);
+    cfg.write_policy = wp == 1 ? DM_WRITE_POLICY_REINFORCE : DM_WRITE_POLICY_BLEND;
+    lua_getfield(L, 1, "cell");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof cfg.cell)
+            dm_bind_errorf(L, "Controller: config field cell must be a cell name (gru, lstm), got %s",
+                           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        strcpy(cfg.cell, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
     cfg.episodic_slots = cfg_int(L, 1, "episodic_slots", 0, def.episodic_slots);
     cfg.policy_bias_init = cfg_num(L, 1, "policy_bias_init", def.policy_bias_init);
     cfg.rl = def.rl;
@@ -313,14 +324,21 @@ static int c_forward(lua_State *L)
     return 1;
 }
 
+/* net:backward([dlogits]): with dlogits (float32 (B,T,V)), its gradient;
+ * without, the gradient the last net:loss kept (no copy through Lua). */
 static int c_backward(lua_State *L)
 {
     const char *fn = "Controller.backward";
     lctrl *u = check_ctrl(L, fn);
-    dm_tensor *d = dm_bind_checkf32(L, 2, fn, "dlogits");
-    if (!u->c.has_forward)
+    dm_error err;
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
         dm_bind_errorf(L, "%s: no forward to differentiate (call net:forward first)", fn);
-    size_t B = u->c.last_B, T = u->c.last_T;
+    if (lua_isnoneornil(L, 2)) {
+        if (dm_controller_backward_loss(&u->c, &err) != 0) dm_bind_error(L, &err);
+        return 0;
+    }
+    dm_tensor *d = dm_bind_checkf32(L, 2, fn, "dlogits");
     if (d->ndim != 3 || d->shape[0] != (int64_t)B || d->shape[1] != (int64_t)T ||
         d->shape[2] != (int64_t)u->c.V) {
         char sb[96];
@@ -329,9 +347,58 @@ static int c_backward(lua_State *L)
                        fn, dm_tensor_shape_str(d, sb, sizeof sb), B, T, u->c.V);
     }
     dm_tensor *dc = push_contiguous(L, 2, d);
-    dm_error err;
     if (dm_controller_backward(&u->c, dm_tensor_f32(dc), B, T, &err) != 0) dm_bind_error(L, &err);
     return 0;
+}
+
+/* net:loss(targets [, {ignore_index = -1, scale = 1}]) -> loss, count: the
+ * cross-entropy of the last forward's logits, computed where they live;
+ * its gradient (times scale) waits there for net:backward(). */
+static int c_loss(lua_State *L)
+{
+    const char *fn = "Controller.loss";
+    lctrl *u = check_ctrl(L, fn);
+    dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
+    dm_bind_check_options(L, 3, fn, (const char *const[]){"ignore_index", "scale", NULL});
+    lua_Integer ig = dm_bind_opt_int(L, 3, fn, "ignore_index", -1, 0);
+    double scale = dm_bind_opt_number(L, 3, fn, "scale", 1.0);
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
+        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
+    char sb[96];
+    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
+        dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
+                          "forward's), got %s %s",
+                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
+    if (ig < INT32_MIN || ig > INT32_MAX)
+        dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
+    dm_tensor *yc = push_contiguous(L, 2, y);
+    double loss;
+    size_t count;
+    dm_error err;
+    if (dm_controller_loss(&u->c, dm_tensor_i32(yc), (int32_t)ig, (float)scale, &loss, &count,
+                           &err) != 0)
+        dm_bind_error(L, &err);
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 2;
+}
+
+/* net:logits() -> a float32 (B,T,V) VIEW of the last forward's logits (no
+ * copy; the next forward overwrites it), or nil before a forward. */
+static int c_logits(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.logits");
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    /* A later, larger batch regrows the arena: keep the viewed block. */
+    dm_controller_pin_acts(&u->c);
+    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
+    dm_bind_pushview(L, (float *)dm_controller_logits(&u->c), 3, shape, 1);
+    return 1;
 }
 
 static int c_zero_grad(lua_State *L)
@@ -404,18 +471,19 @@ static int c_parameters(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.parameters");
     const dm_controller *c = &u->c;
-    lua_createtable(L, c->params.n - 1, 0);
+    lua_createtable(L, (int)dm_controller_num_params(c), 0);
     int k = 0;
-    for (int i = 0; i < c->params.n; i++) {
-        if (i == c->ix.usage) continue;
-        const dm_arena_entry *e = &c->params.entries[i];
+    for (int i = 0; i < dm_controller_num_entries(c); i++) {
+        if (dm_controller_entry_is_buffer(c, i)) continue;
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         lua_createtable(L, 0, 3);
         lua_pushstring(L, e->name);
         lua_setfield(L, -2, "name");
-        dm_bind_pushview(L, dm_arena_ptr(&c->params, i), e->ndim, e->shape, 1);
+        dm_bind_pushview(L, dm_controller_entry_value(c, i), e->ndim, e->shape, 1);
         lua_setfield(L, -2, "value");
-        if (dm_controller_entry_trained(c, i)) {
-            dm_bind_pushview(L, dm_arena_ptr(&c->grads, i), e->ndim, e->shape, 1);
+        float *g = dm_controller_entry_grad(c, i);
+        if (g) {
+            dm_bind_pushview(L, g, e->ndim, e->shape, 1);
             lua_setfield(L, -2, "grad");
         }
         lua_rawseti(L, -2, ++k);
@@ -429,12 +497,13 @@ static int c_param(lua_State *L)
     const char *fn = "Controller.param";
     lctrl *u = check_ctrl(L, fn);
     const char *name = luaL_checkstring(L, 2);
-    int i = dm_arena_find(&u->c.params, name);
+    int i = dm_controller_entry_find(&u->c, name);
     if (i < 0) dm_bind_errorf(L, "%s: no parameter named '%s'", fn, name);
-    const dm_arena_entry *e = &u->c.params.entries[i];
-    dm_bind_pushview(L, dm_arena_ptr(&u->c.params, i), e->ndim, e->shape, 1);
-    if (dm_controller_entry_trained(&u->c, i))
-        dm_bind_pushview(L, dm_arena_ptr(&u->c.grads, i), e->ndim, e->shape, 1);
+    const dm_arena_entry *e = dm_controller_entry_info(&u->c, i);
+    dm_bind_pushview(L, dm_controller_entry_value(&u->c, i), e->ndim, e->shape, 1);
+    float *g = dm_controller_entry_grad(&u->c, i);
+    if (g)
+        dm_bind_pushview(L, g, e->ndim, e->shape, 1);
     else
         lua_pushnil(L);
     return 2;
@@ -445,12 +514,13 @@ static int c_state_dict(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.state_dict");
     const dm_controller *c = &u->c;
-    lua_createtable(L, 0, c->params.n);
-    lua_createtable(L, c->params.n, 0);
-    for (int i = 0; i < c->params.n; i++) {
-        const dm_arena_entry *e = &c->params.entries[i];
+    const int n = dm_controller_num_entries(c);
+    lua_createtable(L, 0, n);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, e->ndim, e->shape, "Controller.state_dict");
-        memcpy(dm_tensor_f32(t), dm_arena_ptr(&c->params, i), e->numel * sizeof(float));
+        memcpy(dm_tensor_f32(t), dm_controller_entry_value(c, i), e->numel * sizeof(float));
         lua_setfield(L, -3, e->name);
         lua_pushstring(L, e->name);
         lua_rawseti(L, -2, i + 1);
@@ -478,8 +548,9 @@ static int c_load_state_dict(lua_State *L)
         dm_bind_errorf(L, "%s: expected a table {name = Tensor}, got %s", fn, luaL_typename(L, 2));
     dm_controller *c = &u->c;
     char a[96], b[96];
-    for (int i = 0; i < c->params.n; i++) {
-        const dm_arena_entry *e = &c->params.entries[i];
+    const int n = dm_controller_num_entries(c);
+    for (int i = 0; i < n; i++) {
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         lua_getfield(L, 2, e->name);
         if (lua_isnil(L, -1))
             dm_bind_errorf(L, "%s: missing %s (expected shape %s)", fn, e->name,
@@ -507,19 +578,19 @@ static int c_load_state_dict(lua_State *L)
             dm_bind_errorf(L, "%s: unexpected key of type %s (keys are parameter names)", fn,
                            luaL_typename(L, -1));
         const char *k = lua_tostring(L, -1);
-        if (dm_arena_find(&c->params, k) < 0 && (!extra || strcmp(k, extra) < 0)) extra = k;
+        if (dm_controller_entry_find(c, k) < 0 && (!extra || strcmp(k, extra) < 0)) extra = k;
     }
     if (extra) {
         /* copy before raising: the string lives in the table, which stays */
         dm_bind_errorf(L, "%s: unexpected %s (not a parameter of this Controller)", fn, extra);
     }
-    for (int i = 0; i < c->params.n; i++) {
-        const dm_arena_entry *e = &c->params.entries[i];
+    for (int i = 0; i < n; i++) {
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         lua_getfield(L, 2, e->name);
         dm_tensor *t = dm_bind_testtensor(L, -1);
         dm_tensor dst;
         dm_error err;
-        if (dm_tensor_init_borrowed(&dst, dm_arena_ptr(&c->params, i), DM_F32, e->ndim, e->shape,
+        if (dm_tensor_init_borrowed(&dst, dm_controller_entry_value(c, i), DM_F32, e->ndim, e->shape,
                                     &err) != 0)
             dm_bind_error(L, &err);
         int rc = dm_tensor_copy(&dst, t, &err);
@@ -528,7 +599,7 @@ static int c_load_state_dict(lua_State *L)
         lua_pop(L, 1);
     }
     /* the kept activations were computed with the old weights */
-    c->has_forward = 0;
+    dm_controller_forget_forward(c);
     return 0;
 }
 
@@ -557,8 +628,13 @@ static int c_config(lua_State *L)
         lua_pushboolean(L, 0);
         lua_setfield(L, -2, "use_memory");
     }
+    /* Only a cell other than the seed's GRU is written, as use_memory. */
+    if (strcmp(cfg->cell, "gru") != 0) {
+        lua_pushstring(L, cfg->cell);
+        lua_setfield(L, -2, "cell");
+    }
     if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
-        lua_pushstring(L, write_policy_names[cfg->write_policy]);
+        lua_pushstring(L, dm_write_policy_name(cfg->write_policy));
         lua_setfield(L, -2, "write_policy");
         lua_pushinteger(L, cfg->episodic_slots);
         lua_setfield(L, -2, "episodic_slots");
@@ -588,17 +664,17 @@ static int c_reinforce(lua_State *L)
     lctrl *u = check_ctrl(L, fn);
     dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
     lua_Integer ig = luaL_optinteger(L, 3, -1);
-    if (!u->c.reinforce)
-        dm_bind_errorf(L, "%s: write_policy is seed (create the controller with write_policy = "
+    if (!dm_controller_has_policy(&u->c))
+        dm_bind_errorf(L, "%s: write_policy is blend (create the controller with write_policy = "
                           "\"reinforce\")", fn);
-    if (!u->c.has_forward) dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
+        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
     char sb[96];
-    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)u->c.last_B ||
-        y->shape[1] != (int64_t)u->c.last_T)
+    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
         dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
                           "forward's), got %s %s",
-                       fn, u->c.last_B, u->c.last_T, dm_dtype_name(y->dtype),
-                       dm_tensor_shape_str(y, sb, sizeof sb));
+                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
     if (ig < INT32_MIN || ig > INT32_MAX)
         dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
     dm_tensor *yc = push_contiguous(L, 2, y);
@@ -606,6 +682,8 @@ static int c_reinforce(lua_State *L)
     dm_reinforce_stats st;
     if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
         dm_bind_error(L, &err);
+    double slot_usage = 0.0, write_rate_all = 0.0;
+    dm_controller_write_stats(&u->c, &slot_usage, &write_rate_all);
     lua_createtable(L, 0, 12);
     lua_pushinteger(L, (lua_Integer)st.count);
     lua_setfield(L, -2, "count");
@@ -614,7 +692,7 @@ static int c_reinforce(lua_State *L)
         {"mean_reward", st.mean_reward},       {"mean_return", st.mean_return},
         {"mean_advantage", st.mean_advantage}, {"adv_scale", st.adv_scale},
         {"policy_loss", st.policy_loss},       {"baseline_loss", st.baseline_loss},
-        {"slot_usage", u->c.wp.slot_usage},    {"write_rate_all", u->c.wp.write_rate_all}};
+        {"slot_usage", slot_usage},            {"write_rate_all", write_rate_all}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         lua_pushnumber(L, f[i].v);
         lua_setfield(L, -2, f[i].k);
@@ -623,36 +701,40 @@ static int c_reinforce(lua_State *L)
 }
 
 /* net:write_stats() -> {slot_usage=, write_rate=} of the last forward
- * (all positions), or nil for the seed policy or before a forward. */
+ * (all positions), or nil for the blend policy or before a forward. */
 static int c_write_stats(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.write_stats");
-    if (!u->c.reinforce || !u->c.wp.has_forward) {
+    double slot_usage, write_rate;
+    if (dm_controller_write_stats(&u->c, &slot_usage, &write_rate) != 0) {
         lua_pushnil(L);
         return 1;
     }
     lua_createtable(L, 0, 2);
-    lua_pushnumber(L, u->c.wp.slot_usage);
+    lua_pushnumber(L, slot_usage);
     lua_setfield(L, -2, "slot_usage");
-    lua_pushnumber(L, u->c.wp.write_rate_all);
+    lua_pushnumber(L, write_rate);
     lua_setfield(L, -2, "write_rate");
     return 1;
 }
 
 /* net:write_state() -> {second_moment=, updates=}: the running advantage
- * scale (for resumable checkpoints), or nil for the seed policy.
+ * scale (for resumable checkpoints), or nil for the blend policy.
  * net:set_write_state(t) puts it back. */
 static int c_write_state(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.write_state");
-    if (!u->c.reinforce) {
+    double m2;
+    int64_t n;
+    dm_error err;
+    if (dm_controller_write_state(&u->c, &m2, &n, &err) != 0) {
         lua_pushnil(L);
         return 1;
     }
     lua_createtable(L, 0, 2);
-    lua_pushnumber(L, u->c.wp.rs.second_moment);
+    lua_pushnumber(L, m2);
     lua_setfield(L, -2, "second_moment");
-    lua_pushinteger(L, (lua_Integer)u->c.wp.rs.updates);
+    lua_pushinteger(L, (lua_Integer)n);
     lua_setfield(L, -2, "updates");
     return 1;
 }
@@ -662,17 +744,17 @@ static int c_set_write_state(lua_State *L)
     const char *fn = "Controller.set_write_state";
     lctrl *u = check_ctrl(L, fn);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!u->c.reinforce) dm_bind_errorf(L, "%s: write_policy is seed", fn);
+    if (!dm_controller_has_policy(&u->c)) dm_bind_errorf(L, "%s: write_policy is blend", fn);
     lua_getfield(L, 2, "second_moment");
     lua_getfield(L, 2, "updates");
     int ok = 0;
     lua_Integer n = lua_tointegerx(L, -1, &ok);
-    if (lua_type(L, -2) != LUA_TNUMBER || !(lua_tonumber(L, -2) >= 0.0) ||
-        !isfinite(lua_tonumber(L, -2)) || !ok || n < 0)
+    if (lua_type(L, -2) != LUA_TNUMBER || !ok)
         dm_bind_errorf(L, "%s: expected {second_moment = a finite number >= 0, updates = an "
                           "integer >= 0}", fn);
-    u->c.wp.rs.second_moment = lua_tonumber(L, -2);
-    u->c.wp.rs.updates = (int64_t)n;
+    dm_error err;
+    if (dm_controller_set_write_state(&u->c, lua_tonumber(L, -2), (int64_t)n, &err) != 0)
+        dm_bind_error(L, &err);
     lua_pop(L, 2);
     return 0;
 }
@@ -685,9 +767,11 @@ static int c_set_write_options(lua_State *L)
     const char *fn = "Controller.set_write_options";
     lctrl *u = check_ctrl(L, fn);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!u->c.reinforce) dm_bind_errorf(L, "%s: write_policy is seed", fn);
-    int soft = u->c.wp.mode == DM_WRITE_SOFT, se = u->c.wp.sample_eval;
-    double eta = u->c.wp.rl.eta;
+    int soft, se;
+    double eta;
+    dm_error err;
+    if (dm_controller_write_options(&u->c, &soft, &eta, &se, &err) != 0)
+        dm_bind_errorf(L, "%s: write_policy is blend", fn);
     lua_getfield(L, 2, "soft");
     if (!lua_isnil(L, -1)) soft = lua_toboolean(L, -1);
     lua_getfield(L, 2, "sample_eval");
@@ -699,7 +783,6 @@ static int c_set_write_options(lua_State *L)
         eta = lua_tonumber(L, -1);
     }
     lua_pop(L, 3);
-    dm_error err;
     if (dm_controller_set_write_options(&u->c, soft, eta, se, &err) != 0) dm_bind_error(L, &err);
     return 0;
 }
@@ -709,7 +792,7 @@ static int c_memory_usage(lua_State *L)
     lctrl *u = check_ctrl(L, "Controller.memory_usage");
     int64_t s[1] = {(int64_t)u->c.M};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 1, s, "Controller.memory_usage");
-    memcpy(dm_tensor_f32(t), dm_arena_ptr(&u->c.params, u->c.ix.usage), u->c.M * sizeof(float));
+    memcpy(dm_tensor_f32(t), dm_controller_usage(&u->c), u->c.M * sizeof(float));
     return 1;
 }
 
@@ -717,13 +800,14 @@ static int c_memory_usage(lua_State *L)
 static int push_last(lua_State *L, const float *src, size_t width, const char *fn)
 {
     lctrl *u = check_ctrl(L, fn);
-    if (!u->c.has_forward || !src) {
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0 || !src) {
         lua_pushnil(L);
         return 1;
     }
-    int64_t s[3] = {(int64_t)u->c.last_B, (int64_t)u->c.last_T, (int64_t)width};
+    int64_t s[3] = {(int64_t)B, (int64_t)T, (int64_t)width};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 3, s, fn);
-    memcpy(dm_tensor_f32(t), src, u->c.last_B * u->c.last_T * width * sizeof(float));
+    memcpy(dm_tensor_f32(t), src, B * T * width * sizeof(float));
     return 1;
 }
 
@@ -744,15 +828,16 @@ static int c_last_attention(lua_State *L)
 static int c_last_slots(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.last_slots");
-    if (!u->c.has_forward) {
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0) {
         lua_pushnil(L);
         return 1;
     }
-    int64_t s[2] = {(int64_t)u->c.last_B, (int64_t)u->c.last_T};
+    int64_t s[2] = {(int64_t)B, (int64_t)T};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_I32, 2, s, "Controller.last_slots");
     const int32_t *a = dm_controller_argmax(&u->c);
     int32_t *o = dm_tensor_i32(t);
-    for (size_t i = 0; i < u->c.last_B * u->c.last_T; i++) o[i] = a[i] + 1;
+    for (size_t i = 0; i < B * T; i++) o[i] = a[i] + 1;
     return 1;
 }
 
@@ -785,6 +870,8 @@ void dm_open_controller(lua_State *L)
     static const luaL_Reg methods[] = {
         {"forward", c_forward},
         {"backward", c_backward},
+        {"loss", c_loss},
+        {"logits", c_logits},
         {"zero_grad", c_zero_grad},
         {"train", c_train},
         {"eval", c_eval},

@@ -293,3 +293,23 @@ describe("dm.Controller errors and accessors", function()
     assert.are.equal(s1, dm.get_rng_state())
   end)
 end)
+
+-- Checkpoints written by drlmem before the controller was composed of parts
+-- (tests/fixtures/legacy, made by the main branch of that time with its
+-- write_policy value "seed" in the reinforce one's absence) still load, and
+-- the loaded nets give the eval logits the old code gave.
+describe("Controller: checkpoints from before the parts", function()
+  local checkpoint = require "drlmem.checkpoint"
+  local slurp = require("helpers").slurp
+  local want = dm.json.decode(slurp("tests/fixtures/legacy/expected.json"))
+  for _, kind in ipairs({"seed", "reinforce"}) do
+    it("loads the " .. kind .. " one and reproduces its eval logits", function()
+      local ck = checkpoint.load("tests/fixtures/legacy/" .. kind .. "_main.safetensors")
+      local net = ck.net
+      net:eval()
+      local got = flat(net:forward(dm.tensor(want.tokens):int()))
+      assert.are.equal(#want[kind], #got)
+      for i = 1, #got do assert.are.near(want[kind][i], got[i], 1e-6) end
+    end)
+  end
+end)
