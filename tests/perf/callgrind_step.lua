@@ -1,8 +1,10 @@
 -- callgrind_step.lua: a fixed amount of controller work for instruction
 -- counts (valgrind --tool=callgrind), where wall-clock time is too noisy.
 --   lua5.4 tests/perf/callgrind_step.lua MODE STEPS
--- MODE is train (forward, loss, backward, AdamW step, memory write) or eval
--- (forward and loss, no gradient). Run it with STEPS = 1 and 3: the
+-- MODE is train (forward, loss, backward, AdamW step, memory write), eval
+-- (forward and loss, no gradient), or train_inplace / eval_inplace: the same
+-- with the loss computed where the logits live (net:loss, net:backward()),
+-- no logits copied out. Run it with STEPS = 1 and 3: the
 -- difference of the two totals is the cost of two steps without the set-up.
 local dm = require "drlmem"
 local mode, steps = arg[1] or "train", tonumber(arg[2] or "1")
@@ -13,8 +15,17 @@ local net = dm.Controller{vocab_size = V, embedding_dim = 128, memory_size = 512
 local opt = dm.optim.AdamW(net:parameters(), {lr = 1e-3})
 local x = dm.rand(B, T):mul(V - 1):int()
 local y = dm.rand(B, T):mul(V - 1):int()
-if mode == "eval" then net:eval() end
+if mode:find("^eval") then net:eval() end
+local inplace = mode:find("_inplace$") ~= nil
 for _ = 1, steps do
+  if inplace then
+    net:forward(x)
+    net:loss(y, {ignore_index = 0})
+    if mode == "train_inplace" then
+      net:backward(); opt:step(); net:zero_grad(); net:write_memory(0.1)
+    end
+    goto continue
+  end
   local logits = net:forward(x)
   if mode == "train" then
     local _, d = dm.nn.cross_entropy(logits, y, {ignore_index = 0})
@@ -22,4 +33,5 @@ for _ = 1, steps do
   else
     dm.nn.cross_entropy(logits, y, {ignore_index = 0, grad = false})
   end
+  ::continue::
 end
