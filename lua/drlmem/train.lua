@@ -22,27 +22,20 @@ local train = {}
 -- Model, optimizer, scheduler, loss
 ---------------------------------------------------------------------------
 
---- The dm.Controller config of cfg for a vocabulary of V tokens.
-train.WRITE_POLICY_KEYS = { "write_policy", "episodic_slots", "policy_bias_init", "policy_gamma",
-  "write_cost", "policy_alpha", "baseline_beta", "entropy_eta", "advantage_decay", "normalize_advantage",
-  "write_actions", "random_write_rate" }
-
+--- The dm.Controller config of cfg for a vocabulary of V tokens: the
+-- model keys the schema declares (config.fields[k].model, which come from
+-- dm.controller_fields) that change the model: the write policy's only
+-- with reinforce, the optional ones (cell, use_memory, write_policy) only
+-- when not their default, so a seed config's model is exactly the
+-- upstream's.
 function train.model_config(cfg, V)
-  local m = {
-    vocab_size = V,
-    embedding_dim = cfg.embedding_dim,
-    memory_embedding_dim = cfg.memory_embedding_dim or cfg.embedding_dim,
-    memory_size = cfg.memory_size,
-    hidden_size = cfg.hidden_size,
-    num_layers = cfg.num_layers,
-    dropout = cfg.dropout,
-    output_activation = cfg.output_activation,
-  }
-  -- The issue-6 keys go in only when they change the model, so a seed
-  -- config's model (and its checkpoints) stay exactly the upstream's.
-  if cfg.use_memory == false then m.use_memory = false end
-  if cfg.write_policy == "reinforce" then
-    for _, k in ipairs(train.WRITE_POLICY_KEYS) do m[k] = cfg[k] end
+  local m = { vocab_size = V }
+  local reinforce = train.reinforce(cfg)
+  for name, spec in pairs(require("drlmem.config").fields) do
+    local v = cfg[name]
+    if spec.model and (reinforce or not spec.policy) and not (spec.if_changed and v == spec.default) then
+      m[name] = v
+    end
   end
   return m
 end

@@ -15,6 +15,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.dropout = 0.3;
     cfg.output_activation = DM_OUTPUT_GELU;
     strcpy(cfg.cell, "gru");
+    cfg.use_memory = 1;
     cfg.write_policy = DM_WRITE_POLICY_BLEND;
     cfg.episodic_slots = 16;
     cfg.policy_bias_init = -2.0;
@@ -63,6 +65,64 @@ int dm_output_act_parse(const char *s, dm_output_act *out, dm_error *err)
                    s ? s : "(null)");
 }
 
+
+#define F(name, type, member, check, flags, doc) \
+    {name, type, offsetof(dm_controller_config, member), check, NULL, 0, flags, doc}
+
+static const dm_config_field fields[] = {
+    F("vocab_size", DM_FIELD_INT, vocab_size, "[1,inf)", DM_FIELD_REQUIRED | DM_FIELD_DERIVED,
+      "vocabulary size V (from the data)"),
+    F("embedding_dim", DM_FIELD_INT, embedding_dim, "[1,inf)", DM_FIELD_REQUIRED,
+      "token embedding width E"),
+    F("memory_embedding_dim", DM_FIELD_INT, memory_embedding_dim, "[1,inf)", DM_FIELD_ZERO_IS_NULL,
+      "memory width D (null = embedding_dim)"),
+    F("memory_size", DM_FIELD_INT, memory_size, "[1,inf)", DM_FIELD_REQUIRED,
+      "number of memory slots M"),
+    F("hidden_size", DM_FIELD_INT, hidden_size, "[1,inf)", DM_FIELD_REQUIRED,
+      "recurrent cell and fc1 width H"),
+    F("num_layers", DM_FIELD_INT, num_layers, "[1,16]", 0, "recurrent cell layers"),
+    F("dropout", DM_FIELD_DOUBLE, dropout, "[0,1)", 0, "dropout probability after fc1"),
+    F("output_activation", DM_FIELD_ENUM, output_activation, "gelu|none", 0,
+      "activation on the logits (gelu as upstream)"),
+    {"cell", DM_FIELD_PART, offsetof(dm_controller_config, cell), NULL, NULL, DM_ROLE_CELL,
+     DM_FIELD_IF_CHANGED, "the recurrent cell (gru as upstream, or lstm)"},
+    F("use_memory", DM_FIELD_BOOL, use_memory, NULL, DM_FIELD_IF_CHANGED,
+      "false: the cell reads the query directly, bypassing the learned memory (ablation)"),
+    {"write_policy", DM_FIELD_ENUM, offsetof(dm_controller_config, write_policy), "blend|reinforce",
+     "seed", 0, DM_FIELD_IF_CHANGED,
+     "blend: the upstream model's post-step blend write; reinforce: per-sequence episodic memory "
+     "with a write policy trained by REINFORCE (seed: the old name of blend)"},
+    F("episodic_slots", DM_FIELD_INT, episodic_slots, "[1,inf)", DM_FIELD_POLICY,
+      "reinforce: episodic memory slots per sequence"),
+    F("policy_bias_init", DM_FIELD_DOUBLE, policy_bias_init, NULL, DM_FIELD_POLICY,
+      "reinforce: initial bias b of p = sigmoid(w.s + b) (-2: writes start rare)"),
+    F("policy_gamma", DM_FIELD_FLOAT, rl.gamma, "[0,1]", DM_FIELD_POLICY,
+      "reinforce: discount of the reward-to-go within a sequence"),
+    F("write_cost", DM_FIELD_FLOAT, rl.write_cost, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: cost subtracted from the reward of each write"),
+    F("policy_alpha", DM_FIELD_FLOAT, rl.alpha, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: weight of the policy (REINFORCE) loss"),
+    F("baseline_beta", DM_FIELD_FLOAT, rl.beta, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: weight of the baseline's squared error"),
+    F("entropy_eta", DM_FIELD_FLOAT, rl.eta, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: weight of the entropy bonus at epoch 0"),
+    F("advantage_decay", DM_FIELD_FLOAT, rl.std_decay, "[0,1)", DM_FIELD_POLICY,
+      "reinforce: decay of the running advantage scale"),
+    F("normalize_advantage", DM_FIELD_BOOL, rl.normalize, NULL, DM_FIELD_POLICY,
+      "reinforce: divide advantages by their running standard deviation"),
+    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random", DM_FIELD_POLICY,
+      "reinforce: who decides writes: the policy, every step (always) or "
+      "Bernoulli(random_write_rate) (ablation controls)"),
+    F("random_write_rate", DM_FIELD_DOUBLE, random_write_rate, "[0,1]", DM_FIELD_POLICY,
+      "reinforce, write_actions random: the write probability"),
+};
+#undef F
+
+const dm_config_field *dm_controller_fields(size_t *n)
+{
+    *n = sizeof fields / sizeof fields[0];
+    return fields;
+}
 
 const char *dm_write_policy_name(dm_write_policy p)
 {
@@ -108,8 +168,8 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
     if (cfg->output_activation != DM_OUTPUT_GELU && cfg->output_activation != DM_OUTPUT_NONE)
         return dm_fail(err, "Controller: output_activation must be gelu or none, got %d",
                        (int)cfg->output_activation);
-    if (cfg->no_memory != 0 && cfg->no_memory != 1)
-        return dm_fail(err, "Controller: no_memory must be 0 or 1, got %d", cfg->no_memory);
+    if (cfg->use_memory != 0 && cfg->use_memory != 1)
+        return dm_fail(err, "Controller: use_memory must be 0 or 1, got %d", cfg->use_memory);
     if (cfg->write_policy != DM_WRITE_POLICY_BLEND && cfg->write_policy != DM_WRITE_POLICY_REINFORCE)
         return dm_fail(err, "Controller: write_policy must be blend or reinforce, got %d",
                        (int)cfg->write_policy);
@@ -159,7 +219,7 @@ static int compose(dm_controller *c, dm_error *err)
 {
     const dm_controller_config *g = &c->cfg;
     const size_t V = c->V, E = c->E, D = c->D, M = c->M, H = c->H;
-    dm_part_cfg memory = {.in = D, .out = D, .slots = M, .frozen = g->no_memory};
+    dm_part_cfg memory = {.in = D, .out = D, .slots = M, .frozen = !g->use_memory};
     dm_part_cfg emb = {.in = V, .out = E};
     dm_part_cfg fcq = {.in = E, .out = D, .act = DM_PART_ACT_GELU};
     dm_part_cfg cell = {.in = D, .out = H, .layers = c->L};

@@ -79,21 +79,61 @@ typedef struct dm_controller_config {
     dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
     dm_write_actions write_actions;
     double random_write_rate;     /* [0,1], for write_actions = random */
-    /* The ablation's "GRU without memory": 1 bypasses the learned memory
-     * (the GRU reads the query itself, mem_out = query; no read, no usage
-     * counts, write_memory does nothing, memory.keys/values get no
-     * gradient). The memory tensors stay in the arena, so checkpoints keep
-     * one layout. 0 (the zero value) is the seed's model, bit for bit. */
-    int no_memory;
+    /* The ablation's "GRU without memory": 0 bypasses the learned memory
+     * (the cell reads the query itself; no read, no usage counts,
+     * write_memory does nothing, memory.keys/values get no gradient). The
+     * memory tensors stay in the arena, so checkpoints keep one layout. 1
+     * (the default) is the upstream model, bit for bit. */
+    int use_memory;
 } dm_controller_config;
 
 /* "blend" / "reinforce"; parse also takes "seed" (the old name of blend). */
 const char *dm_write_policy_name(dm_write_policy p);
 int dm_write_policy_parse(const char *s, dm_write_policy *out, dm_error *err);
 
-/* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu)
- * for a given vocabulary size. */
+/* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu,
+ * GRU, memory on, blend writes) for a given vocabulary size. */
 dm_controller_config dm_controller_config_default(int64_t vocab_size);
+
+/* ---- the config's keys, declared once ----------------------------------------
+ * Every key of a model config is one row of the table dm_controller_fields
+ * returns: its name (the name configs, checkpoints and Lua use), its type,
+ * where it lives in dm_controller_config, its range or choices, its help
+ * line and when net:config() writes it. Defaults are
+ * dm_controller_config_default's. The Lua schema (drlmem.config) declares
+ * its model keys from this table, the binding fills the struct and writes
+ * net:config() from it, and checkpoints accept exactly these keys, so
+ * adding a key is one row here. */
+typedef enum dm_field_type {
+    DM_FIELD_INT,    /* int64_t, >= 1 */
+    DM_FIELD_DOUBLE, /* double */
+    DM_FIELD_FLOAT,  /* float */
+    DM_FIELD_BOOL,   /* int 0/1 */
+    DM_FIELD_ENUM,   /* int, the index of the value in choices */
+    DM_FIELD_PART    /* char[DM_CELL_NAME_MAX], a registered part of role `role` */
+} dm_field_type;
+
+enum {
+    DM_FIELD_REQUIRED = 1,   /* dm.Controller{} must be given it (the schema has a default) */
+    DM_FIELD_DERIVED = 2,    /* not a setting of a run's config (vocab_size: the data's) */
+    DM_FIELD_IF_CHANGED = 4, /* net:config() writes it only when not the default */
+    DM_FIELD_POLICY = 8,     /* ignored, and not written, unless write_policy = reinforce */
+    DM_FIELD_ZERO_IS_NULL = 16 /* 0 means "unset" (memory_embedding_dim: = embedding_dim) */
+};
+
+typedef struct dm_config_field {
+    const char *name;
+    dm_field_type type;
+    size_t offset;           /* into dm_controller_config */
+    const char *check;       /* "[1,inf)" for numbers, "a|b" choices for enums, NULL */
+    const char *alias;       /* enum: an old name of choice 0 that is still accepted, or NULL */
+    int role;                /* DM_FIELD_PART: the dm_part_role */
+    unsigned flags;
+    const char *doc;
+} dm_config_field;
+
+/* The table, and its length in *n. */
+const dm_config_field *dm_controller_fields(size_t *n);
 /* 0, or -1 naming the bad field and its value. Fills D = E when D is 0. */
 int dm_controller_config_check(dm_controller_config *cfg, dm_error *err);
 /* "gelu" / "none"; parse returns 0 or -1 naming the value. */

@@ -97,6 +97,7 @@ static void golden_open(golden *g, const char *dir)
     json_t *m = load_json(dir);
     json_t *c = json_object_get(m, "config");
     assert_non_null(c);
+    g->cfg = dm_controller_config_default(0);
     g->cfg.vocab_size = jint(c, "vocab_size");
     g->cfg.embedding_dim = jint(c, "embedding_size");
     g->cfg.memory_embedding_dim = jint(c, "memory_embedding_size");
@@ -556,6 +557,7 @@ static void test_three_steps(void **s)
     golden g;
     memset(&g, 0, sizeof g);
     g.dir = dir;
+    g.cfg = dm_controller_config_default(0);
     g.cfg.vocab_size = jint(cj, "vocab_size");
     g.cfg.embedding_dim = jint(cj, "embedding_dim");
     g.cfg.memory_embedding_dim = jint(cj, "memory_embedding_dim");
