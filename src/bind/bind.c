@@ -239,13 +239,18 @@ int dm_bind_opt_enum(lua_State *L, int opts, const char *fn, const char *key,
         for (int i = 0; v && choices[i]; i++)
             if (strcmp(v, choices[i]) == 0) r = i;
         if (r < 0) {
+            /* "'a' or 'b'" for two choices, "one of 'a', 'b', 'c'" for more */
             char list[256] = "";
-            for (int i = 0; choices[i]; i++) {
-                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+            int n = 0;
+            while (choices[n]) n++;
+            for (int i = 0; i < n; i++) {
+                strncat(list, i == 0 ? "" : (n == 2 ? " or " : ", "), sizeof list - strlen(list) - 1);
+                strncat(list, "'", sizeof list - strlen(list) - 1);
                 strncat(list, choices[i], sizeof list - strlen(list) - 1);
+                strncat(list, "'", sizeof list - strlen(list) - 1);
             }
-            dm_bind_errorf(L, "%s: option %s: expected one of %s, got %s", fn, key, list,
-                           v ? v : shown(L, -1));
+            dm_bind_errorf(L, "%s: option %s: expected %s%s, got %s", fn, key, n == 2 ? "" : "one of ",
+                           list, v ? v : shown(L, -1));
         }
     }
     lua_pop(L, 1);

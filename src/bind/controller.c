@@ -855,17 +855,10 @@ static int c_set_write_options(lua_State *L)
     dm_error err;
     if (dm_controller_write_options(&u->c, &soft, &eta, &se, &err) != 0)
         dm_bind_errorf(L, "%s: write_policy is blend", fn);
-    lua_getfield(L, 2, "soft");
-    if (!lua_isnil(L, -1)) soft = lua_toboolean(L, -1);
-    lua_getfield(L, 2, "sample_eval");
-    if (!lua_isnil(L, -1)) se = lua_toboolean(L, -1);
-    lua_getfield(L, 2, "eta");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            dm_bind_errorf(L, "%s: eta must be a number, got %s", fn, luaL_typename(L, -1));
-        eta = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 3);
+    dm_bind_check_options(L, 2, fn, (const char *const[]){"soft", "eta", "sample_eval", NULL});
+    soft = dm_bind_opt_bool(L, 2, fn, "soft", soft);
+    se = dm_bind_opt_bool(L, 2, fn, "sample_eval", se);
+    eta = dm_bind_opt_number(L, 2, fn, "eta", eta);
     if (dm_controller_set_write_options(&u->c, soft, eta, se, &err) != 0) dm_bind_error(L, &err);
     return 0;
 }
