@@ -6,6 +6,7 @@
  *   dm.nn.Linear(in, out [, {bias = true, init = "default" | "kaiming"}])
  *   dm.nn.Embedding(V, E)          forward(ids) with 0-based ids; backward -> nil
  *   dm.nn.GELU()   dm.nn.Dropout(p)   dm.nn.GRU(input, hidden [, layers])
+ *   dm.nn.LSTM(input, hidden [, layers])   (the controller's cell parts)
  *   dm.nn.cross_entropy(logits, targets [, {ignore_index =, scale =, out =, grad =}])
  *       -> loss (number), dlogits (tensor; `out` when given; nil with
  *          grad = false), count
@@ -33,15 +34,18 @@
 
 #include "core/arena.h"
 #include "core/gru.h"
+#include "core/lstm.h"
 #include "core/nn.h"
+#include "core/part.h"
 #include "core/rng.h"
 
-enum { NN_LINEAR, NN_EMBEDDING, NN_GELU, NN_DROPOUT, NN_GRU, NN_KINDS };
+enum { NN_LINEAR, NN_EMBEDDING, NN_GELU, NN_DROPOUT, NN_GRU, NN_LSTM, NN_KINDS };
 
 static const char *const kind_mt[NN_KINDS] = {"drlmem.nn.Linear", "drlmem.nn.Embedding",
                                               "drlmem.nn.GELU", "drlmem.nn.Dropout",
-                                              "drlmem.nn.GRU"};
-static const char *const kind_name[NN_KINDS] = {"Linear", "Embedding", "GELU", "Dropout", "GRU"};
+                                              "drlmem.nn.GRU", "drlmem.nn.LSTM"};
+static const char *const kind_name[NN_KINDS] = {"Linear", "Embedding", "GELU", "Dropout", "GRU",
+                                                "LSTM"};
 
 typedef struct nn_mod {
     int kind;
@@ -59,9 +63,12 @@ typedef struct nn_mod {
     float *x;        size_t x_cap;      /* input copy (bytes cap) */
     int32_t *ids;    size_t ids_cap;
     float *mask;     size_t mask_cap;
-    float *cache;    size_t cache_cap;
-    float *scratch;  size_t scratch_cap;
-    dm_gru_dims gd;
+    /* Recurrent cells are the controller's parts (core/part.h), run over
+     * the module's arenas: acts holds the input copy and the part's own
+     * activations, laid out for the last forward's (B,T). */
+    dm_part part;
+    dm_arena acts;
+    size_t B, T;
 } nn_mod;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -289,33 +296,32 @@ static int l_dropout(lua_State *L)
     return 1;
 }
 
-static int l_gru(lua_State *L)
+/* GRU(input, hidden [, layers]) and LSTM(...): the cell part of that
+ * kind, with its parameters named and drawn as PyTorch's (every tensor
+ * U(+-1/sqrt(hidden)) in registration order, from the global generator). */
+static int new_cell(lua_State *L, int kind, const dm_part_ops *ops)
 {
-    size_t in = check_size(L, 1, "GRU", "input_size");
-    size_t H = check_size(L, 2, "GRU", "hidden_size");
-    size_t layers = lua_isnoneornil(L, 3) ? 1 : check_size(L, 3, "GRU", "num_layers");
+    const char *who = kind_name[kind];
+    size_t in = check_size(L, 1, who, "input_size");
+    size_t H = check_size(L, 2, who, "hidden_size");
+    size_t layers = lua_isnoneornil(L, 3) ? 1 : check_size(L, 3, who, "num_layers");
     if (layers > DM_GRU_MAX_LAYERS)
-        dm_bind_errorf(L, "GRU: num_layers must be in 1..%d, got %zu", DM_GRU_MAX_LAYERS, layers);
-    nn_mod *m = new_mod(L, NN_GRU);
+        dm_bind_errorf(L, "%s: num_layers must be in 1..%d, got %zu", who, DM_GRU_MAX_LAYERS, layers);
+    nn_mod *m = new_mod(L, kind);
     m->in = in, m->out = H, m->layers = layers;
-    char name[DM_ARENA_NAME_MAX];
-    for (size_t l = 0; l < layers; l++) {
-        snprintf(name, sizeof name, "weight_ih_l%zu", l);
-        add_param(L, m, name, 2, (int64_t)(3 * H), (int64_t)(l == 0 ? in : H));
-        snprintf(name, sizeof name, "weight_hh_l%zu", l);
-        add_param(L, m, name, 2, (int64_t)(3 * H), (int64_t)H);
-        snprintf(name, sizeof name, "bias_ih_l%zu", l);
-        add_param(L, m, name, 1, (int64_t)(3 * H), 0);
-        snprintf(name, sizeof name, "bias_hh_l%zu", l);
-        add_param(L, m, name, 1, (int64_t)(3 * H), 0);
-    }
+    dm_arena_init(&m->acts);
+    dm_part_cfg cfg = {.in = in, .out = H, .layers = layers};
+    dm_error err;
+    if (dm_part_init(&m->part, ops, "", &cfg, &err) != 0 ||
+        ops->sizes(&m->part, 1, 1, &m->params, NULL, &err) != 0)
+        dm_bind_error(L, &err);
     alloc_params(L, m);
-    /* PyTorch's reset_parameters: every tensor in registration order. */
-    float b = dm_init_default_bound(H);
-    for (int i = 0; i < m->params.n; i++)
-        dm_init_uniform(param(m, i), m->params.entries[i].numel, b, &dm_rng_global);
+    ops->init(&m->part, &m->params, &dm_rng_global);
     return 1;
 }
+
+static int l_gru(lua_State *L) { return new_cell(L, NN_GRU, &dm_gru_part); }
+static int l_lstm(lua_State *L) { return new_cell(L, NN_LSTM, &dm_lstm_part); }
 
 /* ---- forward ------------------------------------------------------------- */
 
@@ -388,42 +394,68 @@ static int fwd_elementwise(lua_State *L, nn_mod *m)
     return 1;
 }
 
-static int fwd_gru(lua_State *L, nn_mod *m)
+static dm_part_run cell_run(nn_mod *m)
 {
-    dm_tensor *x = dm_bind_checkf32(L, 2, "GRU", "x");
+    dm_part_run r = {&m->params, &m->grads, &m->acts, m->B, m->T, m->training, &dm_rng_global,
+                     NULL, NULL};
+    return r;
+}
+
+/* Lays out the activation arena for (B,T): entry 0 the input copy, then
+ * the part's own; kept when the shape is the last one's. */
+static void cell_acts(lua_State *L, nn_mod *m, size_t B, size_t T, const char *who)
+{
+    if (m->acts.data && m->B == B && m->T == T) return;
+    dm_arena_free(&m->acts);
+    m->B = m->T = 0;
+    dm_error err;
+    int64_t n[1] = {(int64_t)(B * T * m->in)};
+    if (dm_arena_add(&m->acts, "input", 1, n, &err) < 0 ||
+        m->part.ops->sizes(&m->part, B, T, NULL, &m->acts, &err) != 0 ||
+        dm_arena_alloc(&m->acts, &err) != 0) {
+        dm_arena_free(&m->acts);
+        dm_bind_error(L, &err);
+    }
+    m->B = B, m->T = T;
+}
+
+static int fwd_cell(lua_State *L, nn_mod *m)
+{
+    const char *who = kind_name[m->kind];
+    dm_tensor *x = dm_bind_checkf32(L, 2, who, "x");
     char a[96], want[96];
     snprintf(want, sizeof want, "(B,T,%zu) or (T,%zu)", m->in, m->in);
     if (x->ndim != 2 && x->ndim != 3)
-        dm_bind_errorf(L, "GRU: expected an input of shape %s, got %s", want, tshape(x, a, sizeof a));
+        dm_bind_errorf(L, "%s: expected an input of shape %s, got %s", who, want, tshape(x, a, sizeof a));
     size_t B = x->ndim == 3 ? (size_t)x->shape[0] : 1, T = (size_t)x->shape[x->ndim - 2];
     if (B == 0 || T == 0)
-        dm_bind_errorf(L, "GRU: input of shape %s has no timesteps", tshape(x, a, sizeof a));
-    take_input(L, m, x, m->in, "GRU", want);
-    m->gd = (dm_gru_dims){.B = B, .T = T, .In = m->in, .H = m->out, .L = m->layers};
-    dm_error err;
-    if (dm_gru_dims_check(&m->gd, &err) != 0) dm_bind_error(L, &err);
-    grow(L, (void **)&m->cache, &m->cache_cap, dm_gru_cache_numel(&m->gd) * sizeof(float),
-         "GRU");
-    dm_gru_params p;
-    for (size_t l = 0; l < m->layers; l++) {
-        p.w_ih[l] = param(m, (int)(4 * l)), p.w_hh[l] = param(m, (int)(4 * l + 1));
-        p.b_ih[l] = param(m, (int)(4 * l + 2)), p.b_hh[l] = param(m, (int)(4 * l + 3));
-    }
+        dm_bind_errorf(L, "%s: input of shape %s has no timesteps", who, tshape(x, a, sizeof a));
+    if (x->shape[x->ndim - 1] != (int64_t)m->in)
+        dm_bind_errorf(L, "%s: input of shape %s does not match %s (last dim %lld != %zu)", who,
+                       tshape(x, a, sizeof a), want, (long long)x->shape[x->ndim - 1], m->in);
+    m->ready = 0;
+    cell_acts(L, m, B, T, who);
+    float *xin = dm_arena_ptr(&m->acts, 0);
+    gather_f32(x, xin);
+    m->in_ndim = x->ndim;
+    memcpy(m->in_shape, x->shape, sizeof m->in_shape);
     int64_t shape[DM_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = (int64_t)m->out;
-    dm_tensor *y = push_result(L, x->ndim, shape, "GRU");
-    dm_gru_forward(dm_tensor_f32(y), m->cache, m->x, &p, &m->gd);
+    dm_tensor *y = push_result(L, x->ndim, shape, who);
+    dm_part_run r = cell_run(m);
+    dm_error err;
+    if (m->part.ops->forward(&m->part, &r, xin, dm_tensor_f32(y), &err) != 0) dm_bind_error(L, &err);
     /* h_n is (layers,B,H), or (layers,H) for one unbatched sequence. */
     int64_t hshape[3] = {(int64_t)m->layers, (int64_t)B, (int64_t)m->out};
     if (x->ndim == 2) hshape[1] = hshape[2];
-    dm_tensor *hn = push_result(L, x->ndim, hshape, "GRU");
-    dm_gru_final_hidden(dm_tensor_f32(hn), m->cache, &m->gd);
+    dm_tensor *hn = push_result(L, x->ndim, hshape, who);
+    m->part.ops->final_state(&m->part, &r, dm_tensor_f32(hn));
     set_out_shape(m, x->ndim, shape);
     return 2;
 }
 
-/* m:forward(x) -> y (the GRU also returns h_n, (layers,B,H)). */
+/* m:forward(x) -> y (the GRU and LSTM also return h_n, (layers,B,H)). */
 static int m_forward(lua_State *L)
 {
     nn_mod *m = check_mod(L, 1, "forward");
@@ -431,7 +463,8 @@ static int m_forward(lua_State *L)
     switch (m->kind) {
     case NN_LINEAR: nret = fwd_linear(L, m); break;
     case NN_EMBEDDING: nret = fwd_embedding(L, m); break;
-    case NN_GRU: nret = fwd_gru(L, m); break;
+    case NN_GRU:
+    case NN_LSTM: nret = fwd_cell(L, m); break;
     default: nret = fwd_elementwise(L, m); break;
     }
     m->ready = 1;
@@ -467,18 +500,12 @@ static int m_backward(lua_State *L)
         return 1;
     }
     default: {
-        grow(L, (void **)&m->scratch, &m->scratch_cap,
-             dm_gru_scratch_numel(&m->gd) * sizeof(float), who);
-        dm_gru_params p;
-        dm_gru_grads g;
-        for (size_t l = 0; l < m->layers; l++) {
-            p.w_ih[l] = param(m, (int)(4 * l)), p.w_hh[l] = param(m, (int)(4 * l + 1));
-            p.b_ih[l] = param(m, (int)(4 * l + 2)), p.b_hh[l] = param(m, (int)(4 * l + 3));
-            g.w_ih[l] = grad(m, (int)(4 * l)), g.w_hh[l] = grad(m, (int)(4 * l + 1));
-            g.b_ih[l] = grad(m, (int)(4 * l + 2)), g.b_hh[l] = grad(m, (int)(4 * l + 3));
-        }
         dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
-        dm_gru_backward(dm_tensor_f32(dx), &g, dy, m->cache, m->x, &p, &m->gd, m->scratch);
+        dm_part_run r = cell_run(m);
+        dm_error err;
+        if (m->part.ops->backward(&m->part, &r, dy, dm_tensor_f32(dx), dm_arena_ptr(&m->acts, 0),
+                                  NULL, &err) != 0)
+            dm_bind_error(L, &err);
         return 1;
     }
     }
@@ -554,8 +581,8 @@ static int m_tostring(lua_State *L)
         break;
     }
     default:
-        lua_pushfstring(L, "GRU(input=%I, hidden=%I, layers=%I)", (lua_Integer)m->in,
-                        (lua_Integer)m->out, (lua_Integer)m->layers);
+        lua_pushfstring(L, "%s(input=%I, hidden=%I, layers=%I)", kind_name[m->kind],
+                        (lua_Integer)m->in, (lua_Integer)m->out, (lua_Integer)m->layers);
     }
     return 1;
 }
@@ -566,9 +593,11 @@ static int m_gc(lua_State *L)
     if (!m) return 0;
     dm_arena_free(&m->params);
     dm_arena_free(&m->grads);
-    dm_free(m->x), dm_free(m->ids), dm_free(m->mask), dm_free(m->cache), dm_free(m->scratch);
-    m->x = NULL, m->ids = NULL, m->mask = NULL, m->cache = NULL, m->scratch = NULL;
-    m->x_cap = m->ids_cap = m->mask_cap = m->cache_cap = m->scratch_cap = 0;
+    dm_arena_free(&m->acts);
+    dm_part_free(&m->part);
+    dm_free(m->x), dm_free(m->ids), dm_free(m->mask);
+    m->x = NULL, m->ids = NULL, m->mask = NULL;
+    m->x_cap = m->ids_cap = m->mask_cap = 0;
     m->ready = 0;
     return 0;
 }
@@ -699,7 +728,7 @@ static const luaL_Reg mod_meta[] = {
 
 static const luaL_Reg nn_funcs[] = {
     {"Linear", l_linear}, {"Embedding", l_embedding}, {"GELU", l_gelu},
-    {"Dropout", l_dropout}, {"GRU", l_gru}, {"cross_entropy", l_cross_entropy},
+    {"Dropout", l_dropout}, {"GRU", l_gru}, {"LSTM", l_lstm}, {"cross_entropy", l_cross_entropy},
     {NULL, NULL},
 };
 

@@ -257,6 +257,12 @@ static int gru_part_backward(dm_part *p, const dm_part_run *r, const float *dout
     return 0;
 }
 
+static void gru_part_final(const dm_part *p, const dm_part_run *r, float *h_n)
+{
+    dm_gru_dims d = part_dims(p, r->B, r->T);
+    dm_gru_final_hidden(h_n, dm_part_act(p, r->acts, 0), &d);
+}
+
 const dm_part_ops dm_gru_part = {
     .kind = "gru", .role = DM_ROLE_CELL, .sizes = gru_sizes, .init = gru_init,
-    .forward = gru_part_forward, .backward = gru_part_backward};
+    .forward = gru_part_forward, .backward = gru_part_backward, .final_state = gru_part_final};

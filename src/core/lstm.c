@@ -220,6 +220,17 @@ static int lstm_part_backward(dm_part *p, const dm_part_run *r, const float *dou
     return 0;
 }
 
+static void lstm_part_final(const dm_part *p, const dm_part_run *r, float *h_n)
+{
+    dm_lstm_dims d = part_dims(p, r->B, r->T);
+    const float *cache = dm_part_act(p, r->acts, 0);
+    for (size_t l = 0; l < d.L; l++) {
+        const float *h = cache_h(cache, &d, l);
+        for (size_t b = 0; b < d.B; b++)
+            memcpy(h_n + (l * d.B + b) * d.H, h + (b * d.T + d.T - 1) * d.H, d.H * sizeof *h_n);
+    }
+}
+
 const dm_part_ops dm_lstm_part = {
     .kind = "lstm", .role = DM_ROLE_CELL, .sizes = lstm_sizes, .init = lstm_init,
-    .forward = lstm_part_forward, .backward = lstm_part_backward};
+    .forward = lstm_part_forward, .backward = lstm_part_backward, .final_state = lstm_part_final};

@@ -89,6 +89,9 @@ typedef struct dm_part_ops {
     int (*update)(dm_part *p, const dm_part_run *r, const float *in, const float *logits,
                   size_t V, const int32_t *targets, int32_t ignore_index, void *stats,
                   dm_error *err);
+    /* Recurrent cells only (NULL otherwise): PyTorch's h_n, the last
+     * step's hidden state of every layer, from the last forward. */
+    void (*final_state)(const dm_part *p, const dm_part_run *r, float *h_n /* (L,B,H) */);
     /* Optional private state (a write policy's running statistics). */
     int (*create)(dm_part *p, dm_error *err);
     void (*destroy)(dm_part *p);
