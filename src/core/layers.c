@@ -1,6 +1,7 @@
 /* layers.c: the stateless layers of nn.h and the memory read of memory.h
- * as parts (part.h): embedding, linear (+ optional GELU), dropout and the
- * memory read. Each is a thin adapter: it names its tensors, sizes its
+ * as parts (part.h): embedding, linear (+ optional GELU), GELU, dropout
+ * and the memory read. The controller and the dm.nn modules run these same
+ * parts. Each is a thin adapter: it names its tensors, sizes its
  * activations by rows (N = B*T) and calls the kernels, so the math lives in
  * one place (nn.c, memory.c) whether a controller or a dm.nn module runs
  * it. */
@@ -68,7 +69,7 @@ static int linear_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_are
     if (check_positive(p, err) != 0) return -1;
     const int64_t in = (int64_t)p->cfg.in, out = (int64_t)p->cfg.out, n = (int64_t)(B * T);
     if (dm_part_add(p, params, 1, "weight", 2, out, in, 0, err) < 0 ||
-        dm_part_add(p, params, 1, "bias", 1, out, 0, 0, err) < 0)
+        (!p->cfg.no_bias && dm_part_add(p, params, 1, "bias", 1, out, 0, 0, err) < 0))
         return -1;
     if (p->cfg.act == DM_PART_ACT_GELU &&
         (dm_part_add(p, acts, 0, "pre", 2, n, out, 0, err) < 0 ||
@@ -80,13 +81,14 @@ static int linear_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_are
 static void linear_init(dm_part *p, dm_arena *params, dm_rng *rng)
 {
     const size_t in = p->cfg.in, out = p->cfg.out;
-    float *w = dm_part_param(p, params, LIN_W), *b = dm_part_param(p, params, LIN_B);
+    float *w = dm_part_param(p, params, LIN_W);
+    float *b = p->cfg.no_bias ? NULL : dm_part_param(p, params, LIN_B);
     if (p->cfg.init == DM_PART_INIT_DEFAULT) {
         dm_init_uniform(w, out * in, dm_init_default_bound(in), rng);
-        dm_init_uniform(b, out, dm_init_default_bound(in), rng);
+        if (b) dm_init_uniform(b, out, dm_init_default_bound(in), rng);
     } else {
         dm_init_uniform(w, out * in, dm_init_kaiming_bound(in), rng);
-        dm_init_fill(b, out, 0.0f);
+        if (b) dm_init_fill(b, out, 0.0f);
     }
 }
 
@@ -96,8 +98,8 @@ static int linear_forward(dm_part *p, const dm_part_run *r, const float *in, flo
     const size_t n = rows(r), C = p->cfg.in, OC = p->cfg.out;
     const int gelu = p->cfg.act == DM_PART_ACT_GELU;
     float *pre = gelu ? dm_part_act(p, r->acts, LIN_PRE) : out;
-    dm_linear_forward(pre, in, dm_part_param(p, r->params, LIN_W), dm_part_param(p, r->params, LIN_B),
-                      n, C, OC);
+    dm_linear_forward(pre, in, dm_part_param(p, r->params, LIN_W),
+                      p->cfg.no_bias ? NULL : dm_part_param(p, r->params, LIN_B), n, C, OC);
     if (gelu) dm_gelu_forward(out, pre, n * OC);
     return 0;
 }
@@ -113,8 +115,9 @@ static int linear_backward(dm_part *p, const dm_part_run *r, const float *dout, 
         dm_vgelu_backward(d, dout, dm_part_act(p, r->acts, LIN_PRE), n * OC, 0);
         dpre = d;
     }
-    dm_linear_backward(din, dm_part_grad(p, r->grads, LIN_W), dm_part_grad(p, r->grads, LIN_B), dpre,
-                       in, dm_part_param(p, r->params, LIN_W), n, C, OC);
+    dm_linear_backward(din, dm_part_grad(p, r->grads, LIN_W),
+                       p->cfg.no_bias ? NULL : dm_part_grad(p, r->grads, LIN_B), dpre, in,
+                       dm_part_param(p, r->params, LIN_W), n, C, OC);
     return 0;
 }
 
@@ -122,14 +125,41 @@ const dm_part_ops dm_linear_part = {
     .kind = "linear", .role = DM_ROLE_LAYER, .sizes = linear_sizes, .init = linear_init,
     .forward = linear_forward, .backward = linear_backward};
 
-/* ---- dropout (inverted); cfg.in = cfg.out = width, cfg.p ------------------- */
+/* ---- GELU on its own; cfg.in = cfg.out = width --------------------------- */
+
+static int gelu_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
+                      dm_error *err)
+{
+    return check_positive(p, err);
+}
+
+static int gelu_forward(dm_part *p, const dm_part_run *r, const float *in, float *out,
+                        dm_error *err)
+{
+    dm_gelu_forward(out, in, rows(r) * p->cfg.out);
+    return 0;
+}
+
+static int gelu_backward(dm_part *p, const dm_part_run *r, const float *dout, float *din,
+                         const float *in, const float *out, dm_error *err)
+{
+    if (din) dm_gelu_backward(din, dout, in, rows(r) * p->cfg.out);
+    return 0;
+}
+
+const dm_part_ops dm_gelu_part = {
+    .kind = "gelu", .role = DM_ROLE_LAYER, .sizes = gelu_sizes, .forward = gelu_forward,
+    .backward = gelu_backward};
+
+/* ---- dropout (inverted); cfg.in = cfg.out = width, cfg.p in [0, 1] (1 drops
+ * everything) --------------------------------------------------------------- */
 
 static int dropout_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
                          dm_error *err)
 {
     if (check_positive(p, err) != 0) return -1;
-    if (!(p->cfg.p >= 0.0 && p->cfg.p < 1.0))
-        return dm_fail(err, "%s: p must be in [0, 1), got %g", p->name, p->cfg.p);
+    if (!(p->cfg.p >= 0.0 && p->cfg.p <= 1.0))
+        return dm_fail(err, "%s: p must be in [0, 1], got %g", p->name, p->cfg.p);
     return dm_part_add(p, acts, 0, "mask", 2, (int64_t)(B * T), (int64_t)p->cfg.out, 0, err) < 0
                ? -1
                : 0;
@@ -143,7 +173,7 @@ static int dropout_forward(dm_part *p, const dm_part_run *r, const float *in, fl
     if (r->training && r->dropout_keep) {
         /* PyTorch's replay of a recorded mask: in * (keep * (1/(1-p))), the
          * product in float. */
-        const float scale = (float)(1.0 / (1.0 - p->cfg.p));
+        const float scale = p->cfg.p >= 1.0 ? 0.0f : (float)(1.0 / (1.0 - p->cfg.p));
         for (size_t i = 0; i < n; i++) {
             mask[i] = r->dropout_keep[i] * scale;
             out[i] = in[i] * mask[i];

@@ -49,6 +49,7 @@ typedef struct dm_part_cfg {
     dm_init_kind init;  /* linear */
     double p;           /* dropout probability; policy: initial policy bias */
     int frozen;         /* no parameter of the part is trained */
+    int no_bias;        /* linear: weight only */
     const void *extra;  /* kind-specific (a write policy's dm_reinforce_config) */
 } dm_part_cfg;
 
