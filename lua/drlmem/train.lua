@@ -40,23 +40,22 @@ function train.model_config(cfg, V)
   return m
 end
 
---- The parameter groups gradient clipping treats separately: one group
--- (net:parameters()) for the seed model; with reinforce, the policy and
--- baseline parameters (policy.*, baseline.*) form a group of their own.
--- The baseline regresses discounted returns of log-probabilities (tens of
+--- The parameter groups gradient clipping treats separately: the model's,
+-- and those the controller marks as a group of their own (p.group: the
+-- write policy's policy and baseline, detached from the loss). The
+-- baseline regresses discounted returns of log-probabilities (tens of
 -- nats), so its gradient is orders of magnitude larger than the language
 -- model's: one global norm would shrink every model gradient to nothing.
 -- The episodic read parameters learn from the cross-entropy and stay with
 -- the model.
 function train.clip_groups(net, cfg)
-  local all = net:parameters()
-  if not train.reinforce(cfg) then return { all } end
-  local model, rl = {}, {}
-  for _, p in ipairs(all) do
-    local g = (p.name:match("^policy%.") or p.name:match("^baseline%.")) and rl or model
+  local model, own = {}, {}
+  for _, p in ipairs(net:parameters()) do
+    local g = p.group and own or model
     g[#g + 1] = p
   end
-  return { model, rl }
+  if #own == 0 then return { model } end
+  return { model, own }
 end
 
 --- Whether cfg trains the reinforce write policy.

@@ -17,8 +17,9 @@
  *   net:write_memory(s)       the post-step memory write (no gradient)
  *   net:set_dropout_mask(m)   {0,1} float32 (B,T,H) for the next training
  *                             forward (parity tests); nil clears it
- *   net:parameters()          ordered list {name=, value=view, grad=view|nil}
- *                             (usage_counts excluded: a buffer, as in torch)
+ *   net:parameters()          ordered list {name=, value=view, grad=view|nil,
+ *                             group="policy"|nil} (usage_counts excluded: a
+ *                             buffer, as in torch; group: clipped on its own)
  *   net:state_dict()          map name -> COPY, plus the ordered name list
  *   net:load_state_dict(map)  copies in after checking every name and shape
  *   net:config(), net:memory_usage(), net:last_query(),
@@ -593,6 +594,10 @@ static int c_parameters(lua_State *L)
         if (g) {
             dm_bind_pushview(L, g, e->ndim, e->shape, 1);
             lua_setfield(L, -2, "grad");
+        }
+        if (dm_controller_entry_own_clip(c, i)) {
+            lua_pushliteral(L, "policy");
+            lua_setfield(L, -2, "group");
         }
         lua_rawseti(L, -2, ++k);
     }

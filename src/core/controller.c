@@ -666,7 +666,6 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
     if (!(s >= 0.0f && s <= 1.0f))
         return dm_fail(err, "Controller.write_memory: strength must be in [0, 1], got %g", (double)s);
     dm_part *mem = &c->parts[c->memory];
-    if (mem->cfg.frozen) return 0; /* nothing reads the memory */
     const size_t B = c->last_B, T = c->last_T, D = c->D;
     dm_part_run r = make_run(c, B, T);
     dm_part *pq = &c->parts[c->write_q], *pv = &c->parts[c->write_v];
@@ -688,8 +687,7 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
             vt[b * D + d] = (float)(sv / (double)T);
         }
     }
-    return dm_memory_write(dm_part_param(mem, &c->params, 0), dm_part_param(mem, &c->params, 1), qt,
-                           vt, B, c->M, D, s, err);
+    return dm_memory_part_write(mem, &c->params, qt, vt, B, s, err);
 }
 
 int dm_controller_set_dropout_mask(dm_controller *c, const float *mask, size_t B, size_t T,
@@ -727,6 +725,10 @@ int dm_controller_entry_trained(const dm_controller *c, int i)
 float *dm_controller_entry_grad(const dm_controller *c, int i)
 {
     return dm_controller_entry_trained(c, i) ? dm_arena_ptr(&c->grads, i) : NULL;
+}
+int dm_controller_entry_own_clip(const dm_controller *c, int i)
+{
+    return (c->params.entries[i].flags & DM_ENTRY_OWN_CLIP) != 0;
 }
 int dm_controller_entry_find(const dm_controller *c, const char *name)
 {

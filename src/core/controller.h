@@ -284,6 +284,8 @@ const dm_arena_entry *dm_controller_entry_info(const dm_controller *c, int i);
 float *dm_controller_entry_value(const dm_controller *c, int i);
 float *dm_controller_entry_grad(const dm_controller *c, int i);
 int dm_controller_entry_is_buffer(const dm_controller *c, int i);
+/* Whether entry i is clipped as a group of its own (DM_ENTRY_OWN_CLIP). */
+int dm_controller_entry_own_clip(const dm_controller *c, int i);
 int dm_controller_entry_find(const dm_controller *c, const char *name);
 /* memory.usage_counts (M). */
 float *dm_controller_usage(const dm_controller *c);

@@ -267,6 +267,14 @@ static int memory_backward(dm_part *p, const dm_part_run *r, const float *dout, 
     return 0;
 }
 
+int dm_memory_part_write(const dm_part *p, dm_arena *params, const float *qt, const float *vt,
+                         size_t R, float s, dm_error *err)
+{
+    if (p->cfg.frozen) return 0; /* nothing reads the memory */
+    return dm_memory_write(dm_part_param(p, params, MEM_KEYS), dm_part_param(p, params, MEM_VALUES),
+                           qt, vt, R, p->cfg.slots, p->cfg.out, s, err);
+}
+
 const dm_part_ops dm_memory_read_part = {
     .kind = "memory_read", .role = DM_ROLE_LAYER, .sizes = memory_sizes, .init = memory_init,
     .forward = memory_forward, .backward = memory_backward};

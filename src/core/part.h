@@ -37,7 +37,9 @@ typedef enum dm_init_kind { DM_PART_INIT_KAIMING = 0, DM_PART_INIT_DEFAULT = 1 }
 /* Entry flags of a parameter arena (dm_arena_entry.flags). */
 enum {
     DM_ENTRY_FROZEN = 1, /* gets no gradient (handed to optimizers as NULL) */
-    DM_ENTRY_BUFFER = 2  /* state, not a parameter (memory.usage_counts) */
+    DM_ENTRY_BUFFER = 2, /* state, not a parameter (memory.usage_counts) */
+    DM_ENTRY_OWN_CLIP = 4 /* clipped as a group of its own (a policy's and baseline's,
+                             whose gradients dwarf the language model's) */
 };
 
 /* What a part is configured with; each kind reads the fields it needs. */
@@ -130,6 +132,12 @@ int dm_part_add(dm_part *p, dm_arena *a, int is_param, const char *what, int ndi
 float *dm_part_param(const dm_part *p, const dm_arena *params, int k);
 float *dm_part_grad(const dm_part *p, const dm_arena *grads, int k);
 float *dm_part_act(const dm_part *p, const dm_arena *acts, int k);
+
+/* The memory read part's post-step write (dm_memory_write of the R rows
+ * qt, vt into its keys and values); nothing for a bypassed (frozen)
+ * memory. */
+int dm_memory_part_write(const dm_part *p, dm_arena *params, const float *qt /* (R,D) */,
+                         const float *vt /* (R,D) */, size_t R, float s, dm_error *err);
 
 /* The registered kinds (parts.def): one line each. */
 #define DM_PART(name, ops) extern const dm_part_ops ops;

@@ -228,7 +228,10 @@ static int wp_part_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_ar
     for (int i = 0; params && i < DM_WP_NPARAMS; i++) {
         int64_t shape[2];
         int nd = dm_wp_shape(w->H, w->Dk, i, shape);
-        if (dm_part_add(p, params, 1, dm_wp_names[i], nd, shape[0], shape[1], 0, err) < 0) return -1;
+        /* The detached policy and baseline learn from REINFORCE, not from
+         * the loss: their gradients are clipped on their own. */
+        unsigned own = i >= DM_WP_WP ? DM_ENTRY_OWN_CLIP : 0;
+        if (dm_part_add(p, params, 1, dm_wp_names[i], nd, shape[0], shape[1], own, err) < 0) return -1;
     }
     if (acts) {
         dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};

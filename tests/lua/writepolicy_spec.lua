@@ -221,3 +221,16 @@ describe("write_policy = reinforce", function()
     for _, name in ipairs(names) do same(b[name], a[name], name) end
   end)
 end)
+
+describe("write policy parameters", function()
+  it("the controller marks the policy's and baseline's as a clipping group of their own", function()
+    local net = dm.Controller(with(CFG, { write_policy = "reinforce", episodic_slots = 3 }))
+    local marked = {}
+    for _, p in ipairs(net:parameters()) do
+      if p.group then marked[#marked + 1] = p.name .. "=" .. p.group end
+    end
+    assert.are.same({ "policy.weight=policy", "policy.bias=policy", "baseline.weight=policy",
+                      "baseline.bias=policy" }, marked)
+    for _, p in ipairs(dm.Controller(CFG):parameters()) do assert.is_nil(p.group, p.name) end
+  end)
+end)
