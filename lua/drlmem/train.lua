@@ -32,9 +32,9 @@ function train.model_config(cfg, V)
   local m = { vocab_size = V }
   local reinforce = train.reinforce(cfg)
   for name, spec in pairs(require("drlmem.config").fields) do
-    local v = cfg[name]
-    if spec.model and (reinforce or not spec.policy) and not (spec.if_changed and v == spec.default) then
-      m[name] = v
+    if spec.model then
+      local v = rawget(cfg, name)
+      if (reinforce or not spec.policy) and not (spec.if_changed and v == spec.default) then m[name] = v end
     end
   end
   return m
