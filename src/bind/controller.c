@@ -184,7 +184,7 @@ static void read_config(lua_State *L, int idx, const char *fn, dm_controller_con
             if (t != LUA_TSTRING || !dm_part_find(lua_tostring(L, -1), (dm_part_role)f->role))
                 dm_bind_errorf(L, "%s: config field %s must be one of %s, got %s", fn, f->name,
                                field_choices(f, ", ", buf, sizeof buf), shown);
-            snprintf((char *)dst, DM_CELL_NAME_MAX, "%s", lua_tostring(L, -1));
+            snprintf((char *)dst, DM_KIND_NAME_MAX, "%s", lua_tostring(L, -1));
             break;
         }
         lua_pop(L, 1);
@@ -722,14 +722,15 @@ static int c_load_state_dict(lua_State *L)
  * model's config (and its checkpoints) stays exactly the eight fields. */
 static int c_config(lua_State *L)
 {
-    const dm_controller_config *cfg = &check_ctrl(L, "Controller.config")->c.cfg;
+    const dm_controller *c = &check_ctrl(L, "Controller.config")->c;
+    const dm_controller_config *cfg = &c->cfg;
     dm_controller_config def = dm_controller_config_default(0);
     size_t nf;
     const dm_config_field *fs = dm_controller_fields(&nf);
     lua_createtable(L, 0, 8);
     for (size_t i = 0; i < nf; i++) {
         const dm_config_field *f = &fs[i];
-        if ((f->flags & DM_FIELD_POLICY) && cfg->write_policy != DM_WRITE_POLICY_REINFORCE) continue;
+        if ((f->flags & DM_FIELD_POLICY) && !dm_controller_has_policy(c)) continue;
         if (f->flags & DM_FIELD_IF_CHANGED) {
             push_field(L, cfg, f);
             push_field(L, &def, f);

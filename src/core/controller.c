@@ -40,7 +40,7 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.output_activation = DM_OUTPUT_GELU;
     strcpy(cfg.cell, "gru");
     cfg.use_memory = 1;
-    cfg.write_policy = DM_WRITE_POLICY_BLEND;
+    strcpy(cfg.write_policy, "blend");
     cfg.episodic_slots = 16;
     cfg.policy_bias_init = -2.0;
     cfg.rl = dm_reinforce_config_default();
@@ -88,8 +88,8 @@ static const dm_config_field fields[] = {
      DM_FIELD_IF_CHANGED, "the recurrent cell (gru as upstream, or lstm)"},
     F("use_memory", DM_FIELD_BOOL, use_memory, NULL, DM_FIELD_IF_CHANGED,
       "false: the cell reads the query directly, bypassing the learned memory (ablation)"),
-    {"write_policy", DM_FIELD_ENUM, offsetof(dm_controller_config, write_policy), "blend|reinforce",
-     "seed", 0, DM_FIELD_IF_CHANGED,
+    {"write_policy", DM_FIELD_PART, offsetof(dm_controller_config, write_policy), NULL, NULL,
+     DM_ROLE_POLICY, DM_FIELD_IF_CHANGED,
      "blend: the upstream model's post-step blend write; reinforce: per-sequence episodic memory "
      "with a write policy trained by REINFORCE (seed: the old name of blend)"},
     F("episodic_slots", DM_FIELD_INT, episodic_slots, "[1,inf)", DM_FIELD_POLICY,
@@ -124,23 +124,21 @@ const dm_config_field *dm_controller_fields(size_t *n)
     return fields;
 }
 
-const char *dm_write_policy_name(dm_write_policy p)
+/* Canonicalises a kind-name field ("" -> def, an alias -> the kind) and
+ * checks it names a registered part of that role. */
+static int check_kind(char *name, const char *field, const char *def, dm_part_role role,
+                      dm_error *err)
 {
-    return p == DM_WRITE_POLICY_REINFORCE ? "reinforce" : "blend";
-}
-
-int dm_write_policy_parse(const char *s, dm_write_policy *out, dm_error *err)
-{
-    if (s && (strcmp(s, "blend") == 0 || strcmp(s, "seed") == 0)) {
-        *out = DM_WRITE_POLICY_BLEND;
-        return 0;
+    if (name[0] == '\0') strcpy(name, def);
+    const dm_part_ops *ops =
+        memchr(name, '\0', DM_KIND_NAME_MAX) ? dm_part_find(name, role) : NULL;
+    if (!ops) {
+        char kinds[128];
+        return dm_fail(err, "Controller: %s must be one of %s, got \"%.*s\"", field,
+                       dm_part_kinds(role, kinds, sizeof kinds), DM_KIND_NAME_MAX, name);
     }
-    if (s && strcmp(s, "reinforce") == 0) {
-        *out = DM_WRITE_POLICY_REINFORCE;
-        return 0;
-    }
-    return dm_fail(err, "Controller: write_policy must be \"blend\" (or its old name \"seed\") or "
-                        "\"reinforce\", got \"%s\"", s ? s : "(null)");
+    snprintf(name, DM_KIND_NAME_MAX, "%s", ops->kind);
+    return 0;
 }
 
 int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
@@ -170,18 +168,10 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
                        (int)cfg->output_activation);
     if (cfg->use_memory != 0 && cfg->use_memory != 1)
         return dm_fail(err, "Controller: use_memory must be 0 or 1, got %d", cfg->use_memory);
-    if (cfg->write_policy != DM_WRITE_POLICY_BLEND && cfg->write_policy != DM_WRITE_POLICY_REINFORCE)
-        return dm_fail(err, "Controller: write_policy must be blend or reinforce, got %d",
-                       (int)cfg->write_policy);
-    if (cfg->cell[0] == '\0') strcpy(cfg->cell, "gru");
-    if (memchr(cfg->cell, '\0', sizeof cfg->cell) == NULL ||
-        !dm_part_find(cfg->cell, DM_ROLE_CELL)) {
-        char kinds[128];
-        return dm_fail(err, "Controller: cell must be one of %s, got \"%.*s\"",
-                       dm_part_kinds(DM_ROLE_CELL, kinds, sizeof kinds), (int)sizeof cfg->cell,
-                       cfg->cell);
-    }
-    if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
+    if (check_kind(cfg->write_policy, "write_policy", "blend", DM_ROLE_POLICY, err) != 0 ||
+        check_kind(cfg->cell, "cell", "gru", DM_ROLE_CELL, err) != 0)
+        return -1;
+    if (dm_part_find(cfg->write_policy, DM_ROLE_POLICY) == &dm_reinforce_part) {
         if (cfg->episodic_slots == 0) cfg->episodic_slots = 16;
         if (cfg->episodic_slots < 1 || cfg->episodic_slots > big)
             return dm_fail(err, "Controller: episodic_slots must be in 1..%" PRId64 ", got %" PRId64,
@@ -243,24 +233,22 @@ static int compose(dm_controller *c, dm_error *err)
         (c->write_q = add_part(c, &dm_linear_part, "fc_query_memory", wq, err)) < 0 ||
         (c->write_v = add_part(c, &dm_linear_part, "fc_value_memory", wv, err)) < 0)
         return -1;
-    c->policy = -1;
-    if (g->write_policy == DM_WRITE_POLICY_REINFORCE) {
-        /* After every other part: the blend model's layout and draws stay. */
-        dm_wp_part_cfg pc_extra = {(size_t)g->memory_embedding_dim, g->rl,
-                                   (float)g->policy_bias_init, (int)g->write_actions,
-                                   (float)g->random_write_rate};
-        dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots,
-                          .extra = &pc_extra};
-        if ((c->policy = add_part(c, &dm_reinforce_part, "", wp, err)) < 0) return -1;
-    }
+    /* The write policy, after every other part: the blend model's layout
+     * and draws stay whatever the policy adds. */
+    dm_wp_part_cfg pc_extra = {(size_t)g->memory_embedding_dim, g->rl, (float)g->policy_bias_init,
+                               (int)g->write_actions, (float)g->random_write_rate};
+    dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
+    if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
+        return -1;
     c->memory = pm;
     add_step(c, pe);
     add_step(c, pq);
     c->query_step = c->nchain - 1;
     add_step(c, pm);
     add_step(c, pc);
+    /* A policy that decides per step runs between the cell and fc1. */
     c->policy_step = -1;
-    if (c->policy >= 0) {
+    if (c->parts[c->policy].ops->forward) {
         c->policy_step = c->nchain;
         add_step(c, c->policy);
     }
@@ -578,19 +566,20 @@ int dm_controller_backward_loss(dm_controller *c, dm_error *err)
 
 /* ---- the write policy ------------------------------------------------------------ */
 
+/* The reinforce policy's state, or NULL for another policy. */
 static dm_writepolicy *policy_state(const dm_controller *c)
 {
-    return c->policy >= 0 ? c->parts[c->policy].state : NULL;
+    return c->parts[c->policy].ops == &dm_reinforce_part ? c->parts[c->policy].state : NULL;
 }
 
-int dm_controller_has_policy(const dm_controller *c) { return c->policy >= 0; }
+int dm_controller_has_policy(const dm_controller *c) { return c->parts[c->policy].ops->update != NULL; }
 
 int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ignore_index,
                             dm_reinforce_stats *stats, dm_error *err)
 {
-    if (c->policy < 0)
-        return dm_fail(err, "Controller.reinforce: write_policy is blend (set write_policy = "
-                            "reinforce for the episodic memory and its policy)");
+    if (!dm_controller_has_policy(c))
+        return dm_fail(err, "Controller.reinforce: write_policy is %s (set write_policy = "
+                            "reinforce for the episodic memory and its policy)", c->cfg.write_policy);
     if (!c->has_forward)
         return dm_fail(err, "Controller.reinforce: no forward (the rewards come from the last "
                             "forward's logits)");

@@ -51,14 +51,13 @@ typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_
  * learned policy, every step (`always`), or Bernoulli(random_write_rate)
  * draws (`random`); the last two are the ablation's controls and train no
  * policy. */
-typedef enum dm_write_policy { DM_WRITE_POLICY_BLEND = 0, DM_WRITE_POLICY_REINFORCE = 1 } dm_write_policy;
 typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_POLICY = 0,
     DM_WRITE_ACTIONS_ALWAYS = 1,
     DM_WRITE_ACTIONS_RANDOM = 2
 } dm_write_actions;
 
-#define DM_CELL_NAME_MAX 16
+#define DM_KIND_NAME_MAX 16
 
 typedef struct dm_controller_config {
     int64_t vocab_size;           /* V >= 1 */
@@ -71,9 +70,11 @@ typedef struct dm_controller_config {
     dm_output_act output_activation;
     /* The recurrent cell's kind, a registered DM_ROLE_CELL part ("gru",
      * "lstm"); "" (the zero value) means "gru". */
-    char cell[DM_CELL_NAME_MAX];
+    char cell[DM_KIND_NAME_MAX];
     /* All ignored when write_policy is blend (the zero value). */
-    dm_write_policy write_policy;
+    /* The write policy's kind, a registered DM_ROLE_POLICY part ("blend",
+     * "reinforce"; the alias "seed" reads as blend); "" means "blend". */
+    char write_policy[DM_KIND_NAME_MAX];
     int64_t episodic_slots;       /* K >= 1; 0 in a config means 16 */
     double policy_bias_init;      /* initial b of p = sigmoid(w.s + b), e.g. -2 */
     dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
@@ -87,9 +88,7 @@ typedef struct dm_controller_config {
     int use_memory;
 } dm_controller_config;
 
-/* "blend" / "reinforce"; parse also takes "seed" (the old name of blend). */
-const char *dm_write_policy_name(dm_write_policy p);
-int dm_write_policy_parse(const char *s, dm_write_policy *out, dm_error *err);
+
 
 /* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu,
  * GRU, memory on, blend writes) for a given vocabulary size. */
@@ -110,7 +109,7 @@ typedef enum dm_field_type {
     DM_FIELD_FLOAT,  /* float */
     DM_FIELD_BOOL,   /* int 0/1 */
     DM_FIELD_ENUM,   /* int, the index of the value in choices */
-    DM_FIELD_PART    /* char[DM_CELL_NAME_MAX], a registered part of role `role` */
+    DM_FIELD_PART    /* char[DM_KIND_NAME_MAX], a registered part of role `role` */
 } dm_field_type;
 
 enum {

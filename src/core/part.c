@@ -15,7 +15,10 @@ static const dm_part_ops *const registry[] = {
 const dm_part_ops *dm_part_find(const char *kind, dm_part_role role)
 {
     for (size_t i = 0; kind && i < sizeof registry / sizeof registry[0]; i++)
-        if (registry[i]->role == role && strcmp(registry[i]->kind, kind) == 0) return registry[i];
+        if (registry[i]->role == role &&
+            (strcmp(registry[i]->kind, kind) == 0 ||
+             (registry[i]->alias && strcmp(registry[i]->alias, kind) == 0)))
+            return registry[i];
     return NULL;
 }
 
@@ -23,12 +26,13 @@ const char *dm_part_kinds(dm_part_role role, char *buf, size_t n)
 {
     size_t used = 0;
     if (n) buf[0] = '\0';
-    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
-        if (registry[i]->role != role) continue;
-        int k = snprintf(buf + used, n > used ? n - used : 0, "%s%s", used ? ", " : "",
-                         registry[i]->kind);
-        if (k > 0) used += (size_t)k;
-    }
+    for (int alias = 0; alias < 2; alias++)
+        for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
+            const char *name = alias ? registry[i]->alias : registry[i]->kind;
+            if (registry[i]->role != role || !name) continue;
+            int k = snprintf(buf + used, n > used ? n - used : 0, "%s%s", used ? ", " : "", name);
+            if (k > 0) used += (size_t)k;
+        }
     return buf;
 }
 

@@ -15,7 +15,9 @@
  * the same names.
  *
  * A write policy is a part with one more hook: `update` runs after the loss
- * (REINFORCE reads the rewards from the logits). New kinds are made known by
+ * (REINFORCE reads the rewards from the logits). A policy without forward
+ * takes no per-step decision and adds nothing to the chain (blend: only
+ * the upstream post-step write). New kinds are made known by
  * one line in parts.def; dm_part_find looks them up by the name a config
  * uses ("gru", "lstm"). */
 #ifndef DM_PART_H
@@ -75,6 +77,7 @@ typedef enum dm_part_role { DM_ROLE_LAYER = 0, DM_ROLE_CELL = 1, DM_ROLE_POLICY 
 typedef struct dm_part_ops {
     const char *kind;
     dm_part_role role;
+    const char *alias;  /* an old name configs and checkpoints may still use, or NULL */
     /* Lays out the parameter entries (params may be NULL) and the
      * activation entries for a (B,T) batch (acts may be NULL), and records
      * their index ranges in p. Checks the sizes; allocates nothing. */
@@ -114,9 +117,10 @@ int dm_part_init(dm_part *p, const dm_part_ops *ops, const char *name, const dm_
                  dm_error *err);
 void dm_part_free(dm_part *p);
 
-/* The registered kind called `kind` with that role, or NULL.
- * dm_part_kinds writes the names of a role's kinds, separated by ", ", into
- * buf (for error messages) and returns buf. */
+/* The registered kind called `kind` (or aliased so) with that role, or
+ * NULL. dm_part_kinds writes the names of a role's kinds, then their
+ * aliases, separated by ", ", into buf (for error messages) and returns
+ * buf. */
 const dm_part_ops *dm_part_find(const char *kind, dm_part_role role);
 const char *dm_part_kinds(dm_part_role role, char *buf, size_t n);
 

@@ -277,3 +277,17 @@ const dm_part_ops dm_reinforce_part = {
     .kind = "reinforce", .role = DM_ROLE_POLICY, .sizes = wp_part_sizes, .init = wp_part_init,
     .forward = wp_part_forward, .backward = wp_part_backward, .update = wp_part_update,
     .create = wp_part_create, .destroy = wp_part_destroy};
+
+/* ---- blend: the upstream model's policy, as a sibling of reinforce ------ */
+
+/* No parameters, no activations, no per-step decision: the memory is only
+ * written after each optimizer step (dm_controller_write_memory's blend),
+ * which every policy keeps. */
+static int blend_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
+                       dm_error *err)
+{
+    return 0;
+}
+
+const dm_part_ops dm_blend_part = {
+    .kind = "blend", .role = DM_ROLE_POLICY, .alias = "seed", .sizes = blend_sizes};

@@ -932,9 +932,61 @@ static void test_output_none_and_finite_differences(void **s)
     assert_int_equal(g.bad, 0);
 }
 
+/* The parts registry and the size tables: kinds by role (aliases
+ * included), and dm_controller_sizes' tables equal the arenas a created
+ * controller allocates, for an LSTM model with the reinforce policy. */
+static void test_parts_and_sizes(void **s)
+{
+    (void)s;
+    assert_ptr_equal(dm_part_find("gru", DM_ROLE_CELL), &dm_gru_part);
+    assert_ptr_equal(dm_part_find("lstm", DM_ROLE_CELL), &dm_lstm_part);
+    assert_null(dm_part_find("gru", DM_ROLE_POLICY));
+    assert_ptr_equal(dm_part_find("seed", DM_ROLE_POLICY), &dm_blend_part);
+    char buf[128];
+    assert_string_equal(dm_part_kinds(DM_ROLE_POLICY, buf, sizeof buf), "blend, reinforce, seed");
+    assert_string_equal(dm_part_kinds(DM_ROLE_CELL, buf, sizeof buf), "gru, lstm");
+
+    dm_controller_config cfg = dm_controller_config_default(13);
+    cfg.embedding_dim = 6, cfg.memory_embedding_dim = 5, cfg.memory_size = 4;
+    cfg.hidden_size = 7, cfg.num_layers = 2;
+    strcpy(cfg.cell, "lstm");
+    strcpy(cfg.write_policy, "reinforce");
+    cfg.episodic_slots = 3;
+    dm_arena p, a;
+    dm_arena_init(&p);
+    dm_arena_init(&a);
+    dm_error err;
+    assert_int_equal(dm_controller_sizes(&cfg, 2, 3, &p, &a, &err), 0);
+    assert_null(p.data);
+    assert_null(a.data);
+    dm_controller c;
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), 0);
+    int32_t x[6] = {1, 2, 3, 4, 5, 6};
+    assert_int_equal(dm_controller_forward(&c, x, 2, 3, &err), 0);
+    assert_int_equal(p.n, c.params.n);
+    assert_int_equal(p.numel, c.params.numel);
+    assert_int_equal(a.n, c.acts.n);
+    assert_int_equal(a.numel, c.acts.numel);
+    for (int i = 0; i < p.n; i++) assert_string_equal(p.entries[i].name, c.params.entries[i].name);
+    assert_string_equal(p.entries[p.n - 1].name, "baseline.bias");
+    dm_controller_free(&c);
+    dm_arena_free(&p);
+    dm_arena_free(&a);
+    /* "seed" reads as blend, an unknown policy names the registered ones */
+    strcpy(cfg.write_policy, "seed");
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), 0);
+    assert_string_equal(c.cfg.write_policy, "blend");
+    assert_false(dm_controller_has_policy(&c));
+    dm_controller_free(&c);
+    strcpy(cfg.write_policy, "never");
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "write_policy must be one of blend, reinforce, seed, got \"never\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parts_and_sizes),
         cmocka_unit_test(test_forward_grads_1234),
         cmocka_unit_test(test_forward_grads_7),
         cmocka_unit_test(test_eval_1234),
