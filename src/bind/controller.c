@@ -460,17 +460,19 @@ static int c_backward(lua_State *L)
     return 0;
 }
 
-/* net:loss(targets [, {ignore_index = -1, scale = 1}]) -> loss, count: the
- * cross-entropy of the last forward's logits, computed where they live;
- * its gradient (times scale) waits there for net:backward(). */
+/* net:loss(targets [, {ignore_index = -1, scale = 1, grad = true}]) ->
+ * loss, count: the cross-entropy of the last forward's logits, computed
+ * where they live; its gradient (times scale) waits there for
+ * net:backward(). grad = false (evaluation): no gradient. */
 static int c_loss(lua_State *L)
 {
     const char *fn = "Controller.loss";
     lctrl *u = check_ctrl(L, fn);
     dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
-    dm_bind_check_options(L, 3, fn, (const char *const[]){"ignore_index", "scale", NULL});
+    dm_bind_check_options(L, 3, fn, (const char *const[]){"ignore_index", "scale", "grad", NULL});
     lua_Integer ig = dm_bind_opt_int(L, 3, fn, "ignore_index", -1, 0);
     double scale = dm_bind_opt_number(L, 3, fn, "scale", 1.0);
+    int want_grad = dm_bind_opt_bool(L, 3, fn, "grad", 1);
     size_t B, T;
     if (dm_controller_last_batch(&u->c, &B, &T) != 0)
         dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
@@ -485,8 +487,8 @@ static int c_loss(lua_State *L)
     double loss;
     size_t count;
     dm_error err;
-    if (dm_controller_loss(&u->c, dm_tensor_i32(yc), (int32_t)ig, (float)scale, &loss, &count,
-                           &err) != 0)
+    if (dm_controller_loss(&u->c, dm_tensor_i32(yc), (int32_t)ig, (float)scale, want_grad, &loss,
+                           &count, &err) != 0)
         dm_bind_error(L, &err);
     lua_pushnumber(L, loss);
     lua_pushinteger(L, (lua_Integer)count);

@@ -540,19 +540,19 @@ int dm_controller_last_batch(const dm_controller *c, size_t *B, size_t *T)
 void dm_controller_forget_forward(dm_controller *c) { c->has_forward = c->has_loss = 0; }
 
 int dm_controller_loss(dm_controller *c, const int32_t *targets, int32_t ignore_index, float scale,
-                       double *loss, size_t *count, dm_error *err)
+                       int want_grad, double *loss, size_t *count, dm_error *err)
 {
     c->has_loss = 0;
     if (!c->has_forward)
         return dm_fail(err, "Controller.loss: no forward (the loss is of the last forward's logits)");
     const size_t N = c->last_B * c->last_T, V = c->V;
-    float *d = A(c, c->act_dlogits), l = 0.0f;
-    memset(d, 0, N * V * sizeof *d);
+    float *d = want_grad ? A(c, c->act_dlogits) : NULL, l = 0.0f;
+    if (d) memset(d, 0, N * V * sizeof *d);
     if (dm_cross_entropy(&l, count, d, dm_controller_logits(c), targets, N, V, ignore_index, scale,
                          err) != 0)
         return -1;
     *loss = l;
-    c->has_loss = 1;
+    c->has_loss = want_grad;
     return 0;
 }
 

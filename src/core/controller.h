@@ -293,12 +293,13 @@ float *dm_controller_usage(const dm_controller *c);
 
 /* Cross-entropy of the last forward's logits against targets (B,T)
  * (dm_cross_entropy: mean over positions whose target is not
- * ignore_index), and its gradient, scaled by scale, kept in the activation
- * arena for dm_controller_backward_loss: no (B,T,V) copy leaves the core.
- * *loss is NaN and *count 0 when every target is ignored (the gradient is
- * then zero). Errors: no forward, a target out of range. */
+ * ignore_index) and, when want_grad, its gradient, scaled by scale, kept
+ * in the activation arena for dm_controller_backward_loss: no (B,T,V)
+ * copy leaves the core. want_grad = 0 (evaluation) skips the gradient's
+ * pass over B*T*V. *loss is NaN and *count 0 when every target is ignored
+ * (the gradient is then zero). Errors: no forward, a target out of range. */
 int dm_controller_loss(dm_controller *c, const int32_t *targets /* (B,T) */, int32_t ignore_index,
-                       float scale, double *loss, size_t *count, dm_error *err);
+                       float scale, int want_grad, double *loss, size_t *count, dm_error *err);
 /* dm_controller_backward with the gradient the last dm_controller_loss
  * kept. Errors: no loss since the last forward. */
 int dm_controller_backward_loss(dm_controller *c, dm_error *err);

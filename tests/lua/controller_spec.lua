@@ -417,5 +417,9 @@ describe("Controller: sizes without allocating, and the loss where the logits li
     has(errmsg(b.loss, b, y, {ignore = 0}), "unknown option 'ignore'")
     b:forward(x)
     has(errmsg(b.backward, b), "no loss since the last forward")
+    -- evaluation: the same loss, no gradient kept
+    local le = b:loss(y, {ignore_index = 0, scale = 0.5, grad = false})
+    assert.are.equal(la, le)
+    has(errmsg(b.backward, b), "no loss since the last forward")
   end)
 end)

@@ -20,7 +20,7 @@ local inplace = mode:find("_inplace$") ~= nil
 for _ = 1, steps do
   if inplace then
     net:forward(x)
-    net:loss(y, {ignore_index = 0})
+    net:loss(y, {ignore_index = 0, grad = mode == "train_inplace"})
     if mode == "train_inplace" then
       net:backward(); opt:step(); net:zero_grad(); net:write_memory(0.1)
     end
