@@ -156,7 +156,9 @@ end
 function loop.train_epoch(ctx, epoch, opts)
   opts = opts or {}
   local net, opt, cfg, split = ctx.net, ctx.opt, ctx.cfg, ctx.split
-  local criterion = ctx.criterion or train.criterion(cfg)
+  -- Without a criterion of the caller's, the loss and its gradient are
+  -- computed in the core, where the logits live (no B*T*V copy to Lua).
+  local criterion = ctx.criterion
   local buf, V = train.buffers(), net:config().vocab_size
   local B, acc = cfg.batch_size, cfg.accumulation_steps
   local n = split:nbatches(B)
@@ -193,8 +195,14 @@ function loop.train_epoch(ctx, epoch, opts)
   for x, y in split:batches(B, epoch) do
     i = i + 1
     if i > start then
-      local logits = net:forward(x, buf("logits", x, V))
-      local loss, dlogits, count = criterion(logits, y, 1.0 / acc, buf("dlogits", x, V))
+      local loss, dlogits, count
+      if criterion then
+        local logits = net:forward(x, buf("logits", x, V))
+        loss, dlogits, count = criterion(logits, y, 1.0 / acc, buf("dlogits", x, V))
+      else
+        net:forward(x, false)
+        loss, count = net:loss(y, { ignore_index = ignore, scale = 1.0 / acc })
+      end
       if count > 0 then
         if not finite(loss) then
           error(setmetatable({ epoch = epoch, batch = i, batches = n, loss = loss,
@@ -208,7 +216,7 @@ function loop.train_epoch(ctx, epoch, opts)
             wsum.n = wsum.n + 1
           end
         end
-        net:backward(dlogits)
+        net:backward(dlogits) -- nil: net:loss's gradient
         loss_sum, nb = loss_sum + loss, nb + 1
       end
       -- With loss_ignore_pad the criterion counted the non-pad targets;

@@ -11,7 +11,9 @@
  *     by the net and also used for dropout), else from the global generator.
  *   net:forward(tokens [, out]) int32 (B,T) -> logits (B,T,V), a fresh copy,
  *                             or copied into `out` (float32 (B,T,V),
- *                             contiguous), which is returned
+ *                             contiguous), which is returned; out = false:
+ *                             nothing returned, no copy (then net:loss,
+ *                             net:backward(), net:logits())
  *   net:backward(dlogits)     float32 (B,T,V); adds into the gradients
  *   net:zero_grad(), net:train(), net:eval(), net:training() -> bool
  *   net:write_memory(s)       the post-step memory write (no gradient)
@@ -414,6 +416,8 @@ static int c_forward(lua_State *L)
     if (dm_controller_forward(&u->c, dm_tensor_i32(tc), B, T, &err) != 0) dm_bind_error(L, &err);
     int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
     dm_tensor *out;
+    /* false: the logits stay in the core (net:loss, net:logits). */
+    if (lua_type(L, 3) == LUA_TBOOLEAN && !lua_toboolean(L, 3)) return 0;
     if (!lua_isnil(L, 3)) {
         /* A caller-owned buffer: a loop reuses it instead of allocating
          * B*T*V floats per call (fresh pages are zero-filled by the kernel

@@ -423,3 +423,27 @@ describe("Controller: sizes without allocating, and the loss where the logits li
     has(errmsg(b.backward, b), "no loss since the last forward")
   end)
 end)
+
+describe("Controller: the epoch loop computes the loss where the logits live", function()
+  local train, loop, helpers = require "drlmem.train", require "drlmem.loop", require "helpers"
+  it("gives the weights and losses of the Lua criterion, bit for bit, with accumulation and pads", function()
+    local path = helpers.write_tmp(("mary went to the kitchen . where is mary ? kitchen .\n"):rep(30))
+    local cfg = dm.config.load(nil, { data_path = path, embedding_dim = 6, memory_size = 4, hidden_size = 6,
+      num_layers = 1, max_seq_length = 14, batch_size = 4, dropout = 0.2, seed = 5, accumulation_steps = 2 })
+    local function run(criterion)
+      local st, data = helpers.setup_run(cfg)
+      local tr = loop.train_epoch({ net = st.net, opt = st.opt, cfg = cfg, split = data.train,
+                                    criterion = criterion }, 1)
+      return tr, st.net:state_dict()
+    end
+    local a, sa = run(train.criterion(cfg)) -- logits copied to Lua, dlogits back
+    local b, sb = run(nil)                  -- net:forward(x, false), net:loss, net:backward()
+    os.remove(path)
+    assert.are.equal(a.loss, b.loss)
+    assert.are.equal(a.tokens, b.tokens)
+    for name, t in pairs(sa) do assert.are.same(flat(t), flat(sb[name]), name) end
+    local net = dm.Controller{vocab_size = 5, embedding_dim = 2, memory_size = 2, hidden_size = 2}
+    assert.is_nil(net:forward(dm.tensor({{1, 2}}):int(), false)) -- nothing copied out
+    assert.are.same({1, 2, 5}, net:logits():shape())
+  end)
+end)
