@@ -295,9 +295,10 @@ describe("dm.Controller errors and accessors", function()
 end)
 
 -- Checkpoints written by drlmem before the controller was composed of parts
--- (tests/fixtures/legacy, made by the main branch of that time with its
--- write_policy value "seed" in the reinforce one's absence) still load, and
--- the loaded nets give the eval logits the old code gave.
+-- (tests/fixtures/legacy, written by tests/fixtures/legacy/make_legacy.lua
+-- run with the code of commit b6b3edd: a tiny model after one AdamW step and
+-- a memory write, and its eval logits in expected.json) still load, and the
+-- loaded nets give the eval logits the old code gave.
 describe("Controller: checkpoints from before the parts", function()
   local checkpoint = require "drlmem.checkpoint"
   local slurp = require("helpers").slurp
@@ -360,7 +361,7 @@ describe("Controller: config keys declared once, by the core", function()
     local x = dm.tensor({{1, 2, 3}}):int()
     local a = flat(net:forward(x))
     local path = os.tmpname()
-    checkpoint.save(path, net, {vocab = {"a", "b", "c", "d", "e", "f"}})
+    checkpoint.save(path, net, {vocab = {"<pad>", "<unk>", "<sos>", "<eos>", "e", "f"}})
     local ck = checkpoint.load(path)
     os.remove(path)
     assert.are.equal("lstm", ck.net:config().cell)
