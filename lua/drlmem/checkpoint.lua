@@ -45,14 +45,9 @@ local checkpoint = {}
 
 checkpoint.FORMAT = "drlmem-1"
 
-local MODEL_KEYS = {"vocab_size", "embedding_dim", "memory_embedding_dim", "memory_size",
-                    "hidden_size", "num_layers", "dropout", "output_activation",
-                    -- write_policy = reinforce only (net:config() leaves them out for seed)
-                    "write_policy", "episodic_slots", "policy_bias_init", "policy_gamma",
-                    "write_cost", "policy_alpha", "baseline_beta", "entropy_eta",
-                    "advantage_decay", "normalize_advantage", "write_actions", "random_write_rate",
-                    -- false only (the ablation's GRU without memory)
-                    "use_memory"}
+-- The model config's keys are the C core's (dm.controller_fields).
+local MODEL_KEYS = {}
+for _, f in ipairs(dm.controller_fields()) do MODEL_KEYS[#MODEL_KEYS + 1] = f.name end
 local MOMENTS = {exp_avg = true, exp_avg_sq = true, momentum_buffer = true}
 
 -- ---- JSON with non-finite numbers ------------------------------------------

@@ -74,7 +74,8 @@ function config.field(name, kind, default, check, doc, opts)
   kind = nullable and kind:sub(1, -2) or kind
   assert(({ int = 1, number = 1, string = 1, bool = 1, enum = 1 })[kind], "config: bad kind " .. kind)
   local spec = { name = name, kind = kind, default = default, doc = doc or "", nullable = nullable,
-                 extra_check = opts and opts.check }
+                 extra_check = opts and opts.check, model = opts and opts.model,
+                 policy = opts and opts.policy, if_changed = opts and opts.if_changed }
   if (kind == "int" or kind == "number") and check then spec.range = parse_range(check) end
   if kind == "enum" then
     if type(check) == "function" then
@@ -103,8 +104,15 @@ end
 -- The seed's config.yaml, with its values.
 F("data_path", "string", "data/augmented_text_data.txt", nil, "training text, one sample per line (lines mode)")
 F("log_file", "string", "logs/training.log", nil, "human-readable log; metrics.jsonl and the figure go beside it")
-F("embedding_dim", "int", 128, "[1,inf)", "token embedding width E")
-F("memory_size", "int", 512, "[1,inf)", "number of memory slots M")
+-- The model's keys (sizes, cell, memory, write policy) are declared by the
+-- C core (dm.controller_fields: name, type, default, range, help), which
+-- also fills the model from them, so a model key is named in one place.
+for _, f in ipairs(dm.controller_fields()) do
+  if not f.derived then
+    local kind = f.kind .. ((f.default == nil) and "?" or "")
+    F(f.name, kind, f.default, f.check, f.doc, {model = true, policy = f.policy, if_changed = f.if_changed})
+  end
+end
 F("learning_rate", "number", 0.01, "(0,inf)", "initial learning rate")
 F("batch_size", "int", 16, "[1,inf)", "sequences per batch")
 F("max_seq_length", "int", 100, "[1,inf)", "time steps T per sample (longer samples are cut)")
@@ -125,11 +133,6 @@ F("t_max", "int", 10, "[1,inf)", "cosine: half period in epochs")
 F("eta_min", "number", 1e-6, "[0,inf)", "cosine: lowest learning rate")
 F("step_size", "int", 10, "[1,inf)", "step: epochs between learning-rate drops")
 F("gamma", "number", 0.1, "(0,1]", "step and plateau: factor applied to the learning rate at a drop")
-F("hidden_size", "int", 256, "[1,inf)", "GRU and fc1 width H")
-F("num_layers", "int", 2, "[1,inf)", "GRU layers")
-F("dropout", "number", 0.3, "[0,1)", "dropout probability after fc1")
-F("output_activation", "enum", "gelu", "gelu|none", "activation on the logits (gelu as upstream)")
-F("memory_embedding_dim", "int?", nil, "[1,inf)", "memory width D (null = embedding_dim)")
 F("loss_ignore_pad", "bool", true, nil, "leave pad targets out of the loss (false = upstream)")
 -- Data.
 F("tokenizer", "enum", "word", tokenizer_names,
@@ -159,25 +162,10 @@ F("split", "enum", "random", "random|position",
   .. "the first train_size_ratio of the samples, then val, then test)")
 F("threads", "int", 0, "[0,1024]", "OpenBLAS threads (0 = OpenBLAS default; dm.set_num_threads takes 1..1024)")
 F("max_memory", "number", 0.0, "[0,inf)", "GiB a run may take by the estimate of drlmem.budget (0 = the machine's available memory)")
--- The RL write policy (issue 6; README "RL write policy"). Everything but
--- write_policy is ignored while it is `seed`.
-F("write_policy", "enum", "seed", "seed|reinforce",
-  "seed: the upstream model; reinforce: per-sequence episodic memory with a write policy trained by REINFORCE")
-F("episodic_slots", "int", 16, "[1,inf)", "reinforce: episodic memory slots per sequence")
-F("policy_bias_init", "number", -2.0, nil, "reinforce: initial bias b of p = sigmoid(w.s + b) (-2: writes start rare)")
-F("policy_gamma", "number", 0.95, "[0,1]", "reinforce: discount of the reward-to-go within a sequence")
-F("write_cost", "number", 0.01, "[0,inf)", "reinforce: cost subtracted from the reward of each write")
-F("policy_alpha", "number", 1.0, "[0,inf)", "reinforce: weight of the policy (REINFORCE) loss")
-F("baseline_beta", "number", 0.5, "[0,inf)", "reinforce: weight of the baseline's squared error")
-F("entropy_eta", "number", 0.01, "[0,inf)", "reinforce: weight of the entropy bonus at epoch 0")
+-- The RL write policy's training settings (README "RL write policy"); its
+-- model keys come from dm.controller_fields above.
 F("entropy_decay", "number", 0.9, "[0,1]", "reinforce: the entropy weight of epoch e is entropy_eta * entropy_decay^e")
 F("curriculum_epochs", "int", 0, "[0,inf)", "reinforce: first epochs with soft writes (weight p_t), then sampled hard writes")
-F("advantage_decay", "number", 0.99, "[0,1)", "reinforce: decay of the running advantage scale")
-F("normalize_advantage", "bool", true, nil, "reinforce: divide advantages by their running standard deviation")
-F("write_actions", "enum", "policy", "policy|always|random",
-  "reinforce: who decides writes: the policy, every step (always) or Bernoulli(random_write_rate) (ablation controls)")
-F("random_write_rate", "number", 0.1, "[0,1]", "reinforce, write_actions random: the write probability")
-F("use_memory", "bool", true, nil, "false: the GRU reads the query directly, bypassing the learned memory (ablation)")
 F("task", "enum", "none", "none|recall|copy|babi", "data_path holds this synthetic task: evaluation adds answer-token accuracy (sample_mode babi sets babi)")
 
 -- bAbI question answering (lua/drlmem/babi.lua).

@@ -19,9 +19,7 @@ local evaluation = {}
 -- sample_eval). Leaves net in training mode.
 function evaluation.run(net, split, cfg, opts)
   opts = opts or {}
-  local criterion = train.criterion(cfg)
-  local ce = dm.nn.cross_entropy
-  local buf, V = train.buffers(), net:config().vocab_size
+  local ignore = cfg.loss_ignore_pad and 0 or -1
   local with_metrics = opts.metrics
   local pooled = with_metrics and dm.metrics.Accumulator { pad = 0 }
   local per_batch = with_metrics and dm.metrics.Accumulator { pad = 0, mode = "batch" }
@@ -31,8 +29,11 @@ function evaluation.run(net, split, cfg, opts)
   net:eval()
   local ok, err = pcall(function()
     for x, y in split:batches(opts.batch_size or cfg.batch_size) do
-      local logits = net:forward(x, buf("logits", x, V))
-      local loss, _, count = criterion(logits, y, 1.0, false)
+      -- The loss is computed where the logits live; metrics and answers
+      -- read them through a view, no copy.
+      net:forward(x, false)
+      local loss, count = net:loss(y, { ignore_index = ignore, grad = false })
+      local logits = (answers or with_metrics) and net:logits()
       if count > 0 then loss_sum, nb = loss_sum + loss, nb + 1 end
       local ws = net:write_stats()
       if ws then wr_sum, su_sum, nw = wr_sum + ws.write_rate, su_sum + ws.slot_usage, nw + 1 end
@@ -40,7 +41,7 @@ function evaluation.run(net, split, cfg, opts)
       if with_metrics then
         local nll, cnt = loss, count
         if not cfg.loss_ignore_pad then
-          nll, _, cnt = ce(logits, y, { ignore_index = 0, grad = false })
+          nll, cnt = net:loss(y, { ignore_index = 0, grad = false })
         end
         if cnt > 0 then nll_sum, n_tok = nll_sum + nll * cnt, n_tok + cnt end
         pooled:add(logits, y)

@@ -40,12 +40,13 @@ doc("dm.set_rng_state", "dm.set_rng_state(state)", "Restores a state from get_rn
 doc("dm.randperm", "dm.randperm(n) -> table", "A random permutation of 1..n from the global generator (Fisher-Yates).")
 doc("dm.Generator", "dm.Generator(seed) -> Generator", "A generator of its own (xoshiro256**): random(), randperm(n), state().")
 -- layers, memory, model, training
-doc("dm.nn", "dm.nn", "The layers: Embedding, Linear, GELU, Dropout, GRU, and cross_entropy.")
+doc("dm.nn", "dm.nn", "The layers: Embedding, Linear, GELU, Dropout, GRU, LSTM, and cross_entropy.")
 doc("dm.nn.Embedding", "dm.nn.Embedding(num, dim) -> module", "A lookup table of num rows of width dim; forward takes int32 token ids.")
 doc("dm.nn.Linear", "dm.nn.Linear(in, out, [{bias = true, init = ...}]) -> module", "y = x W^T + b, with PyTorch's parameter names weight and bias.")
 doc("dm.nn.GELU", "dm.nn.GELU() -> module", "The exact (erf) GELU activation.")
 doc("dm.nn.Dropout", "dm.nn.Dropout([p = 0.5]) -> module", "Zeroes each element with probability p in training, scaling the rest by 1/(1-p).")
 doc("dm.nn.GRU", "dm.nn.GRU(input, hidden, [layers = 1]) -> module", "A batch-first multi-layer GRU with PyTorch's gate order and names.")
+doc("dm.nn.LSTM", "dm.nn.LSTM(input, hidden, [layers = 1]) -> module", "A batch-first multi-layer LSTM with PyTorch's gate order and names.")
 doc("dm.nn.cross_entropy", "dm.nn.cross_entropy(logits, targets, [{ignore_index = id}]) -> loss, dlogits", "Mean cross-entropy over (B,T,V) logits and its gradient.")
 doc("dm.Memory", "dm.Memory(slots, width) -> Memory", "The differentiable key-value memory: read(q) = softmax(q keys^T) values; write blends new rows in.")
 doc("Memory:read", "m:read(query) -> out, weights", "Reads (N,width) queries: the attention-weighted values and the (N,slots) weights.")
@@ -55,7 +56,11 @@ doc("Memory:backward", "m:backward(dout) -> dquery", "The gradient of the last r
 doc("Memory:topk", "m:topk(query, k) -> weights, slots", "The k best-matching slots of each query and their weights, without counting usage.")
 doc("dm.Controller", "dm.Controller(cfg) -> Controller", "The whole DRLMemNet model: embedding, memory read, GRU, output layer.")
 doc("Controller:forward", "net:forward(tokens) -> logits", "(B,T) int32 tokens to (B,T,V) logits.")
-doc("Controller:backward", "net:backward(dlogits)", "Adds the gradients of every parameter for the last forward.")
+doc("Controller:backward", "net:backward([dlogits])", "Adds the gradients of every parameter for the last forward (no argument: net:loss's gradient).")
+doc("Controller:loss", "net:loss(targets [, {ignore_index=, scale=}]) -> loss, count", "Cross-entropy of the last logits, computed where they live; its gradient waits for net:backward().")
+doc("Controller:logits", "net:logits() -> Tensor", "(B,T,V) view of the last forward's logits, no copy.")
+doc("dm.controller_fields", "dm.controller_fields() -> {field, ...}", "The model config's keys as the C core declares them (name, kind, default, check, doc).")
+doc("dm.controller_sizes", "dm.controller_sizes(cfg, B, T) -> table", "Parameter and activation size tables and bytes of a model, without allocating it.")
 doc("Controller:write_memory", "net:write_memory(strength)", "The memory write of one optimizer step, from the last forward.")
 doc("Controller:last_slots", "net:last_slots() -> Tensor", "(B,T) the memory slot that answered each token of the last forward.")
 doc("Controller:last_attention", "net:last_attention() -> Tensor", "(B,T,M) the memory read's attention weights of the last forward.")
@@ -172,6 +177,7 @@ help.objects = {
   ["drlmem.nn.GELU"] = "dm.nn.GELU",
   ["drlmem.nn.Dropout"] = "dm.nn.Dropout",
   ["drlmem.nn.GRU"] = "dm.nn.GRU",
+  ["drlmem.nn.LSTM"] = "dm.nn.LSTM",
   ["drlmem.Optimizer"] = "dm.optim",
   ["drlmem.Config"] = "dm.config",
 }

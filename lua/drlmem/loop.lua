@@ -156,7 +156,9 @@ end
 function loop.train_epoch(ctx, epoch, opts)
   opts = opts or {}
   local net, opt, cfg, split = ctx.net, ctx.opt, ctx.cfg, ctx.split
-  local criterion = ctx.criterion or train.criterion(cfg)
+  -- Without a criterion of the caller's, the loss and its gradient are
+  -- computed in the core, where the logits live (no B*T*V copy to Lua).
+  local criterion = ctx.criterion
   local buf, V = train.buffers(), net:config().vocab_size
   local B, acc = cfg.batch_size, cfg.accumulation_steps
   -- Under mpirun (dm.dist, lua/drlmem/dist.lua) each global batch of
@@ -165,6 +167,9 @@ function loop.train_epoch(ctx, epoch, opts)
   local dist = dm.dist.available() and dm.dist.size() > 1 and dm.dist or nil
   local world = dist and dist.size() or 1
   B = B * world
+  -- Across processes each rank's gradient is scaled by its share of the
+  -- global batch, which needs the dlogits in hand: the Lua criterion's path.
+  if dist and not criterion then criterion = train.criterion(cfg) end
   local n = split:nbatches(B)
   local start = opts.start_batch or 0
   local s0 = opts.sums or {}
@@ -215,8 +220,13 @@ function loop.train_epoch(ctx, epoch, opts)
       if dist then xs, ys = dist.shard(x, y) end
       local loss, dlogits, count = 0 / 0, nil, 0
       if xs then
-        local logits = net:forward(xs, buf("logits", xs, V))
-        loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
+        if criterion then
+          local logits = net:forward(xs, buf("logits", xs, V))
+          loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
+        else
+          net:forward(xs, false)
+          loss, count = net:loss(ys, { ignore_index = ignore, scale = 1.0 / acc })
+        end
       end
       -- weight: this rank's share of the global batch's mean loss; loss
       -- and total become the global batch's (the same on every rank)
@@ -237,7 +247,7 @@ function loop.train_epoch(ctx, epoch, opts)
         end
         if count > 0 then
           if weight ~= 1 then dlogits:mul_(weight) end
-          net:backward(dlogits)
+          net:backward(dlogits) -- nil: net:loss's gradient
         end
         loss_sum, nb = loss_sum + loss, nb + 1
       end

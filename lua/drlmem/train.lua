@@ -22,48 +22,40 @@ local train = {}
 -- Model, optimizer, scheduler, loss
 ---------------------------------------------------------------------------
 
---- The dm.Controller config of cfg for a vocabulary of V tokens.
-train.WRITE_POLICY_KEYS = { "write_policy", "episodic_slots", "policy_bias_init", "policy_gamma",
-  "write_cost", "policy_alpha", "baseline_beta", "entropy_eta", "advantage_decay", "normalize_advantage",
-  "write_actions", "random_write_rate" }
-
+--- The dm.Controller config of cfg for a vocabulary of V tokens: the
+-- model keys the schema declares (config.fields[k].model, which come from
+-- dm.controller_fields) that change the model: the write policy's only
+-- with reinforce, the optional ones (cell, use_memory, write_policy) only
+-- when not their default, so a seed config's model is exactly the
+-- upstream's.
 function train.model_config(cfg, V)
-  local m = {
-    vocab_size = V,
-    embedding_dim = cfg.embedding_dim,
-    memory_embedding_dim = cfg.memory_embedding_dim or cfg.embedding_dim,
-    memory_size = cfg.memory_size,
-    hidden_size = cfg.hidden_size,
-    num_layers = cfg.num_layers,
-    dropout = cfg.dropout,
-    output_activation = cfg.output_activation,
-  }
-  -- The issue-6 keys go in only when they change the model, so a seed
-  -- config's model (and its checkpoints) stay exactly the upstream's.
-  if cfg.use_memory == false then m.use_memory = false end
-  if cfg.write_policy == "reinforce" then
-    for _, k in ipairs(train.WRITE_POLICY_KEYS) do m[k] = cfg[k] end
+  local m = { vocab_size = V }
+  local reinforce = train.reinforce(cfg)
+  for name, spec in pairs(require("drlmem.config").fields) do
+    if spec.model then
+      local v = rawget(cfg, name)
+      if (reinforce or not spec.policy) and not (spec.if_changed and v == spec.default) then m[name] = v end
+    end
   end
   return m
 end
 
---- The parameter groups gradient clipping treats separately: one group
--- (net:parameters()) for the seed model; with reinforce, the policy and
--- baseline parameters (policy.*, baseline.*) form a group of their own.
--- The baseline regresses discounted returns of log-probabilities (tens of
+--- The parameter groups gradient clipping treats separately: the model's,
+-- and those the controller marks as a group of their own (p.group: the
+-- write policy's policy and baseline, detached from the loss). The
+-- baseline regresses discounted returns of log-probabilities (tens of
 -- nats), so its gradient is orders of magnitude larger than the language
 -- model's: one global norm would shrink every model gradient to nothing.
 -- The episodic read parameters learn from the cross-entropy and stay with
 -- the model.
 function train.clip_groups(net, cfg)
-  local all = net:parameters()
-  if not train.reinforce(cfg) then return { all } end
-  local model, rl = {}, {}
-  for _, p in ipairs(all) do
-    local g = (p.name:match("^policy%.") or p.name:match("^baseline%.")) and rl or model
+  local model, own = {}, {}
+  for _, p in ipairs(net:parameters()) do
+    local g = p.group and own or model
     g[#g + 1] = p
   end
-  return { model, rl }
+  if #own == 0 then return { model } end
+  return { model, own }
 end
 
 --- Whether cfg trains the reinforce write policy.

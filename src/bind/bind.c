@@ -144,3 +144,126 @@ void dm_bind_shareowner(lua_State *L, int src_idx, int dst_idx)
     lua_getiuservalue(L, src_idx, 1);
     lua_setiuservalue(L, dst_idx, 1);
 }
+
+/* ---- option readers (bind.h) ---------------------------------------------- */
+
+static int has_opts(lua_State *L, int opts) { return !lua_isnoneornil(L, opts); }
+
+void dm_bind_check_options(lua_State *L, int opts, const char *fn, const char *const *known)
+{
+    if (!has_opts(L, opts)) return;
+    if (!lua_istable(L, opts))
+        dm_bind_errorf(L, "%s: options must be a table, got %s", fn, luaL_typename(L, opts));
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int ok = 0;
+        for (int i = 0; k && known[i]; i++) ok |= strcmp(k, known[i]) == 0;
+        if (!ok) {
+            char list[512] = "";
+            for (int i = 0; known[i]; i++) {
+                strncat(list, known[i], sizeof list - strlen(list) - 1);
+                if (known[i + 1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
+            }
+            dm_bind_errorf(L, "%s: unknown option '%s' (known: %s)", fn,
+                           k ? k : luaL_typename(L, -1), list);
+        }
+    }
+}
+
+/* Pushes opts[key] (nil when there is no table). */
+static int get_opt(lua_State *L, int opts, const char *key)
+{
+    if (!has_opts(L, opts) || !lua_istable(L, opts)) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    return lua_getfield(L, opts, key);
+}
+
+static const char *shown(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
+}
+
+double dm_bind_opt_number(lua_State *L, int opts, const char *fn, const char *key, double def)
+{
+    double v = def;
+    if (get_opt(L, opts, key) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            dm_bind_errorf(L, "%s: option %s: expected a number, got %s", fn, key,
+                           luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int64_t dm_bind_opt_int(lua_State *L, int opts, const char *fn, const char *key, int64_t def,
+                        int required)
+{
+    int64_t v = def;
+    if (get_opt(L, opts, key) == LUA_TNIL) {
+        if (required) dm_bind_errorf(L, "%s: option %s is required", fn, key);
+    } else {
+        int ok = 0;
+        lua_Integer x = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
+        if (!ok)
+            dm_bind_errorf(L, "%s: option %s: expected an integer, got %s", fn, key, shown(L, -1));
+        v = (int64_t)x;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int dm_bind_opt_bool(lua_State *L, int opts, const char *fn, const char *key, int def)
+{
+    int v = def;
+    if (get_opt(L, opts, key) != LUA_TNIL) {
+        if (!lua_isboolean(L, -1))
+            dm_bind_errorf(L, "%s: option %s: expected a boolean, got %s", fn, key, shown(L, -1));
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int dm_bind_opt_enum(lua_State *L, int opts, const char *fn, const char *key,
+                     const char *const *choices, int def)
+{
+    int r = def;
+    if (get_opt(L, opts, key) != LUA_TNIL) {
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        r = -1;
+        for (int i = 0; v && choices[i]; i++)
+            if (strcmp(v, choices[i]) == 0) r = i;
+        if (r < 0) {
+            /* "'a' or 'b'" for two choices, "one of 'a', 'b', 'c'" for more */
+            char list[256] = "";
+            int n = 0;
+            while (choices[n]) n++;
+            for (int i = 0; i < n; i++) {
+                strncat(list, i == 0 ? "" : (n == 2 ? " or " : ", "), sizeof list - strlen(list) - 1);
+                strncat(list, "'", sizeof list - strlen(list) - 1);
+                strncat(list, choices[i], sizeof list - strlen(list) - 1);
+                strncat(list, "'", sizeof list - strlen(list) - 1);
+            }
+            dm_bind_errorf(L, "%s: option %s: expected %s%s, got %s", fn, key, n == 2 ? "" : "one of ",
+                           list, v ? v : shown(L, -1));
+        }
+    }
+    lua_pop(L, 1);
+    return r;
+}
+
+int64_t dm_bind_check_int(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    int ok = 0;
+    lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &ok) : 0;
+    if (!ok)
+        dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg,
+                       lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx)
+                                                       : dm_bind_typename(L, idx));
+    return (int64_t)v;
+}

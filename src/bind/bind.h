@@ -58,6 +58,25 @@ dm_tensor *dm_bind_newtensor_named(lua_State *L, dm_dtype dtype, int ndim, const
 void dm_bind_shareowner(lua_State *L, int src_idx, int dst_idx);
 
 /* Part openers, called in order by luaopen_drlmem with the module on top. */
+/* ---- option tables and arguments: the one set of readers every binding
+ * uses. An option table sits at stack index opts (none or nil: every
+ * option takes its default). Errors read "<fn>: option <key>: expected
+ * <what>, got <value or type>" and "<fn>: unknown option '<key>' (known:
+ * ...)". */
+/* Raises when opts is neither none, nil nor a table, or has a key that is
+ * not in known (NULL-terminated). */
+void dm_bind_check_options(lua_State *L, int opts, const char *fn, const char *const *known);
+double dm_bind_opt_number(lua_State *L, int opts, const char *fn, const char *key, double def);
+/* required != 0: a missing key is an error ("option <key> is required"). */
+int64_t dm_bind_opt_int(lua_State *L, int opts, const char *fn, const char *key, int64_t def,
+                        int required);
+int dm_bind_opt_bool(lua_State *L, int opts, const char *fn, const char *key, int def);
+/* Index of the value in choices (NULL-terminated), or def when absent. */
+int dm_bind_opt_enum(lua_State *L, int opts, const char *fn, const char *key,
+                     const char *const *choices, int def);
+/* Argument idx as an integer ("<fn>: argument <arg>: expected an integer"). */
+int64_t dm_bind_check_int(lua_State *L, int idx, const char *fn, const char *arg);
+
 void dm_open_tensor(lua_State *L);
 /* dm.manual_seed, dm.get_rng_state/set_rng_state, dm.randperm and
  * dm.Generator (bind/random.c); called by dm_open_tensor. */

@@ -11,14 +11,17 @@
  *     by the net and also used for dropout), else from the global generator.
  *   net:forward(tokens [, out]) int32 (B,T) -> logits (B,T,V), a fresh copy,
  *                             or copied into `out` (float32 (B,T,V),
- *                             contiguous), which is returned
+ *                             contiguous), which is returned; out = false:
+ *                             nothing returned, no copy (then net:loss,
+ *                             net:backward(), net:logits())
  *   net:backward(dlogits)     float32 (B,T,V); adds into the gradients
  *   net:zero_grad(), net:train(), net:eval(), net:training() -> bool
  *   net:write_memory(s)       the post-step memory write (no gradient)
  *   net:set_dropout_mask(m)   {0,1} float32 (B,T,H) for the next training
  *                             forward (parity tests); nil clears it
- *   net:parameters()          ordered list {name=, value=view, grad=view|nil}
- *                             (usage_counts excluded: a buffer, as in torch)
+ *   net:parameters()          ordered list {name=, value=view, grad=view|nil,
+ *                             group="policy"|nil} (usage_counts excluded: a
+ *                             buffer, as in torch; group: clipped on its own)
  *   net:state_dict()          map name -> COPY, plus the ordered name list
  *   net:load_state_dict(map)  copies in after checking every name and shape
  *   net:config(), net:memory_usage(), net:last_query(),
@@ -58,81 +61,161 @@ static lctrl *check_ctrl(lua_State *L, const char *fn)
     return u;
 }
 
-/* ---- construction -------------------------------------------------------- */
+/* ---- construction: the config, read from the core's field table -------------- */
 
-static const char *const cfg_keys[] = {"vocab_size",  "embedding_dim", "memory_embedding_dim",
-                                       "memory_size", "hidden_size",   "num_layers",
-                                       "dropout",     "output_activation",
-                                       /* issue 6: the reinforce write policy */
-                                       "write_policy", "episodic_slots", "policy_bias_init",
-                                       "policy_gamma", "write_cost", "policy_alpha",
-                                       "baseline_beta", "entropy_eta", "advantage_decay",
-                                       "normalize_advantage", "write_actions",
-                                       "random_write_rate", "use_memory", NULL};
-
-/* Number field of the table at idx, or def when absent. */
-static double cfg_num(lua_State *L, int idx, const char *key, double def)
+static void *field_ptr(dm_controller_config *cfg, const dm_config_field *f)
 {
-    lua_getfield(L, idx, key);
-    double v = def;
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            dm_bind_errorf(L, "Controller: config field %s must be a number, got %s", key,
-                           luaL_typename(L, -1));
-        v = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
+    return (char *)cfg + f->offset;
 }
 
-/* String field of the table at idx that must be one of choices (NULL-
- * terminated); returns its index, or def when absent. */
-static int cfg_enum(lua_State *L, int idx, const char *key, const char *const *choices, int def)
+/* The choices of an enum or part field joined by sep ("a, b" or "a|b"),
+ * an enum's old name last. */
+static const char *field_choices(const dm_config_field *f, const char *sep, char *buf, size_t n)
 {
-    lua_getfield(L, idx, key);
-    int r = def;
-    if (!lua_isnil(L, -1)) {
-        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        r = -1;
-        for (int i = 0; v && choices[i]; i++)
-            if (strcmp(v, choices[i]) == 0) r = i;
-        if (r < 0) {
-            char list[128] = "";
-            for (int i = 0; choices[i]; i++) {
-                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, choices[i], sizeof list - strlen(list) - 1);
+    char tmp[160];
+    if (f->type == DM_FIELD_PART)
+        dm_part_kinds((dm_part_role)f->role, tmp, sizeof tmp); /* "a, b" */
+    else
+        snprintf(tmp, sizeof tmp, "%s%s%s", f->check, f->alias ? "|" : "", f->alias ? f->alias : "");
+    size_t used = 0;
+    buf[0] = '\0';
+    for (char *tok = strtok(tmp, "|, "); tok; tok = strtok(NULL, "|, ")) {
+        int k = snprintf(buf + used, n > used ? n - used : 0, "%s%s", used ? sep : "", tok);
+        if (k > 0) used += (size_t)k;
+    }
+    return buf;
+}
+
+/* The index of v among f's choices (its alias: 0), or -1. */
+static int enum_index(const dm_config_field *f, const char *v)
+{
+    if (f->alias && strcmp(v, f->alias) == 0) return 0;
+    int i = 0;
+    for (const char *c = f->check; *c; i++) {
+        size_t len = strcspn(c, "|");
+        if (strlen(v) == len && strncmp(c, v, len) == 0) return i;
+        c += len + (c[len] == '|');
+    }
+    return -1;
+}
+
+/* The i-th choice of an enum field into buf. */
+static const char *enum_name(const dm_config_field *f, int i, char *buf, size_t n)
+{
+    const char *c = f->check;
+    for (; i > 0 && *c; i--) c += strcspn(c, "|") + (c[strcspn(c, "|")] == '|');
+    snprintf(buf, n, "%.*s", (int)strcspn(c, "|"), c);
+    return buf;
+}
+
+/* Fills cfg from the table at idx: every key must be a field of the core's
+ * table; absent ones keep dm_controller_config_default's value. */
+static void read_config(lua_State *L, int idx, const char *fn, dm_controller_config *cfg)
+{
+    size_t nf;
+    const dm_config_field *fs = dm_controller_fields(&nf);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int known = 0;
+        for (size_t i = 0; k && i < nf; i++) known |= strcmp(k, fs[i].name) == 0;
+        if (!known) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (size_t i = 0; i < nf; i++) {
+                if (i) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, fs[i].name);
             }
-            dm_bind_errorf(L, "Controller: config field %s must be one of %s, got %s", key, list,
-                           v ? v : luaL_typename(L, -1));
+            luaL_pushresult(&b);
+            dm_bind_errorf(L, "%s: unknown config field '%s' (known: %s)", fn,
+                           k ? k : luaL_typename(L, -2), lua_tostring(L, -1));
         }
     }
-    lua_pop(L, 1);
-    return r;
+    *cfg = dm_controller_config_default(0);
+    for (size_t i = 0; i < nf; i++) {
+        const dm_config_field *f = &fs[i];
+        void *dst = field_ptr(cfg, f);
+        if (f->flags & DM_FIELD_ZERO_IS_NULL) *(int64_t *)dst = 0; /* absent: derived by the core */
+        char buf[160];
+        lua_getfield(L, idx, f->name);
+        int t = lua_type(L, -1);
+        if (t == LUA_TNIL) {
+            if (f->flags & DM_FIELD_REQUIRED)
+                dm_bind_errorf(L, "%s: config field %s is missing", fn, f->name);
+            lua_pop(L, 1);
+            continue;
+        }
+        const char *shown = t == LUA_TNUMBER || t == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                 : luaL_typename(L, -1);
+        switch (f->type) {
+        case DM_FIELD_INT: {
+            int ok = 0;
+            lua_Integer v = t == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
+            if (!ok) dm_bind_errorf(L, "%s: config field %s must be an integer, got %s", fn, f->name, shown);
+            if (v < 1)
+                dm_bind_errorf(L, "%s: config field %s must be >= 1, got %" PRId64, fn, f->name,
+                               (int64_t)v);
+            *(int64_t *)dst = (int64_t)v;
+            break;
+        }
+        case DM_FIELD_DOUBLE:
+        case DM_FIELD_FLOAT:
+            if (t != LUA_TNUMBER)
+                dm_bind_errorf(L, "%s: config field %s must be a number, got %s", fn, f->name,
+                               luaL_typename(L, -1));
+            if (f->type == DM_FIELD_DOUBLE)
+                *(double *)dst = lua_tonumber(L, -1);
+            else
+                *(float *)dst = (float)lua_tonumber(L, -1);
+            break;
+        case DM_FIELD_BOOL:
+            if (t != LUA_TBOOLEAN)
+                dm_bind_errorf(L, "%s: config field %s must be a boolean, got %s", fn, f->name, shown);
+            *(int *)dst = lua_toboolean(L, -1);
+            break;
+        case DM_FIELD_ENUM: {
+            int v = t == LUA_TSTRING ? enum_index(f, lua_tostring(L, -1)) : -1;
+            if (v < 0)
+                dm_bind_errorf(L, "%s: config field %s must be one of %s, got %s", fn, f->name,
+                               field_choices(f, ", ", buf, sizeof buf), shown);
+            *(int *)dst = v;
+            break;
+        }
+        case DM_FIELD_PART:
+            if (t != LUA_TSTRING || !dm_part_find(lua_tostring(L, -1), (dm_part_role)f->role))
+                dm_bind_errorf(L, "%s: config field %s must be one of %s, got %s", fn, f->name,
+                               field_choices(f, ", ", buf, sizeof buf), shown);
+            snprintf((char *)dst, DM_KIND_NAME_MAX, "%s", lua_tostring(L, -1));
+            break;
+        }
+        lua_pop(L, 1);
+    }
 }
 
-static const char *const write_policy_names[] = {"seed", "reinforce", NULL};
-static const char *const write_actions_names[] = {"policy", "always", "random", NULL};
-
-/* Integer field of the table at idx; required or def. */
-static int64_t cfg_int(lua_State *L, int idx, const char *key, int required, int64_t def)
+/* Pushes the value of field f of cfg. */
+static void push_field(lua_State *L, const dm_controller_config *cfg, const dm_config_field *f)
 {
-    lua_getfield(L, idx, key);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        if (required) dm_bind_errorf(L, "Controller: config field %s is missing", key);
-        return def;
+    const void *src = (const char *)cfg + f->offset;
+    char buf[64];
+    switch (f->type) {
+    case DM_FIELD_INT: lua_pushinteger(L, (lua_Integer) * (const int64_t *)src); break;
+    case DM_FIELD_DOUBLE: lua_pushnumber(L, *(const double *)src); break;
+    case DM_FIELD_FLOAT: {
+        /* The shortest decimal that reads back as the float, so that 0.95
+         * stays 0.95 and not 0.949999988. */
+        float v = *(const float *)src;
+        for (int prec = 6; prec <= 9; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+            if ((float)strtod(buf, NULL) == v) break;
+        }
+        lua_pushnumber(L, strtod(buf, NULL));
+        break;
     }
-    int ok = 0;
-    lua_Integer v = lua_tointegerx(L, -1, &ok);
-    if (!ok || lua_type(L, -1) != LUA_TNUMBER) {
-        const char *shown = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING
-                                ? lua_tostring(L, -1)
-                                : luaL_typename(L, -1);
-        dm_bind_errorf(L, "Controller: config field %s must be an integer, got %s", key, shown);
+    case DM_FIELD_BOOL: lua_pushboolean(L, *(const int *)src); break;
+    case DM_FIELD_ENUM: lua_pushstring(L, enum_name(f, *(const int *)src, buf, sizeof buf)); break;
+    case DM_FIELD_PART: lua_pushstring(L, (const char *)src); break;
     }
-    lua_pop(L, 1);
-    if (v < 1) dm_bind_errorf(L, "Controller: config field %s must be >= 1, got %" PRId64, key, (int64_t)v);
-    return (int64_t)v;
 }
 
 static int l_controller_new(lua_State *L)
@@ -147,82 +230,9 @@ static int l_controller_new(lua_State *L)
             dm_bind_errorf(L, "Controller: argument 2 (generator): expected Generator, got %s",
                            luaL_typename(L, 2));
     }
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int known = 0;
-        for (int i = 0; k && cfg_keys[i]; i++) known |= strcmp(k, cfg_keys[i]) == 0;
-        if (!known)
-            dm_bind_errorf(L, "Controller: unknown config field '%s' (known: vocab_size, "
-                              "embedding_dim, memory_embedding_dim, memory_size, hidden_size, "
-                              "num_layers, dropout, output_activation, and for the write "
-                              "policy: write_policy, episodic_slots, policy_bias_init, "
-                              "policy_gamma, write_cost, policy_alpha, baseline_beta, "
-                              "entropy_eta, advantage_decay, normalize_advantage, "
-                              "write_actions, random_write_rate; use_memory)",
-                           k ? k : luaL_typename(L, -1));
-    }
     dm_controller_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.vocab_size = cfg_int(L, 1, "vocab_size", 1, 0);
-    cfg.embedding_dim = cfg_int(L, 1, "embedding_dim", 1, 0);
-    cfg.memory_embedding_dim = cfg_int(L, 1, "memory_embedding_dim", 0, cfg.embedding_dim);
-    cfg.memory_size = cfg_int(L, 1, "memory_size", 1, 0);
-    cfg.hidden_size = cfg_int(L, 1, "hidden_size", 1, 0);
-    cfg.num_layers = cfg_int(L, 1, "num_layers", 0, 2);
-    lua_getfield(L, 1, "dropout");
-    cfg.dropout = 0.3;
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            dm_bind_errorf(L, "Controller: config field dropout must be a number, got %s",
-                           luaL_typename(L, -1));
-        cfg.dropout = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "output_activation");
-    cfg.output_activation = DM_OUTPUT_GELU;
+    read_config(L, 1, "Controller", &cfg);
     dm_error err;
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            dm_bind_errorf(L, "Controller: config field output_activation must be \"gelu\" or "
-                              "\"none\", got %s",
-                           luaL_typename(L, -1));
-        if (dm_output_act_parse(lua_tostring(L, -1), &cfg.output_activation, &err) != 0)
-            dm_bind_error(L, &err);
-    }
-    lua_pop(L, 1);
-    /* The write policy (defaults: dm_controller_config_default's). */
-    dm_controller_config def = dm_controller_config_default(1);
-    cfg.write_policy = (dm_write_policy)cfg_enum(L, 1, "write_policy", write_policy_names, 0);
-    cfg.episodic_slots = cfg_int(L, 1, "episodic_slots", 0, def.episodic_slots);
-    cfg.policy_bias_init = cfg_num(L, 1, "policy_bias_init", def.policy_bias_init);
-    cfg.rl = def.rl;
-    cfg.rl.gamma = (float)cfg_num(L, 1, "policy_gamma", def.rl.gamma);
-    cfg.rl.write_cost = (float)cfg_num(L, 1, "write_cost", def.rl.write_cost);
-    cfg.rl.alpha = (float)cfg_num(L, 1, "policy_alpha", def.rl.alpha);
-    cfg.rl.beta = (float)cfg_num(L, 1, "baseline_beta", def.rl.beta);
-    cfg.rl.eta = (float)cfg_num(L, 1, "entropy_eta", def.rl.eta);
-    cfg.rl.std_decay = (float)cfg_num(L, 1, "advantage_decay", def.rl.std_decay);
-    lua_getfield(L, 1, "normalize_advantage");
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isboolean(L, -1))
-            dm_bind_errorf(L, "Controller: config field normalize_advantage must be a boolean, got %s",
-                           luaL_typename(L, -1));
-        cfg.rl.normalize = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-    cfg.write_actions = (dm_write_actions)cfg_enum(L, 1, "write_actions", write_actions_names, 0);
-    cfg.random_write_rate = cfg_num(L, 1, "random_write_rate", def.random_write_rate);
-    lua_getfield(L, 1, "use_memory");
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isboolean(L, -1))
-            dm_bind_errorf(L, "Controller: config field use_memory must be a boolean, got %s",
-                           luaL_typename(L, -1));
-        cfg.no_memory = !lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-
     lctrl *u = (lctrl *)lua_newuserdatauv(L, sizeof(lctrl), 1);
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, DM_CONTROLLER_MT);
@@ -233,6 +243,118 @@ static int l_controller_new(lua_State *L)
         lua_pushvalue(L, 2);
         lua_setiuservalue(L, -2, 1);
     }
+    return 1;
+}
+
+/* dm.controller_fields() -> list of {name=, kind=, default=, check=,
+ * doc=, required=, derived=, policy=, if_changed=}: the model config's keys as the core
+ * declares them, for the Lua schema. kind is int|number|bool|enum; an
+ * enum's check lists its choices "a|b" (an old name last). default is
+ * dm_controller_config_default's, nil for vocab_size (the data's) and
+ * memory_embedding_dim (= embedding_dim); required: dm.Controller{} must
+ * be given the key. */
+static int l_controller_fields(lua_State *L)
+{
+    size_t nf;
+    const dm_config_field *fs = dm_controller_fields(&nf);
+    dm_controller_config def = dm_controller_config_default(0);
+    lua_createtable(L, (int)nf, 0);
+    for (size_t i = 0; i < nf; i++) {
+        const dm_config_field *f = &fs[i];
+        char buf[160];
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, f->name);
+        lua_setfield(L, -2, "name");
+        static const char *const kinds[] = {"int", "number", "number", "bool", "enum", "enum"};
+        lua_pushstring(L, kinds[f->type]);
+        lua_setfield(L, -2, "kind");
+        if (!(f->flags & (DM_FIELD_DERIVED | DM_FIELD_ZERO_IS_NULL))) {
+            push_field(L, &def, f);
+            lua_setfield(L, -2, "default");
+        }
+        if (f->type == DM_FIELD_ENUM || f->type == DM_FIELD_PART) {
+            lua_pushstring(L, field_choices(f, "|", buf, sizeof buf));
+        } else if (f->check) {
+            lua_pushstring(L, f->check);
+        } else {
+            lua_pushnil(L);
+        }
+        lua_setfield(L, -2, "check");
+        lua_pushstring(L, f->doc);
+        lua_setfield(L, -2, "doc");
+        lua_pushboolean(L, (f->flags & DM_FIELD_REQUIRED) != 0);
+        lua_setfield(L, -2, "required");
+        lua_pushboolean(L, (f->flags & DM_FIELD_DERIVED) != 0);
+        lua_setfield(L, -2, "derived");
+        lua_pushboolean(L, (f->flags & DM_FIELD_POLICY) != 0);
+        lua_setfield(L, -2, "policy");
+        lua_pushboolean(L, (f->flags & DM_FIELD_IF_CHANGED) != 0);
+        lua_setfield(L, -2, "if_changed");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* Pushes {name=, shape={...}, numel=} rows of a size table and its bytes. */
+static size_t push_table(lua_State *L, const dm_arena *a)
+{
+    lua_createtable(L, a->n, 0);
+    for (int i = 0; i < a->n; i++) {
+        const dm_arena_entry *e = &a->entries[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, e->name);
+        lua_setfield(L, -2, "name");
+        lua_createtable(L, e->ndim, 0);
+        for (int d = 0; d < e->ndim; d++) {
+            lua_pushinteger(L, (lua_Integer)e->shape[d]);
+            lua_rawseti(L, -2, d + 1);
+        }
+        lua_setfield(L, -2, "shape");
+        lua_pushinteger(L, (lua_Integer)e->numel);
+        lua_setfield(L, -2, "numel");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return a->numel * sizeof(float);
+}
+
+/* dm.controller_sizes(cfg, B, T) -> {params = rows, acts = rows,
+ * param_bytes =, grad_bytes =, act_bytes =, total_bytes =}: what
+ * dm.Controller(cfg) and a forward of a (B,T) batch would allocate (the
+ * arenas, padding included; optimizer moments not counted), computed
+ * without allocating them. */
+static int l_controller_sizes(lua_State *L)
+{
+    const char *fn = "controller_sizes";
+    if (!lua_istable(L, 1))
+        dm_bind_errorf(L, "%s: argument 1 (config): expected a table, got %s", fn, luaL_typename(L, 1));
+    int64_t B = dm_bind_check_int(L, 2, fn, "B"), T = dm_bind_check_int(L, 3, fn, "T");
+    if (B < 1 || T < 1) dm_bind_errorf(L, "%s: B and T must be >= 1, got %" PRId64 " x %" PRId64, fn, B, T);
+    dm_controller_config cfg;
+    read_config(L, 1, fn, &cfg);
+    dm_arena p, a;
+    dm_arena_init(&p);
+    dm_arena_init(&a);
+    dm_error err;
+    if (dm_controller_sizes(&cfg, (size_t)B, (size_t)T, &p, &a, &err) != 0) {
+        dm_arena_free(&p);
+        dm_arena_free(&a);
+        dm_bind_error(L, &err);
+    }
+    lua_createtable(L, 0, 6);
+    size_t pb = push_table(L, &p);
+    lua_setfield(L, -2, "params");
+    size_t ab = push_table(L, &a);
+    lua_setfield(L, -2, "acts");
+    dm_arena_free(&p);
+    dm_arena_free(&a);
+    lua_pushinteger(L, (lua_Integer)pb);
+    lua_setfield(L, -2, "param_bytes");
+    lua_pushinteger(L, (lua_Integer)pb);
+    lua_setfield(L, -2, "grad_bytes");
+    lua_pushinteger(L, (lua_Integer)ab);
+    lua_setfield(L, -2, "act_bytes");
+    lua_pushinteger(L, (lua_Integer)(2 * pb + ab));
+    lua_setfield(L, -2, "total_bytes");
     return 1;
 }
 
@@ -294,6 +416,8 @@ static int c_forward(lua_State *L)
     if (dm_controller_forward(&u->c, dm_tensor_i32(tc), B, T, &err) != 0) dm_bind_error(L, &err);
     int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
     dm_tensor *out;
+    /* false: the logits stay in the core (net:loss, net:logits). */
+    if (lua_type(L, 3) == LUA_TBOOLEAN && !lua_toboolean(L, 3)) return 0;
     if (!lua_isnil(L, 3)) {
         /* A caller-owned buffer: a loop reuses it instead of allocating
          * B*T*V floats per call (fresh pages are zero-filled by the kernel
@@ -313,14 +437,21 @@ static int c_forward(lua_State *L)
     return 1;
 }
 
+/* net:backward([dlogits]): with dlogits (float32 (B,T,V)), its gradient;
+ * without, the gradient the last net:loss kept (no copy through Lua). */
 static int c_backward(lua_State *L)
 {
     const char *fn = "Controller.backward";
     lctrl *u = check_ctrl(L, fn);
-    dm_tensor *d = dm_bind_checkf32(L, 2, fn, "dlogits");
-    if (!u->c.has_forward)
+    dm_error err;
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
         dm_bind_errorf(L, "%s: no forward to differentiate (call net:forward first)", fn);
-    size_t B = u->c.last_B, T = u->c.last_T;
+    if (lua_isnoneornil(L, 2)) {
+        if (dm_controller_backward_loss(&u->c, &err) != 0) dm_bind_error(L, &err);
+        return 0;
+    }
+    dm_tensor *d = dm_bind_checkf32(L, 2, fn, "dlogits");
     if (d->ndim != 3 || d->shape[0] != (int64_t)B || d->shape[1] != (int64_t)T ||
         d->shape[2] != (int64_t)u->c.V) {
         char sb[96];
@@ -329,9 +460,60 @@ static int c_backward(lua_State *L)
                        fn, dm_tensor_shape_str(d, sb, sizeof sb), B, T, u->c.V);
     }
     dm_tensor *dc = push_contiguous(L, 2, d);
-    dm_error err;
     if (dm_controller_backward(&u->c, dm_tensor_f32(dc), B, T, &err) != 0) dm_bind_error(L, &err);
     return 0;
+}
+
+/* net:loss(targets [, {ignore_index = -1, scale = 1, grad = true}]) ->
+ * loss, count: the cross-entropy of the last forward's logits, computed
+ * where they live; its gradient (times scale) waits there for
+ * net:backward(). grad = false (evaluation): no gradient. */
+static int c_loss(lua_State *L)
+{
+    const char *fn = "Controller.loss";
+    lctrl *u = check_ctrl(L, fn);
+    dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
+    dm_bind_check_options(L, 3, fn, (const char *const[]){"ignore_index", "scale", "grad", NULL});
+    lua_Integer ig = dm_bind_opt_int(L, 3, fn, "ignore_index", -1, 0);
+    double scale = dm_bind_opt_number(L, 3, fn, "scale", 1.0);
+    int want_grad = dm_bind_opt_bool(L, 3, fn, "grad", 1);
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
+        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
+    char sb[96];
+    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
+        dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
+                          "forward's), got %s %s",
+                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
+    if (ig < INT32_MIN || ig > INT32_MAX)
+        dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
+    dm_tensor *yc = push_contiguous(L, 2, y);
+    double loss;
+    size_t count;
+    dm_error err;
+    if (dm_controller_loss(&u->c, dm_tensor_i32(yc), (int32_t)ig, (float)scale, want_grad, &loss,
+                           &count, &err) != 0)
+        dm_bind_error(L, &err);
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 2;
+}
+
+/* net:logits() -> a float32 (B,T,V) VIEW of the last forward's logits (no
+ * copy; the next forward overwrites it), or nil before a forward. */
+static int c_logits(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.logits");
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    /* A later, larger batch regrows the arena: keep the viewed block. */
+    dm_controller_pin_acts(&u->c);
+    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
+    dm_bind_pushview(L, (float *)dm_controller_logits(&u->c), 3, shape, 1);
+    return 1;
 }
 
 static int c_zero_grad(lua_State *L)
@@ -404,19 +586,24 @@ static int c_parameters(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.parameters");
     const dm_controller *c = &u->c;
-    lua_createtable(L, c->params.n - 1, 0);
+    lua_createtable(L, (int)dm_controller_num_params(c), 0);
     int k = 0;
-    for (int i = 0; i < c->params.n; i++) {
-        if (i == c->ix.usage) continue;
-        const dm_arena_entry *e = &c->params.entries[i];
+    for (int i = 0; i < dm_controller_num_entries(c); i++) {
+        if (dm_controller_entry_is_buffer(c, i)) continue;
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         lua_createtable(L, 0, 3);
         lua_pushstring(L, e->name);
         lua_setfield(L, -2, "name");
-        dm_bind_pushview(L, dm_arena_ptr(&c->params, i), e->ndim, e->shape, 1);
+        dm_bind_pushview(L, dm_controller_entry_value(c, i), e->ndim, e->shape, 1);
         lua_setfield(L, -2, "value");
-        if (dm_controller_entry_trained(c, i)) {
-            dm_bind_pushview(L, dm_arena_ptr(&c->grads, i), e->ndim, e->shape, 1);
+        float *g = dm_controller_entry_grad(c, i);
+        if (g) {
+            dm_bind_pushview(L, g, e->ndim, e->shape, 1);
             lua_setfield(L, -2, "grad");
+        }
+        if (dm_controller_entry_own_clip(c, i)) {
+            lua_pushliteral(L, "policy");
+            lua_setfield(L, -2, "group");
         }
         lua_rawseti(L, -2, ++k);
     }
@@ -429,12 +616,13 @@ static int c_param(lua_State *L)
     const char *fn = "Controller.param";
     lctrl *u = check_ctrl(L, fn);
     const char *name = luaL_checkstring(L, 2);
-    int i = dm_arena_find(&u->c.params, name);
+    int i = dm_controller_entry_find(&u->c, name);
     if (i < 0) dm_bind_errorf(L, "%s: no parameter named '%s'", fn, name);
-    const dm_arena_entry *e = &u->c.params.entries[i];
-    dm_bind_pushview(L, dm_arena_ptr(&u->c.params, i), e->ndim, e->shape, 1);
-    if (dm_controller_entry_trained(&u->c, i))
-        dm_bind_pushview(L, dm_arena_ptr(&u->c.grads, i), e->ndim, e->shape, 1);
+    const dm_arena_entry *e = dm_controller_entry_info(&u->c, i);
+    dm_bind_pushview(L, dm_controller_entry_value(&u->c, i), e->ndim, e->shape, 1);
+    float *g = dm_controller_entry_grad(&u->c, i);
+    if (g)
+        dm_bind_pushview(L, g, e->ndim, e->shape, 1);
     else
         lua_pushnil(L);
     return 2;
@@ -445,12 +633,13 @@ static int c_state_dict(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.state_dict");
     const dm_controller *c = &u->c;
-    lua_createtable(L, 0, c->params.n);
-    lua_createtable(L, c->params.n, 0);
-    for (int i = 0; i < c->params.n; i++) {
-        const dm_arena_entry *e = &c->params.entries[i];
+    const int n = dm_controller_num_entries(c);
+    lua_createtable(L, 0, n);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, e->ndim, e->shape, "Controller.state_dict");
-        memcpy(dm_tensor_f32(t), dm_arena_ptr(&c->params, i), e->numel * sizeof(float));
+        memcpy(dm_tensor_f32(t), dm_controller_entry_value(c, i), e->numel * sizeof(float));
         lua_setfield(L, -3, e->name);
         lua_pushstring(L, e->name);
         lua_rawseti(L, -2, i + 1);
@@ -478,8 +667,9 @@ static int c_load_state_dict(lua_State *L)
         dm_bind_errorf(L, "%s: expected a table {name = Tensor}, got %s", fn, luaL_typename(L, 2));
     dm_controller *c = &u->c;
     char a[96], b[96];
-    for (int i = 0; i < c->params.n; i++) {
-        const dm_arena_entry *e = &c->params.entries[i];
+    const int n = dm_controller_num_entries(c);
+    for (int i = 0; i < n; i++) {
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         lua_getfield(L, 2, e->name);
         if (lua_isnil(L, -1))
             dm_bind_errorf(L, "%s: missing %s (expected shape %s)", fn, e->name,
@@ -507,19 +697,19 @@ static int c_load_state_dict(lua_State *L)
             dm_bind_errorf(L, "%s: unexpected key of type %s (keys are parameter names)", fn,
                            luaL_typename(L, -1));
         const char *k = lua_tostring(L, -1);
-        if (dm_arena_find(&c->params, k) < 0 && (!extra || strcmp(k, extra) < 0)) extra = k;
+        if (dm_controller_entry_find(c, k) < 0 && (!extra || strcmp(k, extra) < 0)) extra = k;
     }
     if (extra) {
         /* copy before raising: the string lives in the table, which stays */
         dm_bind_errorf(L, "%s: unexpected %s (not a parameter of this Controller)", fn, extra);
     }
-    for (int i = 0; i < c->params.n; i++) {
-        const dm_arena_entry *e = &c->params.entries[i];
+    for (int i = 0; i < n; i++) {
+        const dm_arena_entry *e = dm_controller_entry_info(c, i);
         lua_getfield(L, 2, e->name);
         dm_tensor *t = dm_bind_testtensor(L, -1);
         dm_tensor dst;
         dm_error err;
-        if (dm_tensor_init_borrowed(&dst, dm_arena_ptr(&c->params, i), DM_F32, e->ndim, e->shape,
+        if (dm_tensor_init_borrowed(&dst, dm_controller_entry_value(c, i), DM_F32, e->ndim, e->shape,
                                     &err) != 0)
             dm_bind_error(L, &err);
         int rc = dm_tensor_copy(&dst, t, &err);
@@ -528,53 +718,34 @@ static int c_load_state_dict(lua_State *L)
         lua_pop(L, 1);
     }
     /* the kept activations were computed with the old weights */
-    c->has_forward = 0;
+    dm_controller_forget_forward(c);
     return 0;
 }
 
+/* net:config(): the model's keys as the core's field table says: the
+ * seed's eight always, cell / use_memory / write_policy only when not the
+ * default, the write policy's keys only with reinforce. So the upstream
+ * model's config (and its checkpoints) stays exactly the eight fields. */
 static int c_config(lua_State *L)
 {
-    const dm_controller_config *cfg = &check_ctrl(L, "Controller.config")->c.cfg;
+    const dm_controller *c = &check_ctrl(L, "Controller.config")->c;
+    const dm_controller_config *cfg = &c->cfg;
+    dm_controller_config def = dm_controller_config_default(0);
+    size_t nf;
+    const dm_config_field *fs = dm_controller_fields(&nf);
     lua_createtable(L, 0, 8);
-    lua_pushinteger(L, cfg->vocab_size);
-    lua_setfield(L, -2, "vocab_size");
-    lua_pushinteger(L, cfg->embedding_dim);
-    lua_setfield(L, -2, "embedding_dim");
-    lua_pushinteger(L, cfg->memory_embedding_dim);
-    lua_setfield(L, -2, "memory_embedding_dim");
-    lua_pushinteger(L, cfg->memory_size);
-    lua_setfield(L, -2, "memory_size");
-    lua_pushinteger(L, cfg->hidden_size);
-    lua_setfield(L, -2, "hidden_size");
-    lua_pushinteger(L, cfg->num_layers);
-    lua_setfield(L, -2, "num_layers");
-    lua_pushnumber(L, cfg->dropout);
-    lua_setfield(L, -2, "dropout");
-    lua_pushstring(L, dm_output_act_name(cfg->output_activation));
-    lua_setfield(L, -2, "output_activation");
-    /* The seed's config stays exactly the eight fields above. */
-    if (cfg->no_memory) {
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "use_memory");
-    }
-    if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
-        lua_pushstring(L, write_policy_names[cfg->write_policy]);
-        lua_setfield(L, -2, "write_policy");
-        lua_pushinteger(L, cfg->episodic_slots);
-        lua_setfield(L, -2, "episodic_slots");
-        struct { const char *k; double v; } nums[] = {
-            {"policy_bias_init", cfg->policy_bias_init}, {"policy_gamma", cfg->rl.gamma},
-            {"write_cost", cfg->rl.write_cost},          {"policy_alpha", cfg->rl.alpha},
-            {"baseline_beta", cfg->rl.beta},             {"entropy_eta", cfg->rl.eta},
-            {"advantage_decay", cfg->rl.std_decay},      {"random_write_rate", cfg->random_write_rate}};
-        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-            lua_pushnumber(L, nums[i].v);
-            lua_setfield(L, -2, nums[i].k);
+    for (size_t i = 0; i < nf; i++) {
+        const dm_config_field *f = &fs[i];
+        if ((f->flags & DM_FIELD_POLICY) && !dm_controller_has_policy(c)) continue;
+        if (f->flags & DM_FIELD_IF_CHANGED) {
+            push_field(L, cfg, f);
+            push_field(L, &def, f);
+            int same = lua_compare(L, -1, -2, LUA_OPEQ);
+            lua_pop(L, 2);
+            if (same) continue;
         }
-        lua_pushboolean(L, cfg->rl.normalize);
-        lua_setfield(L, -2, "normalize_advantage");
-        lua_pushstring(L, write_actions_names[cfg->write_actions]);
-        lua_setfield(L, -2, "write_actions");
+        push_field(L, cfg, f);
+        lua_setfield(L, -2, f->name);
     }
     return 1;
 }
@@ -588,17 +759,17 @@ static int c_reinforce(lua_State *L)
     lctrl *u = check_ctrl(L, fn);
     dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
     lua_Integer ig = luaL_optinteger(L, 3, -1);
-    if (!u->c.reinforce)
-        dm_bind_errorf(L, "%s: write_policy is seed (create the controller with write_policy = "
+    if (!dm_controller_has_policy(&u->c))
+        dm_bind_errorf(L, "%s: write_policy is blend (create the controller with write_policy = "
                           "\"reinforce\")", fn);
-    if (!u->c.has_forward) dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
+        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
     char sb[96];
-    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)u->c.last_B ||
-        y->shape[1] != (int64_t)u->c.last_T)
+    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
         dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
                           "forward's), got %s %s",
-                       fn, u->c.last_B, u->c.last_T, dm_dtype_name(y->dtype),
-                       dm_tensor_shape_str(y, sb, sizeof sb));
+                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
     if (ig < INT32_MIN || ig > INT32_MAX)
         dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
     dm_tensor *yc = push_contiguous(L, 2, y);
@@ -606,6 +777,8 @@ static int c_reinforce(lua_State *L)
     dm_reinforce_stats st;
     if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
         dm_bind_error(L, &err);
+    double slot_usage = 0.0, write_rate_all = 0.0;
+    dm_controller_write_stats(&u->c, &slot_usage, &write_rate_all);
     lua_createtable(L, 0, 12);
     lua_pushinteger(L, (lua_Integer)st.count);
     lua_setfield(L, -2, "count");
@@ -614,7 +787,7 @@ static int c_reinforce(lua_State *L)
         {"mean_reward", st.mean_reward},       {"mean_return", st.mean_return},
         {"mean_advantage", st.mean_advantage}, {"adv_scale", st.adv_scale},
         {"policy_loss", st.policy_loss},       {"baseline_loss", st.baseline_loss},
-        {"slot_usage", u->c.wp.slot_usage},    {"write_rate_all", u->c.wp.write_rate_all}};
+        {"slot_usage", slot_usage},            {"write_rate_all", write_rate_all}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         lua_pushnumber(L, f[i].v);
         lua_setfield(L, -2, f[i].k);
@@ -623,36 +796,40 @@ static int c_reinforce(lua_State *L)
 }
 
 /* net:write_stats() -> {slot_usage=, write_rate=} of the last forward
- * (all positions), or nil for the seed policy or before a forward. */
+ * (all positions), or nil for the blend policy or before a forward. */
 static int c_write_stats(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.write_stats");
-    if (!u->c.reinforce || !u->c.wp.has_forward) {
+    double slot_usage, write_rate;
+    if (dm_controller_write_stats(&u->c, &slot_usage, &write_rate) != 0) {
         lua_pushnil(L);
         return 1;
     }
     lua_createtable(L, 0, 2);
-    lua_pushnumber(L, u->c.wp.slot_usage);
+    lua_pushnumber(L, slot_usage);
     lua_setfield(L, -2, "slot_usage");
-    lua_pushnumber(L, u->c.wp.write_rate_all);
+    lua_pushnumber(L, write_rate);
     lua_setfield(L, -2, "write_rate");
     return 1;
 }
 
 /* net:write_state() -> {second_moment=, updates=}: the running advantage
- * scale (for resumable checkpoints), or nil for the seed policy.
+ * scale (for resumable checkpoints), or nil for the blend policy.
  * net:set_write_state(t) puts it back. */
 static int c_write_state(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.write_state");
-    if (!u->c.reinforce) {
+    double m2;
+    int64_t n;
+    dm_error err;
+    if (dm_controller_write_state(&u->c, &m2, &n, &err) != 0) {
         lua_pushnil(L);
         return 1;
     }
     lua_createtable(L, 0, 2);
-    lua_pushnumber(L, u->c.wp.rs.second_moment);
+    lua_pushnumber(L, m2);
     lua_setfield(L, -2, "second_moment");
-    lua_pushinteger(L, (lua_Integer)u->c.wp.rs.updates);
+    lua_pushinteger(L, (lua_Integer)n);
     lua_setfield(L, -2, "updates");
     return 1;
 }
@@ -662,17 +839,17 @@ static int c_set_write_state(lua_State *L)
     const char *fn = "Controller.set_write_state";
     lctrl *u = check_ctrl(L, fn);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!u->c.reinforce) dm_bind_errorf(L, "%s: write_policy is seed", fn);
+    if (!dm_controller_has_policy(&u->c)) dm_bind_errorf(L, "%s: write_policy is blend", fn);
     lua_getfield(L, 2, "second_moment");
     lua_getfield(L, 2, "updates");
     int ok = 0;
     lua_Integer n = lua_tointegerx(L, -1, &ok);
-    if (lua_type(L, -2) != LUA_TNUMBER || !(lua_tonumber(L, -2) >= 0.0) ||
-        !isfinite(lua_tonumber(L, -2)) || !ok || n < 0)
+    if (lua_type(L, -2) != LUA_TNUMBER || !ok)
         dm_bind_errorf(L, "%s: expected {second_moment = a finite number >= 0, updates = an "
                           "integer >= 0}", fn);
-    u->c.wp.rs.second_moment = lua_tonumber(L, -2);
-    u->c.wp.rs.updates = (int64_t)n;
+    dm_error err;
+    if (dm_controller_set_write_state(&u->c, lua_tonumber(L, -2), (int64_t)n, &err) != 0)
+        dm_bind_error(L, &err);
     lua_pop(L, 2);
     return 0;
 }
@@ -685,21 +862,15 @@ static int c_set_write_options(lua_State *L)
     const char *fn = "Controller.set_write_options";
     lctrl *u = check_ctrl(L, fn);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!u->c.reinforce) dm_bind_errorf(L, "%s: write_policy is seed", fn);
-    int soft = u->c.wp.mode == DM_WRITE_SOFT, se = u->c.wp.sample_eval;
-    double eta = u->c.wp.rl.eta;
-    lua_getfield(L, 2, "soft");
-    if (!lua_isnil(L, -1)) soft = lua_toboolean(L, -1);
-    lua_getfield(L, 2, "sample_eval");
-    if (!lua_isnil(L, -1)) se = lua_toboolean(L, -1);
-    lua_getfield(L, 2, "eta");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            dm_bind_errorf(L, "%s: eta must be a number, got %s", fn, luaL_typename(L, -1));
-        eta = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 3);
+    int soft, se;
+    double eta;
     dm_error err;
+    if (dm_controller_write_options(&u->c, &soft, &eta, &se, &err) != 0)
+        dm_bind_errorf(L, "%s: write_policy is blend", fn);
+    dm_bind_check_options(L, 2, fn, (const char *const[]){"soft", "eta", "sample_eval", NULL});
+    soft = dm_bind_opt_bool(L, 2, fn, "soft", soft);
+    se = dm_bind_opt_bool(L, 2, fn, "sample_eval", se);
+    eta = dm_bind_opt_number(L, 2, fn, "eta", eta);
     if (dm_controller_set_write_options(&u->c, soft, eta, se, &err) != 0) dm_bind_error(L, &err);
     return 0;
 }
@@ -709,7 +880,7 @@ static int c_memory_usage(lua_State *L)
     lctrl *u = check_ctrl(L, "Controller.memory_usage");
     int64_t s[1] = {(int64_t)u->c.M};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 1, s, "Controller.memory_usage");
-    memcpy(dm_tensor_f32(t), dm_arena_ptr(&u->c.params, u->c.ix.usage), u->c.M * sizeof(float));
+    memcpy(dm_tensor_f32(t), dm_controller_usage(&u->c), u->c.M * sizeof(float));
     return 1;
 }
 
@@ -717,13 +888,14 @@ static int c_memory_usage(lua_State *L)
 static int push_last(lua_State *L, const float *src, size_t width, const char *fn)
 {
     lctrl *u = check_ctrl(L, fn);
-    if (!u->c.has_forward || !src) {
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0 || !src) {
         lua_pushnil(L);
         return 1;
     }
-    int64_t s[3] = {(int64_t)u->c.last_B, (int64_t)u->c.last_T, (int64_t)width};
+    int64_t s[3] = {(int64_t)B, (int64_t)T, (int64_t)width};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 3, s, fn);
-    memcpy(dm_tensor_f32(t), src, u->c.last_B * u->c.last_T * width * sizeof(float));
+    memcpy(dm_tensor_f32(t), src, B * T * width * sizeof(float));
     return 1;
 }
 
@@ -744,15 +916,16 @@ static int c_last_attention(lua_State *L)
 static int c_last_slots(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.last_slots");
-    if (!u->c.has_forward) {
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0) {
         lua_pushnil(L);
         return 1;
     }
-    int64_t s[2] = {(int64_t)u->c.last_B, (int64_t)u->c.last_T};
+    int64_t s[2] = {(int64_t)B, (int64_t)T};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_I32, 2, s, "Controller.last_slots");
     const int32_t *a = dm_controller_argmax(&u->c);
     int32_t *o = dm_tensor_i32(t);
-    for (size_t i = 0; i < u->c.last_B * u->c.last_T; i++) o[i] = a[i] + 1;
+    for (size_t i = 0; i < B * T; i++) o[i] = a[i] + 1;
     return 1;
 }
 
@@ -785,6 +958,8 @@ void dm_open_controller(lua_State *L)
     static const luaL_Reg methods[] = {
         {"forward", c_forward},
         {"backward", c_backward},
+        {"loss", c_loss},
+        {"logits", c_logits},
         {"zero_grad", c_zero_grad},
         {"train", c_train},
         {"eval", c_eval},
@@ -820,4 +995,8 @@ void dm_open_controller(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_controller_new);
     lua_setfield(L, -2, "Controller");
+    lua_pushcfunction(L, l_controller_fields);
+    lua_setfield(L, -2, "controller_fields");
+    lua_pushcfunction(L, l_controller_sizes);
+    lua_setfield(L, -2, "controller_sizes");
 }

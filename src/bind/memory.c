@@ -36,15 +36,6 @@ static lmemory *check_mem(lua_State *L, int idx, const char *fn)
     return u;
 }
 
-static int64_t check_int(lua_State *L, int idx, const char *fn, const char *arg)
-{
-    int ok = 0;
-    lua_Integer v = lua_tointegerx(L, idx, &ok);
-    if (!ok || lua_type(L, idx) != LUA_TNUMBER)
-        dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg,
-                       lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
-    return (int64_t)v;
-}
 
 /* A float32 tensor argument whose last dimension is D, as rows: pushes a
  * contiguous version of it on the stack (the tensor itself when already
@@ -72,8 +63,8 @@ static const float *check_rows(lua_State *L, int idx, size_t D, int max_ndim, co
 /* dm.Memory(slots, width) */
 static int l_memory_new(lua_State *L)
 {
-    int64_t M = check_int(L, 1, "Memory", "1 (slots)");
-    int64_t D = check_int(L, 2, "Memory", "2 (width)");
+    int64_t M = dm_bind_check_int(L, 1, "Memory", "1 (slots)");
+    int64_t D = dm_bind_check_int(L, 2, "Memory", "2 (width)");
     if (M < 1) dm_bind_errorf(L, "Memory: slots must be >= 1, got %" PRId64, M);
     if (D < 1) dm_bind_errorf(L, "Memory: width must be >= 1, got %" PRId64, D);
     lmemory *u = (lmemory *)lua_newuserdatauv(L, sizeof(lmemory), 0);
@@ -207,7 +198,7 @@ static int l_topk(lua_State *L)
     size_t N;
     dm_tensor *q;
     const float *qd = check_rows(L, 2, u->m.D, 3, "Memory.topk", "query", &N, &q);
-    int64_t k = check_int(L, 3, "Memory.topk", "k");
+    int64_t k = dm_bind_check_int(L, 3, "Memory.topk", "k");
     if (k < 1 || (uint64_t)k > u->m.M)
         dm_bind_errorf(L, "Memory.topk: k must be in [1, %zu], got %" PRId64, u->m.M, k);
     int ndim = q->ndim;

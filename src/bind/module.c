@@ -6,6 +6,7 @@
  * gives it an __index that loads the Lua parts on first use: dm.config is
  * `require "drlmem.config"`, found on package.path under lua/drlmem/. */
 #include "bind/bind.h"
+#include "bind/module.h"
 
 #include <lualib.h>
 

@@ -6,6 +6,7 @@
  *   dm.nn.Linear(in, out [, {bias = true, init = "default" | "kaiming"}])
  *   dm.nn.Embedding(V, E)          forward(ids) with 0-based ids; backward -> nil
  *   dm.nn.GELU()   dm.nn.Dropout(p)   dm.nn.GRU(input, hidden [, layers])
+ *   dm.nn.LSTM(input, hidden [, layers])   (the controller's cell parts)
  *   dm.nn.cross_entropy(logits, targets [, {ignore_index =, scale =, out =, grad =}])
  *       -> loss (number), dlogits (tensor; `out` when given; nil with
  *          grad = false), count
@@ -33,35 +34,37 @@
 
 #include "core/arena.h"
 #include "core/gru.h"
+#include "core/lstm.h"
 #include "core/nn.h"
+#include "core/part.h"
 #include "core/rng.h"
 
-enum { NN_LINEAR, NN_EMBEDDING, NN_GELU, NN_DROPOUT, NN_GRU, NN_KINDS };
+enum { NN_LINEAR, NN_EMBEDDING, NN_GELU, NN_DROPOUT, NN_GRU, NN_LSTM, NN_KINDS };
 
 static const char *const kind_mt[NN_KINDS] = {"drlmem.nn.Linear", "drlmem.nn.Embedding",
                                               "drlmem.nn.GELU", "drlmem.nn.Dropout",
-                                              "drlmem.nn.GRU"};
-static const char *const kind_name[NN_KINDS] = {"Linear", "Embedding", "GELU", "Dropout", "GRU"};
+                                              "drlmem.nn.GRU", "drlmem.nn.LSTM"};
+static const char *const kind_name[NN_KINDS] = {"Linear", "Embedding", "GELU", "Dropout", "GRU",
+                                                "LSTM"};
 
 typedef struct nn_mod {
     int kind;
     int training;
     dm_arena params, grads;
     size_t in, out;   /* Linear in/out; Embedding V/E; GRU input/hidden */
-    size_t layers;    /* GRU */
-    int has_bias;     /* Linear */
-    float p;          /* Dropout */
+    size_t layers;    /* GRU, LSTM */
     /* The last forward, for backward. */
     int ready;
-    size_t n;                         /* rows (N = product of leading dims) */
     int in_ndim, out_ndim;
     int64_t in_shape[DM_MAX_DIMS], out_shape[DM_MAX_DIMS];
-    float *x;        size_t x_cap;      /* input copy (bytes cap) */
-    int32_t *ids;    size_t ids_cap;
-    float *mask;     size_t mask_cap;
-    float *cache;    size_t cache_cap;
-    float *scratch;  size_t scratch_cap;
-    dm_gru_dims gd;
+    /* Every module is one of the controller's parts (core/part.h) run over
+     * the module's arenas: acts holds the input copy (token ids as int32
+     * for the embedding) and the part's own activations, laid out for the
+     * last forward's (B,T); elementwise and linear modules run N rows as
+     * (B,T) = (N,1). */
+    dm_part part;
+    dm_arena acts;
+    size_t B, T;
 } nn_mod;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -102,19 +105,6 @@ static const char *tshape(const dm_tensor *t, char *buf, size_t n)
     return shape_str(t->ndim, t->shape, buf, n);
 }
 
-/* Makes *buf hold at least `bytes`; contents are not kept. */
-static void *grow(lua_State *L, void **buf, size_t *cap, size_t bytes, const char *who)
-{
-    if (bytes > *cap || !*buf) {
-        dm_free(*buf);
-        *buf = dm_alloc(bytes);
-        *cap = 0;
-        if (!*buf) dm_bind_errorf(L, "%s: out of memory (%zu bytes)", who, bytes);
-        *cap = bytes;
-    }
-    return *buf;
-}
-
 /* Copies t's elements in row-major order into dst as float32. */
 static void gather_f32(const dm_tensor *t, float *dst)
 {
@@ -134,9 +124,38 @@ static dm_tensor *push_result(lua_State *L, int ndim, const int64_t *shape, cons
     return dm_bind_newtensor_named(L, DM_F32, ndim, shape, who);
 }
 
+/* Lays out the activation arena for a (B,T) run: entry 0 the input copy
+ * (in_numel cells), then the part's own; kept when the shape is the last
+ * one's. */
+static void mod_acts(lua_State *L, nn_mod *m, size_t B, size_t T, size_t in_numel)
+{
+    if (m->acts.data && m->B == B && m->T == T) return;
+    dm_arena_free(&m->acts);
+    m->B = m->T = 0;
+    dm_error err;
+    int64_t n[1] = {(int64_t)in_numel};
+    if (dm_arena_add(&m->acts, "input", 1, n, &err) < 0 ||
+        m->part.ops->sizes(&m->part, B, T, NULL, &m->acts, &err) != 0 ||
+        dm_arena_alloc(&m->acts, &err) != 0) {
+        dm_arena_free(&m->acts);
+        dm_bind_error(L, &err);
+    }
+    m->B = B, m->T = T;
+}
+
+static float *mod_input(nn_mod *m) { return dm_arena_ptr(&m->acts, 0); }
+
+static dm_part_run mod_run(nn_mod *m)
+{
+    dm_part_run r = {&m->params, &m->grads, &m->acts, m->B, m->T, m->training, &dm_rng_global,
+                     (const int32_t *)mod_input(m), NULL};
+    return r;
+}
+
 /* Common front of a forward on features: x must be float32 with at least
- * one dim whose last is `feat` (0: any). Copies x into m->x and records
- * shapes; returns the rows N. */
+ * one dim whose last is `feat` (0: any, then each element is a row). Lays
+ * out the arena for its rows, copies x in and records shapes; returns the
+ * rows N. */
 static size_t take_input(lua_State *L, nn_mod *m, const dm_tensor *x, size_t feat,
                          const char *who, const char *want)
 {
@@ -149,12 +168,12 @@ static size_t take_input(lua_State *L, nn_mod *m, const dm_tensor *x, size_t fea
                    tshape(x, a, sizeof a), want, (long long)x->shape[x->ndim - 1], feat);
     size_t numel = dm_tensor_numel(x);
     m->ready = 0;
-    grow(L, (void **)&m->x, &m->x_cap, numel * sizeof(float) + 1, who);
-    gather_f32(x, m->x);
+    size_t N = feat ? numel / feat : numel;
+    mod_acts(L, m, N, 1, numel);
+    gather_f32(x, mod_input(m));
     m->in_ndim = x->ndim;
     memcpy(m->in_shape, x->shape, sizeof m->in_shape);
-    m->n = feat ? numel / feat : numel;
-    return m->n;
+    return N;
 }
 
 /* Checks dy (argument idx) against the last forward's output shape and
@@ -176,13 +195,6 @@ static const float *take_grad(lua_State *L, nn_mod *m, int idx, const char *who)
     float *buf = lua_newuserdatauv(L, dm_tensor_numel(dy) * sizeof(float) + 1, 0);
     gather_f32(dy, buf);
     return buf;
-}
-
-static void add_param(lua_State *L, nn_mod *m, const char *name, int ndim, int64_t d0, int64_t d1)
-{
-    dm_error err;
-    int64_t shape[2] = {d0, d1};
-    if (dm_arena_add(&m->params, name, ndim, shape, &err) < 0) dm_bind_error(L, &err);
 }
 
 static void alloc_params(lua_State *L, nn_mod *m)
@@ -224,6 +236,18 @@ static size_t check_size(lua_State *L, int idx, const char *who, const char *arg
 
 /* ---- constructors --------------------------------------------------------- */
 
+/* Sets up m's part and its parameters, drawn from the global generator. */
+static void mod_part(lua_State *L, nn_mod *m, const dm_part_ops *ops, const dm_part_cfg *cfg)
+{
+    dm_error err;
+    dm_arena_init(&m->acts);
+    if (dm_part_init(&m->part, ops, "", cfg, &err) != 0 ||
+        ops->sizes(&m->part, 1, 1, &m->params, NULL, &err) != 0)
+        dm_bind_error(L, &err);
+    alloc_params(L, m);
+    if (ops->init) ops->init(&m->part, &m->params, &dm_rng_global);
+}
+
 static int l_linear(lua_State *L)
 {
     size_t in = check_size(L, 1, "Linear", "in_features");
@@ -247,17 +271,11 @@ static int l_linear(lua_State *L)
         lua_pop(L, 1);
     }
     nn_mod *m = new_mod(L, NN_LINEAR);
-    m->in = in, m->out = out, m->has_bias = bias;
-    add_param(L, m, "weight", 2, (int64_t)out, (int64_t)in);
-    if (bias) add_param(L, m, "bias", 1, (int64_t)out, 0);
-    alloc_params(L, m);
-    if (strcmp(init, "kaiming") == 0) {
-        dm_init_uniform(param(m, 0), out * in, dm_init_kaiming_bound(in), &dm_rng_global);
-    } else {
-        float b = dm_init_default_bound(in);
-        dm_init_uniform(param(m, 0), out * in, b, &dm_rng_global);
-        if (bias) dm_init_uniform(param(m, 1), out, b, &dm_rng_global);
-    }
+    m->in = in, m->out = out;
+    dm_part_cfg cfg = {.in = in, .out = out, .no_bias = !bias,
+                       .init = strcmp(init, "kaiming") == 0 ? DM_PART_INIT_KAIMING
+                                                            : DM_PART_INIT_DEFAULT};
+    mod_part(L, m, &dm_linear_part, &cfg);
     return 1;
 }
 
@@ -267,15 +285,16 @@ static int l_embedding(lua_State *L)
     size_t E = check_size(L, 2, "Embedding", "embedding_dim");
     nn_mod *m = new_mod(L, NN_EMBEDDING);
     m->in = V, m->out = E;
-    add_param(L, m, "weight", 2, (int64_t)V, (int64_t)E);
-    alloc_params(L, m);
-    dm_init_normal(param(m, 0), V * E, DM_INIT_EMBEDDING_STD, &dm_rng_global);
+    dm_part_cfg cfg = {.in = V, .out = E};
+    mod_part(L, m, &dm_embedding_part, &cfg);
     return 1;
 }
 
 static int l_gelu(lua_State *L)
 {
-    new_mod(L, NN_GELU);
+    nn_mod *m = new_mod(L, NN_GELU);
+    dm_part_cfg cfg = {.in = 1, .out = 1};
+    mod_part(L, m, &dm_gelu_part, &cfg);
     return 1;
 }
 
@@ -285,37 +304,31 @@ static int l_dropout(lua_State *L)
     if (!(p >= 0.0 && p <= 1.0))
         dm_bind_errorf(L, "Dropout: p must be in [0, 1], got %s", lua_tostring(L, 1));
     nn_mod *m = new_mod(L, NN_DROPOUT);
-    m->p = (float)p;
+    dm_part_cfg cfg = {.in = 1, .out = 1, .p = (float)p};
+    mod_part(L, m, &dm_dropout_part, &cfg);
     return 1;
 }
 
-static int l_gru(lua_State *L)
+/* GRU(input, hidden [, layers]) and LSTM(...): the cell part of that
+ * kind, with its parameters named and drawn as PyTorch's (every tensor
+ * U(+-1/sqrt(hidden)) in registration order, from the global generator). */
+static int new_cell(lua_State *L, int kind, const dm_part_ops *ops)
 {
-    size_t in = check_size(L, 1, "GRU", "input_size");
-    size_t H = check_size(L, 2, "GRU", "hidden_size");
-    size_t layers = lua_isnoneornil(L, 3) ? 1 : check_size(L, 3, "GRU", "num_layers");
+    const char *who = kind_name[kind];
+    size_t in = check_size(L, 1, who, "input_size");
+    size_t H = check_size(L, 2, who, "hidden_size");
+    size_t layers = lua_isnoneornil(L, 3) ? 1 : check_size(L, 3, who, "num_layers");
     if (layers > DM_GRU_MAX_LAYERS)
-        dm_bind_errorf(L, "GRU: num_layers must be in 1..%d, got %zu", DM_GRU_MAX_LAYERS, layers);
-    nn_mod *m = new_mod(L, NN_GRU);
+        dm_bind_errorf(L, "%s: num_layers must be in 1..%d, got %zu", who, DM_GRU_MAX_LAYERS, layers);
+    nn_mod *m = new_mod(L, kind);
     m->in = in, m->out = H, m->layers = layers;
-    char name[DM_ARENA_NAME_MAX];
-    for (size_t l = 0; l < layers; l++) {
-        snprintf(name, sizeof name, "weight_ih_l%zu", l);
-        add_param(L, m, name, 2, (int64_t)(3 * H), (int64_t)(l == 0 ? in : H));
-        snprintf(name, sizeof name, "weight_hh_l%zu", l);
-        add_param(L, m, name, 2, (int64_t)(3 * H), (int64_t)H);
-        snprintf(name, sizeof name, "bias_ih_l%zu", l);
-        add_param(L, m, name, 1, (int64_t)(3 * H), 0);
-        snprintf(name, sizeof name, "bias_hh_l%zu", l);
-        add_param(L, m, name, 1, (int64_t)(3 * H), 0);
-    }
-    alloc_params(L, m);
-    /* PyTorch's reset_parameters: every tensor in registration order. */
-    float b = dm_init_default_bound(H);
-    for (int i = 0; i < m->params.n; i++)
-        dm_init_uniform(param(m, i), m->params.entries[i].numel, b, &dm_rng_global);
+    dm_part_cfg cfg = {.in = in, .out = H, .layers = layers};
+    mod_part(L, m, ops, &cfg);
     return 1;
 }
+
+static int l_gru(lua_State *L) { return new_cell(L, NN_GRU, &dm_gru_part); }
+static int l_lstm(lua_State *L) { return new_cell(L, NN_LSTM, &dm_lstm_part); }
 
 /* ---- forward ------------------------------------------------------------- */
 
@@ -325,18 +338,26 @@ static void set_out_shape(nn_mod *m, int ndim, const int64_t *shape)
     memcpy(m->out_shape, shape, (size_t)ndim * sizeof *shape);
 }
 
+/* Runs m's part forward from its input copy into y. */
+static void run_forward(lua_State *L, nn_mod *m, dm_tensor *y)
+{
+    dm_part_run r = mod_run(m);
+    dm_error err;
+    if (m->part.ops->forward(&m->part, &r, mod_input(m), dm_tensor_f32(y), &err) != 0)
+        dm_bind_error(L, &err);
+}
+
 static int fwd_linear(lua_State *L, nn_mod *m)
 {
     char want[64];
     snprintf(want, sizeof want, "weight %zux%zu", m->out, m->in);
     dm_tensor *x = dm_bind_checkf32(L, 2, "Linear", "x");
-    size_t N = take_input(L, m, x, m->in, "Linear", want);
+    take_input(L, m, x, m->in, "Linear", want);
     int64_t shape[DM_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = (int64_t)m->out;
     dm_tensor *y = push_result(L, x->ndim, shape, "Linear");
-    dm_linear_forward(dm_tensor_f32(y), m->x, param(m, 0), m->has_bias ? param(m, 1) : NULL, N,
-                      m->in, m->out);
+    run_forward(L, m, y);
     set_out_shape(m, x->ndim, shape);
     return 1;
 }
@@ -351,23 +372,21 @@ static int fwd_embedding(lua_State *L, nn_mod *m)
                    tshape(t, a, sizeof a));
     size_t N = dm_tensor_numel(t);
     m->ready = 0;
-    grow(L, (void **)&m->ids, &m->ids_cap, N * sizeof(int32_t) + 1, "Embedding");
+    mod_acts(L, m, N, 1, N);
+    int32_t *ids = (int32_t *)mod_input(m);
     dm_iter it;
     size_t i = 0;
     for (dm_iter_init(&it, t); it.pos < it.n; dm_iter_next(&it), i++) {
         double v = dm_tensor_get_at(t, it.off);
         if (v != floor(v) || v < -2147483648.0 || v > 2147483647.0)
             dm_bind_errorf(L, "Embedding: token id %g at position %zu is not an integer", v, i);
-        m->ids[i] = (int32_t)v;
+        ids[i] = (int32_t)v;
     }
     int64_t shape[DM_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[t->ndim] = (int64_t)m->out;
     dm_tensor *y = push_result(L, t->ndim + 1, shape, "Embedding");
-    dm_error err;
-    if (dm_embedding_forward(dm_tensor_f32(y), m->ids, param(m, 0), N, m->in, m->out, &err) != 0)
-        dm_bind_error(L, &err);
-    m->n = N;
+    run_forward(L, m, y);
     set_out_shape(m, t->ndim + 1, shape);
     return 1;
 }
@@ -376,54 +395,49 @@ static int fwd_elementwise(lua_State *L, nn_mod *m)
 {
     const char *who = kind_name[m->kind];
     dm_tensor *x = dm_bind_checkf32(L, 2, who, "x");
-    size_t n = take_input(L, m, x, 0, who, "any shape");
+    take_input(L, m, x, 0, who, "any shape");
     dm_tensor *y = push_result(L, x->ndim, x->shape, who);
-    if (m->kind == NN_GELU) {
-        dm_gelu_forward(dm_tensor_f32(y), m->x, n);
-    } else {
-        grow(L, (void **)&m->mask, &m->mask_cap, n * sizeof(float) + 1, who);
-        dm_dropout_forward(dm_tensor_f32(y), m->mask, m->x, n, m->p, m->training, &dm_rng_global);
-    }
+    run_forward(L, m, y);
     set_out_shape(m, x->ndim, x->shape);
     return 1;
 }
 
-static int fwd_gru(lua_State *L, nn_mod *m)
+static int fwd_cell(lua_State *L, nn_mod *m)
 {
-    dm_tensor *x = dm_bind_checkf32(L, 2, "GRU", "x");
+    const char *who = kind_name[m->kind];
+    dm_tensor *x = dm_bind_checkf32(L, 2, who, "x");
     char a[96], want[96];
     snprintf(want, sizeof want, "(B,T,%zu) or (T,%zu)", m->in, m->in);
     if (x->ndim != 2 && x->ndim != 3)
-        dm_bind_errorf(L, "GRU: expected an input of shape %s, got %s", want, tshape(x, a, sizeof a));
+        dm_bind_errorf(L, "%s: expected an input of shape %s, got %s", who, want, tshape(x, a, sizeof a));
     size_t B = x->ndim == 3 ? (size_t)x->shape[0] : 1, T = (size_t)x->shape[x->ndim - 2];
     if (B == 0 || T == 0)
-        dm_bind_errorf(L, "GRU: input of shape %s has no timesteps", tshape(x, a, sizeof a));
-    take_input(L, m, x, m->in, "GRU", want);
-    m->gd = (dm_gru_dims){.B = B, .T = T, .In = m->in, .H = m->out, .L = m->layers};
-    dm_error err;
-    if (dm_gru_dims_check(&m->gd, &err) != 0) dm_bind_error(L, &err);
-    grow(L, (void **)&m->cache, &m->cache_cap, dm_gru_cache_numel(&m->gd) * sizeof(float),
-         "GRU");
-    dm_gru_params p;
-    for (size_t l = 0; l < m->layers; l++) {
-        p.w_ih[l] = param(m, (int)(4 * l)), p.w_hh[l] = param(m, (int)(4 * l + 1));
-        p.b_ih[l] = param(m, (int)(4 * l + 2)), p.b_hh[l] = param(m, (int)(4 * l + 3));
-    }
+        dm_bind_errorf(L, "%s: input of shape %s has no timesteps", who, tshape(x, a, sizeof a));
+    if (x->shape[x->ndim - 1] != (int64_t)m->in)
+        dm_bind_errorf(L, "%s: input of shape %s does not match %s (last dim %lld != %zu)", who,
+                       tshape(x, a, sizeof a), want, (long long)x->shape[x->ndim - 1], m->in);
+    m->ready = 0;
+    mod_acts(L, m, B, T, B * T * m->in);
+    float *xin = mod_input(m);
+    gather_f32(x, xin);
+    m->in_ndim = x->ndim;
+    memcpy(m->in_shape, x->shape, sizeof m->in_shape);
     int64_t shape[DM_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = (int64_t)m->out;
-    dm_tensor *y = push_result(L, x->ndim, shape, "GRU");
-    dm_gru_forward(dm_tensor_f32(y), m->cache, m->x, &p, &m->gd);
+    dm_tensor *y = push_result(L, x->ndim, shape, who);
+    run_forward(L, m, y);
+    dm_part_run r = mod_run(m);
     /* h_n is (layers,B,H), or (layers,H) for one unbatched sequence. */
     int64_t hshape[3] = {(int64_t)m->layers, (int64_t)B, (int64_t)m->out};
     if (x->ndim == 2) hshape[1] = hshape[2];
-    dm_tensor *hn = push_result(L, x->ndim, hshape, "GRU");
-    dm_gru_final_hidden(dm_tensor_f32(hn), m->cache, &m->gd);
+    dm_tensor *hn = push_result(L, x->ndim, hshape, who);
+    m->part.ops->final_state(&m->part, &r, dm_tensor_f32(hn));
     set_out_shape(m, x->ndim, shape);
     return 2;
 }
 
-/* m:forward(x) -> y (the GRU also returns h_n, (layers,B,H)). */
+/* m:forward(x) -> y (the GRU and LSTM also return h_n, (layers,B,H)). */
 static int m_forward(lua_State *L)
 {
     nn_mod *m = check_mod(L, 1, "forward");
@@ -431,7 +445,8 @@ static int m_forward(lua_State *L)
     switch (m->kind) {
     case NN_LINEAR: nret = fwd_linear(L, m); break;
     case NN_EMBEDDING: nret = fwd_embedding(L, m); break;
-    case NN_GRU: nret = fwd_gru(L, m); break;
+    case NN_GRU:
+    case NN_LSTM: nret = fwd_cell(L, m); break;
     default: nret = fwd_elementwise(L, m); break;
     }
     m->ready = 1;
@@ -446,42 +461,15 @@ static int m_backward(lua_State *L)
     nn_mod *m = check_mod(L, 1, "backward");
     const char *who = kind_name[m->kind];
     const float *dy = take_grad(L, m, 2, who);
-    switch (m->kind) {
-    case NN_LINEAR: {
-        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
-        dm_linear_backward(dm_tensor_f32(dx), grad(m, 0), m->has_bias ? grad(m, 1) : NULL, dy,
-                           m->x, param(m, 0), m->n, m->in, m->out);
-        return 1;
-    }
-    case NN_EMBEDDING:
-        dm_embedding_backward(grad(m, 0), dy, m->ids, m->n, m->out);
-        return 0;
-    case NN_GELU: {
-        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
-        dm_gelu_backward(dm_tensor_f32(dx), dy, m->x, m->n);
-        return 1;
-    }
-    case NN_DROPOUT: {
-        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
-        dm_dropout_backward(dm_tensor_f32(dx), dy, m->mask, m->n);
-        return 1;
-    }
-    default: {
-        grow(L, (void **)&m->scratch, &m->scratch_cap,
-             dm_gru_scratch_numel(&m->gd) * sizeof(float), who);
-        dm_gru_params p;
-        dm_gru_grads g;
-        for (size_t l = 0; l < m->layers; l++) {
-            p.w_ih[l] = param(m, (int)(4 * l)), p.w_hh[l] = param(m, (int)(4 * l + 1));
-            p.b_ih[l] = param(m, (int)(4 * l + 2)), p.b_hh[l] = param(m, (int)(4 * l + 3));
-            g.w_ih[l] = grad(m, (int)(4 * l)), g.w_hh[l] = grad(m, (int)(4 * l + 1));
-            g.b_ih[l] = grad(m, (int)(4 * l + 2)), g.b_hh[l] = grad(m, (int)(4 * l + 3));
-        }
-        dm_tensor *dx = push_result(L, m->in_ndim, m->in_shape, who);
-        dm_gru_backward(dm_tensor_f32(dx), &g, dy, m->cache, m->x, &p, &m->gd, m->scratch);
-        return 1;
-    }
-    }
+    /* A fresh (zeroed) dx: every part's backward adds into it. The
+     * embedding has none. */
+    float *dx = NULL;
+    if (m->kind != NN_EMBEDDING) dx = dm_tensor_f32(push_result(L, m->in_ndim, m->in_shape, who));
+    dm_part_run r = mod_run(m);
+    dm_error err;
+    if (m->part.ops->backward(&m->part, &r, dy, dx, mod_input(m), NULL, &err) != 0)
+        dm_bind_error(L, &err);
+    return dx ? 1 : 0;
 }
 
 /* ---- the rest of the methods ------------------------------------------------ */
@@ -541,7 +529,7 @@ static int m_tostring(lua_State *L)
     switch (m->kind) {
     case NN_LINEAR:
         lua_pushfstring(L, "Linear(in=%I, out=%I%s)", (lua_Integer)m->in, (lua_Integer)m->out,
-                        m->has_bias ? "" : ", bias=false");
+                        m->part.cfg.no_bias ? ", bias=false" : "");
         break;
     case NN_EMBEDDING:
         lua_pushfstring(L, "Embedding(vocab=%I, dim=%I)", (lua_Integer)m->in, (lua_Integer)m->out);
@@ -549,13 +537,13 @@ static int m_tostring(lua_State *L)
     case NN_GELU: lua_pushliteral(L, "GELU()"); break;
     case NN_DROPOUT: {
         char buf[64];
-        snprintf(buf, sizeof buf, "Dropout(p=%g)", (double)m->p);
+        snprintf(buf, sizeof buf, "Dropout(p=%g)", (double)(float)m->part.cfg.p);
         lua_pushstring(L, buf);
         break;
     }
     default:
-        lua_pushfstring(L, "GRU(input=%I, hidden=%I, layers=%I)", (lua_Integer)m->in,
-                        (lua_Integer)m->out, (lua_Integer)m->layers);
+        lua_pushfstring(L, "%s(input=%I, hidden=%I, layers=%I)", kind_name[m->kind],
+                        (lua_Integer)m->in, (lua_Integer)m->out, (lua_Integer)m->layers);
     }
     return 1;
 }
@@ -566,9 +554,9 @@ static int m_gc(lua_State *L)
     if (!m) return 0;
     dm_arena_free(&m->params);
     dm_arena_free(&m->grads);
-    dm_free(m->x), dm_free(m->ids), dm_free(m->mask), dm_free(m->cache), dm_free(m->scratch);
-    m->x = NULL, m->ids = NULL, m->mask = NULL, m->cache = NULL, m->scratch = NULL;
-    m->x_cap = m->ids_cap = m->mask_cap = m->cache_cap = m->scratch_cap = 0;
+    dm_arena_free(&m->acts);
+    dm_part_free(&m->part);
+    m->B = m->T = 0;
     m->ready = 0;
     return 0;
 }
@@ -699,7 +687,7 @@ static const luaL_Reg mod_meta[] = {
 
 static const luaL_Reg nn_funcs[] = {
     {"Linear", l_linear}, {"Embedding", l_embedding}, {"GELU", l_gelu},
-    {"Dropout", l_dropout}, {"GRU", l_gru}, {"cross_entropy", l_cross_entropy},
+    {"Dropout", l_dropout}, {"GRU", l_gru}, {"LSTM", l_lstm}, {"cross_entropy", l_cross_entropy},
     {NULL, NULL},
 };
 

@@ -128,41 +128,6 @@ static loptim *check_opt(lua_State *L, int idx, const char *fn)
     return u;
 }
 
-static double opt_number(lua_State *L, int opts, const char *key, double def, const char *fn)
-{
-    lua_getfield(L, opts, key);
-    double v = def;
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            dm_bind_errorf(L, "%s: option %s: expected a number, got %s", fn, key,
-                           luaL_typename(L, -1));
-        v = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-/* Rejects keys of opts that are not in `known` (a NULL-terminated list). */
-static void check_known(lua_State *L, int opts, const char *const *known, const char *fn)
-{
-    lua_pushnil(L);
-    while (lua_next(L, opts)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int ok = 0;
-        for (int i = 0; k && known[i]; i++) ok |= strcmp(k, known[i]) == 0;
-        if (!ok) {
-            char list[256] = "";
-            for (int i = 0; known[i]; i++) {
-                strncat(list, known[i], sizeof list - strlen(list) - 1);
-                if (known[i + 1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
-            }
-            dm_bind_errorf(L, "%s: unknown option '%s' (known: %s)", fn,
-                           k ? k : luaL_typename(L, -1), list);
-        }
-    }
-}
-
 static int optim_new(lua_State *L, dm_optim_kind kind)
 {
     const char *fn = kind_name(kind);
@@ -175,18 +140,18 @@ static int optim_new(lua_State *L, dm_optim_kind kind)
         dm_bind_errorf(L, "%s: argument 2 (opts): expected a table, got %s", fn, luaL_typename(L, 2));
     static const char *const sgd_keys[] = {"lr", "momentum", "dampening", "nesterov", "weight_decay", NULL};
     static const char *const adam_keys[] = {"lr", "betas", "eps", "weight_decay", NULL};
-    check_known(L, 2, kind == DM_OPTIM_SGD ? sgd_keys : adam_keys, fn);
+    dm_bind_check_options(L, 2, fn, kind == DM_OPTIM_SGD ? sgd_keys : adam_keys);
     dm_optim_config cfg = dm_optim_defaults(kind);
-    cfg.lr = opt_number(L, 2, "lr", cfg.lr, fn);
-    cfg.weight_decay = opt_number(L, 2, "weight_decay", cfg.weight_decay, fn);
+    cfg.lr = dm_bind_opt_number(L, 2, fn, "lr", cfg.lr);
+    cfg.weight_decay = dm_bind_opt_number(L, 2, fn, "weight_decay", cfg.weight_decay);
     if (kind == DM_OPTIM_SGD) {
-        cfg.momentum = opt_number(L, 2, "momentum", 0.0, fn);
-        cfg.dampening = opt_number(L, 2, "dampening", 0.0, fn);
+        cfg.momentum = dm_bind_opt_number(L, 2, fn, "momentum", 0.0);
+        cfg.dampening = dm_bind_opt_number(L, 2, fn, "dampening", 0.0);
         lua_getfield(L, 2, "nesterov");
         cfg.nesterov = lua_toboolean(L, -1);
         lua_pop(L, 1);
     } else {
-        cfg.eps = opt_number(L, 2, "eps", cfg.eps, fn);
+        cfg.eps = dm_bind_opt_number(L, 2, fn, "eps", cfg.eps);
         lua_getfield(L, 2, "betas");
         if (!lua_isnil(L, -1)) {
             if (!lua_istable(L, -1) || luaL_len(L, -1) != 2)
@@ -437,40 +402,6 @@ static const char *sched_name(int k)
     return k == SCHED_COSINE ? "CosineAnnealingLR" : k == SCHED_STEP ? "StepLR" : "ReduceLROnPlateau";
 }
 
-static int64_t opt_int(lua_State *L, int opts, const char *key, int64_t def, int required, const char *fn)
-{
-    lua_getfield(L, opts, key);
-    int64_t v = def;
-    if (lua_isnil(L, -1)) {
-        if (required) dm_bind_errorf(L, "%s: option %s is required", fn, key);
-    } else {
-        int ok = 0;
-        lua_Integer x = lua_tointegerx(L, -1, &ok);
-        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
-            dm_bind_errorf(L, "%s: option %s: expected an integer, got %s", fn, key,
-                           lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
-        v = (int64_t)x;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static const char *opt_choice(lua_State *L, int opts, const char *key, const char *a, const char *b,
-                              const char *fn)
-{
-    lua_getfield(L, opts, key);
-    const char *v = a;
-    if (!lua_isnil(L, -1)) {
-        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (!s || (strcmp(s, a) != 0 && strcmp(s, b) != 0))
-            dm_bind_errorf(L, "%s: option %s: expected '%s' or '%s', got %s", fn, key, a, b,
-                           s ? s : luaL_typename(L, -1));
-        v = strcmp(s, a) == 0 ? a : b;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 static double sched_lr(const lsched *s)
 {
     return s->kind == SCHED_COSINE ? s->c.lr : s->kind == SCHED_STEP ? s->s.lr : s->p.lr;
@@ -491,7 +422,7 @@ static int sched_new(lua_State *L, int kind)
     static const char *const step_keys[] = {"step_size", "gamma", NULL};
     static const char *const plat_keys[] = {"mode", "factor", "patience", "threshold",
                                             "threshold_mode", "cooldown", "min_lr", "eps", NULL};
-    check_known(L, 2, kind == SCHED_COSINE ? cos_keys : kind == SCHED_STEP ? step_keys : plat_keys, fn);
+    dm_bind_check_options(L, 2, fn, kind == SCHED_COSINE ? cos_keys : kind == SCHED_STEP ? step_keys : plat_keys);
     lsched *s = (lsched *)lua_newuserdatauv(L, sizeof(lsched), 1);
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, DM_SCHED_MT);
@@ -500,22 +431,22 @@ static int sched_new(lua_State *L, int kind)
     dm_error err;
     int rc = 0;
     if (kind == SCHED_COSINE) {
-        rc = dm_cosine_lr_init(&s->c, base, opt_int(L, 2, "T_max", 0, 1, fn),
-                               opt_number(L, 2, "eta_min", 0.0, fn), &err);
+        rc = dm_cosine_lr_init(&s->c, base, dm_bind_opt_int(L, 2, fn, "T_max", 0, 1),
+                               dm_bind_opt_number(L, 2, fn, "eta_min", 0.0), &err);
     } else if (kind == SCHED_STEP) {
-        rc = dm_step_lr_init(&s->s, base, opt_int(L, 2, "step_size", 0, 1, fn),
-                             opt_number(L, 2, "gamma", 0.1, fn), &err);
+        rc = dm_step_lr_init(&s->s, base, dm_bind_opt_int(L, 2, fn, "step_size", 0, 1),
+                             dm_bind_opt_number(L, 2, fn, "gamma", 0.1), &err);
     } else {
         dm_plateau_lr *p = &s->p;
         dm_plateau_lr_defaults(p, base);
-        p->mode_max = strcmp(opt_choice(L, 2, "mode", "min", "max", fn), "max") == 0;
-        p->threshold_abs = strcmp(opt_choice(L, 2, "threshold_mode", "rel", "abs", fn), "abs") == 0;
-        p->factor = opt_number(L, 2, "factor", p->factor, fn);
-        p->patience = opt_int(L, 2, "patience", p->patience, 0, fn);
-        p->threshold = opt_number(L, 2, "threshold", p->threshold, fn);
-        p->cooldown = opt_int(L, 2, "cooldown", p->cooldown, 0, fn);
-        p->min_lr = opt_number(L, 2, "min_lr", p->min_lr, fn);
-        p->eps = opt_number(L, 2, "eps", p->eps, fn);
+        p->mode_max = dm_bind_opt_enum(L, 2, fn, "mode", (const char *const[]){"min", "max", NULL}, 0) == 1;
+        p->threshold_abs = dm_bind_opt_enum(L, 2, fn, "threshold_mode", (const char *const[]){"rel", "abs", NULL}, 0) == 1;
+        p->factor = dm_bind_opt_number(L, 2, fn, "factor", p->factor);
+        p->patience = dm_bind_opt_int(L, 2, fn, "patience", p->patience, 0);
+        p->threshold = dm_bind_opt_number(L, 2, fn, "threshold", p->threshold);
+        p->cooldown = dm_bind_opt_int(L, 2, fn, "cooldown", p->cooldown, 0);
+        p->min_lr = dm_bind_opt_number(L, 2, fn, "min_lr", p->min_lr);
+        p->eps = dm_bind_opt_number(L, 2, fn, "eps", p->eps);
         rc = dm_plateau_lr_init(p, &err);
     }
     if (rc != 0) dm_bind_error(L, &err);

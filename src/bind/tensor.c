@@ -28,19 +28,6 @@ static double check_num(lua_State *L, int idx, const char *fn, const char *arg)
     return lua_tonumber(L, idx);
 }
 
-static int64_t check_int(lua_State *L, int idx, const char *fn, const char *arg)
-{
-    int ok = 0;
-    lua_Integer v = 0;
-    if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &ok);
-    if (!ok) {
-        if (lua_type(L, idx) == LUA_TNUMBER)
-            dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg,
-                       lua_tostring(L, idx));
-        dm_bind_errorf(L, "%s: argument %s: expected an integer, got %s", fn, arg, dm_bind_typename(L, idx));
-    }
-    return (int64_t)v;
-}
 
 static int opt_bool(lua_State *L, int idx) { return lua_toboolean(L, idx); }
 
@@ -59,7 +46,7 @@ static dm_tensor *self_f32(lua_State *L, const char *fn)
 /* 1-based (or negative: from the end) dimension at idx -> 0-based. */
 static int check_dim(lua_State *L, int idx, const dm_tensor *t, const char *fn)
 {
-    int64_t d = check_int(L, idx, fn, "dim");
+    int64_t d = dm_bind_check_int(L, idx, fn, "dim");
     int64_t n = t->ndim;
     int64_t z = d < 0 ? d + n : d - 1;
     if (d == 0 || z < 0 || z >= n) {
@@ -95,7 +82,7 @@ static int read_shape(lua_State *L, int first, int last, const char *fn, int64_t
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, first, i);
             snprintf(arg, sizeof arg, "size[%d]", (int)i);
-            shape[i - 1] = check_int(L, -1, fn, arg);
+            shape[i - 1] = dm_bind_check_int(L, -1, fn, arg);
             lua_pop(L, 1);
         }
         return (int)n;
@@ -105,7 +92,7 @@ static int read_shape(lua_State *L, int first, int last, const char *fn, int64_t
     if (n > DM_MAX_DIMS) dm_bind_errorf(L, "%s: %d dimensions given, expected at most %d", fn, n, DM_MAX_DIMS);
     for (int i = 0; i < n; i++) {
         snprintf(arg, sizeof arg, "size %d", i + 1);
-        shape[i] = check_int(L, first + i, fn, arg);
+        shape[i] = dm_bind_check_int(L, first + i, fn, arg);
     }
     return n;
 }
@@ -365,7 +352,7 @@ static int64_t elem_offset(lua_State *L, const dm_tensor *t, int first, int last
     }
     for (int i = 0; i < n; i++) {
         snprintf(arg, sizeof arg, "index %d", i + 1);
-        idx[i] = check_int(L, first + i, fn, arg) - 1;
+        idx[i] = dm_bind_check_int(L, first + i, fn, arg) - 1;
     }
     if (dm_tensor_offset(t, n, idx, &off, fn, &err)) dm_bind_error(L, &err);
     return off;
@@ -461,8 +448,8 @@ static int l_narrow(lua_State *L)
 {
     dm_tensor *t = self_tensor(L, "narrow");
     int d = check_dim(L, 2, t, "narrow");
-    int64_t start = check_int(L, 3, "narrow", "start");
-    int64_t len = check_int(L, 4, "narrow", "length");
+    int64_t start = dm_bind_check_int(L, 3, "narrow", "start");
+    int64_t len = dm_bind_check_int(L, 4, "narrow", "length");
 #define CALL(v, e) dm_tensor_narrow(v, t, d, start - 1, len, e)
     PUSH_VIEW(L, 1, CALL);
 #undef CALL
@@ -473,7 +460,7 @@ static int l_select(lua_State *L)
 {
     dm_tensor *t = self_tensor(L, "select");
     int d = check_dim(L, 2, t, "select");
-    int64_t i = check_int(L, 3, "select", "index");
+    int64_t i = dm_bind_check_int(L, 3, "select", "index");
 #define CALL(v, e) dm_tensor_select(v, t, d, i - 1, e)
     PUSH_VIEW(L, 1, CALL);
 #undef CALL
@@ -694,7 +681,7 @@ static int l_topk(lua_State *L)
 {
     dm_error err;
     dm_tensor *a = self_f32(L, "topk");
-    int64_t k = check_int(L, 2, "topk", "k");
+    int64_t k = dm_bind_check_int(L, 2, "topk", "k");
     dm_tensor *v = dm_bind_newempty(L);
     dm_tensor *ix = dm_bind_newempty(L);
     if (dm_tensor_topk(v, ix, a, k, 1, &err)) dm_bind_error(L, &err);
@@ -933,7 +920,7 @@ static int m_index(lua_State *L)
             push_elem(L, t, off);
             return 1;
         }
-        int64_t i = check_int(L, 2, "index", "index");
+        int64_t i = dm_bind_check_int(L, 2, "index", "index");
 #define CALL(v, e) dm_tensor_select(v, t, 0, i - 1, e)
         PUSH_VIEW(L, 1, CALL);
 #undef CALL
@@ -959,7 +946,7 @@ static int m_newindex(lua_State *L)
         set_elem(L, t, off, check_num(L, 3, "newindex", "value"), "newindex");
         return 0;
     }
-    int64_t i = check_int(L, 2, "newindex", "index");
+    int64_t i = dm_bind_check_int(L, 2, "newindex", "index");
     dm_tensor *src = dm_bind_testtensor(L, 3);
     if (!src && lua_type(L, 3) != LUA_TNUMBER)
         dm_bind_errorf(L, "newindex: argument value: expected Tensor or number, got %s", dm_bind_typename(L, 3));

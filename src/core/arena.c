@@ -63,6 +63,8 @@ int dm_arena_init_like(dm_arena *a, const dm_arena *src, dm_error *err)
         if (dm_arena_add(a, src->entries[i].name, src->entries[i].ndim, src->entries[i].shape, err) < 0) {
             dm_arena_free(a);
             return -1;
+        } else {
+            a->entries[i].flags = src->entries[i].flags;
         }
     if (dm_arena_alloc(a, err) != 0) {
         dm_arena_free(a);

@@ -22,6 +22,7 @@ typedef struct dm_arena_entry {
     int64_t shape[DM_ARENA_MAX_DIMS];
     size_t offset; /* in floats from the arena's start; 16-float aligned */
     size_t numel;
+    unsigned flags; /* the owner's marks (part.h: frozen, buffer); copied by init_like */
 } dm_arena_entry;
 
 typedef struct dm_arena {

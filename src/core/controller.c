@@ -1,64 +1,29 @@
-/* controller.c: DRLMemNet composed of the layers (controller.h).
+/* controller.c: DRLMemNet as a composition of parts (controller.h).
  *
- * The forward keeps every activation the backward and the memory write
- * need in one activation arena laid out for cap_B x cap_T rows; a smaller
- * batch uses the first B*T rows of each buffer (each buffer is contiguous
- * (B,T,...) from its start), a larger one regrows the arena once. Backward
- * walks the same chain in reverse with per-stage gradient buffers that are
- * zeroed and then accumulated into, since every layer's backward adds. */
+ * compose() is the model as data: the only place that knows which parts
+ * there are, their sizes and their order. The rest walks the lists: the
+ * parameter arena is laid out from each part's size table in state_dict
+ * order and initialised in that order (so the rng draws follow the
+ * state_dict too); the activation arena holds every part's own
+ * activations plus each chain step's output and output gradient, laid out
+ * for cap_B x cap_T rows; a smaller batch uses the first B*T rows of each
+ * buffer (each is contiguous (B,T,...) from its start), a larger one
+ * regrows the arena once. Backward walks the chain in reverse; each step's
+ * input gradient is zeroed and then accumulated into, since every part's
+ * backward adds. */
 #include "core/controller.h"
 
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/memory.h"
 #include "core/nn.h"
-#include "core/vmath.h"
+#include "core/writepolicy.h"
 
-/* Activation arena entries, in layout order. */
-enum {
-    A_EMB,      /* (N,E) */
-    A_QPRE,     /* (N,D) fc_query output before GELU */
-    A_QUERY,    /* (N,D) */
-    A_WEIGHTS,  /* (N,M) attention softmax */
-    A_MEMOUT,   /* (N,D) */
-    A_GRUCACHE, /* gru cache */
-    A_RNNOUT,   /* (N,H) */
-    A_FC1PRE,   /* (N,H) */
-    A_FC1ACT,   /* (N,H) */
-    A_MASK,     /* (N,H) dropout multipliers: 0 or 1/(1-p) */
-    A_HIDDEN,   /* (N,H) */
-    A_OUTPRE,   /* (N,V) fc_output before the output GELU (= logits for "none") */
-    A_LOGITS,   /* (N,V) (gelu only; 16 floats otherwise) */
-    A_DOUTPRE,  /* (N,V) backward */
-    A_DH1,      /* (N,H) backward, two ping-pong buffers */
-    A_DH2,      /* (N,H) */
-    A_DMEMOUT,  /* (N,D) */
-    A_DQUERY,   /* (N,D) */
-    A_DQPRE,    /* (N,D) */
-    A_DEMB,     /* (N,E) */
-    A_GRUSCR,   /* gru backward scratch */
-    A_MEMSCR,   /* (N,M) memory backward scratch */
-    A_QM,       /* (N,D) write */
-    A_VM,       /* (N,D) write */
-    A_QT,       /* (B,D) write */
-    A_VT,       /* (B,D) write */
-    A_EPIOUT,   /* (N,H) reinforce: h + gate * episodic read, fc1's input */
-    A_DEPI,     /* (N,H) reinforce: gradient w.r.t. the GRU output */
-    A_COUNT
-};
-
-static const char *act_names[A_COUNT] = {
-    "embedded", "fc_query_pre", "query", "mem_weights", "mem_out", "gru_cache", "rnn_out",
-    "fc1_pre", "fc1_act", "dropout_mask", "hidden", "fc_output_pre", "logits", "d_fc_output_pre",
-    "d_h1", "d_h2", "d_mem_out", "d_query", "d_fc_query_pre", "d_embedded", "gru_scratch",
-    "mem_scratch", "write_qm", "write_vm", "write_qm_mean", "write_vm_mean", "episodic_out",
-    "d_episodic_in"};
-
-static float *P(const dm_controller *c, int i) { return dm_arena_ptr(&c->params, i); }
-static float *G(const dm_controller *c, int i) { return dm_arena_ptr(&c->grads, i); }
 static float *A(const dm_controller *c, int i) { return dm_arena_ptr(&c->acts, i); }
 
 dm_controller_config dm_controller_config_default(int64_t vocab_size)
@@ -73,7 +38,9 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.num_layers = 2;
     cfg.dropout = 0.3;
     cfg.output_activation = DM_OUTPUT_GELU;
-    cfg.write_policy = DM_WRITE_POLICY_SEED;
+    strcpy(cfg.cell, "gru");
+    cfg.use_memory = 1;
+    strcpy(cfg.write_policy, "blend");
     cfg.episodic_slots = 16;
     cfg.policy_bias_init = -2.0;
     cfg.rl = dm_reinforce_config_default();
@@ -96,6 +63,82 @@ int dm_output_act_parse(const char *s, dm_output_act *out, dm_error *err)
     }
     return dm_fail(err, "Controller: output_activation must be \"gelu\" or \"none\", got \"%s\"",
                    s ? s : "(null)");
+}
+
+
+#define F(name, type, member, check, flags, doc) \
+    {name, type, offsetof(dm_controller_config, member), check, NULL, 0, flags, doc}
+
+static const dm_config_field fields[] = {
+    F("vocab_size", DM_FIELD_INT, vocab_size, "[1,inf)", DM_FIELD_REQUIRED | DM_FIELD_DERIVED,
+      "vocabulary size V (from the data)"),
+    F("embedding_dim", DM_FIELD_INT, embedding_dim, "[1,inf)", DM_FIELD_REQUIRED,
+      "token embedding width E"),
+    F("memory_embedding_dim", DM_FIELD_INT, memory_embedding_dim, "[1,inf)", DM_FIELD_ZERO_IS_NULL,
+      "memory width D (null = embedding_dim)"),
+    F("memory_size", DM_FIELD_INT, memory_size, "[1,inf)", DM_FIELD_REQUIRED,
+      "number of memory slots M"),
+    F("hidden_size", DM_FIELD_INT, hidden_size, "[1,inf)", DM_FIELD_REQUIRED,
+      "recurrent cell and fc1 width H"),
+    F("num_layers", DM_FIELD_INT, num_layers, "[1,16]", 0, "recurrent cell layers"),
+    F("dropout", DM_FIELD_DOUBLE, dropout, "[0,1)", 0, "dropout probability after fc1"),
+    F("output_activation", DM_FIELD_ENUM, output_activation, "gelu|none", 0,
+      "activation on the logits (gelu as upstream)"),
+    {"cell", DM_FIELD_PART, offsetof(dm_controller_config, cell), NULL, NULL, DM_ROLE_CELL,
+     DM_FIELD_IF_CHANGED, "the recurrent cell (gru as upstream, or lstm)"},
+    F("use_memory", DM_FIELD_BOOL, use_memory, NULL, DM_FIELD_IF_CHANGED,
+      "false: the cell reads the query directly, bypassing the learned memory (ablation)"),
+    {"write_policy", DM_FIELD_PART, offsetof(dm_controller_config, write_policy), NULL, NULL,
+     DM_ROLE_POLICY, DM_FIELD_IF_CHANGED,
+     "blend: the upstream model's post-step blend write; reinforce: per-sequence episodic memory "
+     "with a write policy trained by REINFORCE (seed: the old name of blend)"},
+    F("episodic_slots", DM_FIELD_INT, episodic_slots, "[1,inf)", DM_FIELD_POLICY,
+      "reinforce: episodic memory slots per sequence"),
+    F("policy_bias_init", DM_FIELD_DOUBLE, policy_bias_init, NULL, DM_FIELD_POLICY,
+      "reinforce: initial bias b of p = sigmoid(w.s + b) (-2: writes start rare)"),
+    F("policy_gamma", DM_FIELD_FLOAT, rl.gamma, "[0,1]", DM_FIELD_POLICY,
+      "reinforce: discount of the reward-to-go within a sequence"),
+    F("write_cost", DM_FIELD_FLOAT, rl.write_cost, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: cost subtracted from the reward of each write"),
+    F("policy_alpha", DM_FIELD_FLOAT, rl.alpha, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: weight of the policy (REINFORCE) loss"),
+    F("baseline_beta", DM_FIELD_FLOAT, rl.beta, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: weight of the baseline's squared error"),
+    F("entropy_eta", DM_FIELD_FLOAT, rl.eta, "[0,inf)", DM_FIELD_POLICY,
+      "reinforce: weight of the entropy bonus at epoch 0"),
+    F("advantage_decay", DM_FIELD_FLOAT, rl.std_decay, "[0,1)", DM_FIELD_POLICY,
+      "reinforce: decay of the running advantage scale"),
+    F("normalize_advantage", DM_FIELD_BOOL, rl.normalize, NULL, DM_FIELD_POLICY,
+      "reinforce: divide advantages by their running standard deviation"),
+    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random", DM_FIELD_POLICY,
+      "reinforce: who decides writes: the policy, every step (always) or "
+      "Bernoulli(random_write_rate) (ablation controls)"),
+    F("random_write_rate", DM_FIELD_DOUBLE, random_write_rate, "[0,1]", DM_FIELD_POLICY,
+      "reinforce, write_actions random: the write probability"),
+};
+#undef F
+
+const dm_config_field *dm_controller_fields(size_t *n)
+{
+    *n = sizeof fields / sizeof fields[0];
+    return fields;
+}
+
+/* Canonicalises a kind-name field ("" -> def, an alias -> the kind) and
+ * checks it names a registered part of that role. */
+static int check_kind(char *name, const char *field, const char *def, dm_part_role role,
+                      dm_error *err)
+{
+    if (name[0] == '\0') strcpy(name, def);
+    const dm_part_ops *ops =
+        memchr(name, '\0', DM_KIND_NAME_MAX) ? dm_part_find(name, role) : NULL;
+    if (!ops) {
+        char kinds[128];
+        return dm_fail(err, "Controller: %s must be one of %s, got \"%.*s\"", field,
+                       dm_part_kinds(role, kinds, sizeof kinds), DM_KIND_NAME_MAX, name);
+    }
+    snprintf(name, DM_KIND_NAME_MAX, "%s", ops->kind);
+    return 0;
 }
 
 int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
@@ -123,12 +166,12 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
     if (cfg->output_activation != DM_OUTPUT_GELU && cfg->output_activation != DM_OUTPUT_NONE)
         return dm_fail(err, "Controller: output_activation must be gelu or none, got %d",
                        (int)cfg->output_activation);
-    if (cfg->no_memory != 0 && cfg->no_memory != 1)
-        return dm_fail(err, "Controller: no_memory must be 0 or 1, got %d", cfg->no_memory);
-    if (cfg->write_policy != DM_WRITE_POLICY_SEED && cfg->write_policy != DM_WRITE_POLICY_REINFORCE)
-        return dm_fail(err, "Controller: write_policy must be seed or reinforce, got %d",
-                       (int)cfg->write_policy);
-    if (cfg->write_policy == DM_WRITE_POLICY_REINFORCE) {
+    if (cfg->use_memory != 0 && cfg->use_memory != 1)
+        return dm_fail(err, "Controller: use_memory must be 0 or 1, got %d", cfg->use_memory);
+    if (check_kind(cfg->write_policy, "write_policy", "blend", DM_ROLE_POLICY, err) != 0 ||
+        check_kind(cfg->cell, "cell", "gru", DM_ROLE_CELL, err) != 0)
+        return -1;
+    if (dm_part_find(cfg->write_policy, DM_ROLE_POLICY) == &dm_reinforce_part) {
         if (cfg->episodic_slots == 0) cfg->episodic_slots = 16;
         if (cfg->episodic_slots < 1 || cfg->episodic_slots > big)
             return dm_fail(err, "Controller: episodic_slots must be in 1..%" PRId64 ", got %" PRId64,
@@ -147,88 +190,162 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
     return 0;
 }
 
-static int add(dm_arena *a, const char *name, int64_t d0, int64_t d1, dm_error *err)
+/* ---- the model as data ------------------------------------------------------ */
+
+/* Adds a part to c (state_dict order); -1 when the list is full or create fails. */
+static int add_part(dm_controller *c, const dm_part_ops *ops, const char *name, dm_part_cfg cfg,
+                    dm_error *err)
 {
-    int64_t shape[2] = {d0, d1};
-    return dm_arena_add(a, name, d1 > 0 ? 2 : 1, shape, err);
+    if (c->nparts == DM_CONTROLLER_MAX_PARTS) return dm_fail(err, "Controller: too many parts");
+    if (dm_part_init(&c->parts[c->nparts], ops, name, &cfg, err) != 0) return -1;
+    return c->nparts++;
 }
 
-/* Lays out the parameter arena in torch's state_dict order. */
-static int layout_params(dm_controller *c, dm_error *err)
+static void add_step(dm_controller *c, int part) { c->chain[c->nchain++] = part; }
+
+/* The model. Parts are added in state_dict order (which is also the order
+ * their parameters are drawn in); the chain lists the forward's order. */
+static int compose(dm_controller *c, dm_error *err)
 {
-    dm_controller_index *x = &c->ix;
-    int64_t V = (int64_t)c->V, E = (int64_t)c->E, D = (int64_t)c->D, M = (int64_t)c->M,
-            H = (int64_t)c->H;
-    dm_arena *a = &c->params;
-    char nm[DM_ARENA_NAME_MAX];
-    if ((x->keys = add(a, "memory.keys", M, D, err)) < 0) return -1;
-    if ((x->values = add(a, "memory.values", M, D, err)) < 0) return -1;
-    if ((x->usage = add(a, "memory.usage_counts", M, 0, err)) < 0) return -1;
-    if ((x->emb = add(a, "embedding.weight", V, E, err)) < 0) return -1;
-    if ((x->fcq_w = add(a, "fc_query.weight", D, E, err)) < 0) return -1;
-    if ((x->fcq_b = add(a, "fc_query.bias", D, 0, err)) < 0) return -1;
-    for (size_t l = 0; l < c->L; l++) {
-        int64_t in = l == 0 ? D : H;
-        snprintf(nm, sizeof nm, "rnn.weight_ih_l%zu", l);
-        if ((x->w_ih[l] = add(a, nm, 3 * H, in, err)) < 0) return -1;
-        snprintf(nm, sizeof nm, "rnn.weight_hh_l%zu", l);
-        if ((x->w_hh[l] = add(a, nm, 3 * H, H, err)) < 0) return -1;
-        snprintf(nm, sizeof nm, "rnn.bias_ih_l%zu", l);
-        if ((x->b_ih[l] = add(a, nm, 3 * H, 0, err)) < 0) return -1;
-        snprintf(nm, sizeof nm, "rnn.bias_hh_l%zu", l);
-        if ((x->b_hh[l] = add(a, nm, 3 * H, 0, err)) < 0) return -1;
+    const dm_controller_config *g = &c->cfg;
+    const size_t V = c->V, E = c->E, D = c->D, M = c->M, H = c->H;
+    dm_part_cfg memory = {.in = D, .out = D, .slots = M, .frozen = !g->use_memory};
+    dm_part_cfg emb = {.in = V, .out = E};
+    dm_part_cfg fcq = {.in = E, .out = D, .act = DM_PART_ACT_GELU};
+    dm_part_cfg cell = {.in = D, .out = H, .layers = c->L};
+    dm_part_cfg fc1 = {.in = H, .out = H, .act = DM_PART_ACT_GELU};
+    dm_part_cfg drop = {.in = H, .out = H, .p = g->dropout};
+    dm_part_cfg fco = {.in = H, .out = V,
+                       .act = g->output_activation == DM_OUTPUT_GELU ? DM_PART_ACT_GELU
+                                                                     : DM_PART_ACT_NONE};
+    dm_part_cfg wq = {.in = D, .out = D, .act = DM_PART_ACT_GELU, .init = DM_PART_INIT_DEFAULT,
+                      .frozen = 1};
+    dm_part_cfg wv = {.in = V, .out = D, .act = DM_PART_ACT_GELU, .init = DM_PART_INIT_DEFAULT,
+                      .frozen = 1};
+    int pm, pe, pq, pc, p1, pd, po;
+    if ((pm = add_part(c, &dm_memory_read_part, "memory", memory, err)) < 0 ||
+        (pe = add_part(c, &dm_embedding_part, "embedding", emb, err)) < 0 ||
+        (pq = add_part(c, &dm_linear_part, "fc_query", fcq, err)) < 0 ||
+        (pc = add_part(c, dm_part_find(g->cell, DM_ROLE_CELL), "rnn", cell, err)) < 0 ||
+        (p1 = add_part(c, &dm_linear_part, "fc1", fc1, err)) < 0 ||
+        (pd = add_part(c, &dm_dropout_part, "dropout", drop, err)) < 0 ||
+        (po = add_part(c, &dm_linear_part, "fc_output", fco, err)) < 0 ||
+        (c->write_q = add_part(c, &dm_linear_part, "fc_query_memory", wq, err)) < 0 ||
+        (c->write_v = add_part(c, &dm_linear_part, "fc_value_memory", wv, err)) < 0)
+        return -1;
+    /* The write policy, after every other part: the blend model's layout
+     * and draws stay whatever the policy adds. */
+    dm_wp_part_cfg pc_extra = {(size_t)g->memory_embedding_dim, g->rl, (float)g->policy_bias_init,
+                               (int)g->write_actions, (float)g->random_write_rate};
+    dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
+    if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
+        return -1;
+    c->memory = pm;
+    add_step(c, pe);
+    add_step(c, pq);
+    c->query_step = c->nchain - 1;
+    add_step(c, pm);
+    add_step(c, pc);
+    /* A policy that decides per step runs between the cell and fc1. */
+    c->policy_step = -1;
+    if (c->parts[c->policy].ops->forward) {
+        c->policy_step = c->nchain;
+        add_step(c, c->policy);
     }
-    if ((x->fc1_w = add(a, "fc1.weight", H, H, err)) < 0) return -1;
-    if ((x->fc1_b = add(a, "fc1.bias", H, 0, err)) < 0) return -1;
-    if ((x->fco_w = add(a, "fc_output.weight", V, H, err)) < 0) return -1;
-    if ((x->fco_b = add(a, "fc_output.bias", V, 0, err)) < 0) return -1;
-    if ((x->fcqm_w = add(a, "fc_query_memory.weight", D, D, err)) < 0) return -1;
-    if ((x->fcqm_b = add(a, "fc_query_memory.bias", D, 0, err)) < 0) return -1;
-    if ((x->fcvm_w = add(a, "fc_value_memory.weight", D, V, err)) < 0) return -1;
-    if ((x->fcvm_b = add(a, "fc_value_memory.bias", D, 0, err)) < 0) return -1;
-    for (int i = 0; i < DM_WP_NPARAMS; i++) x->wp[i] = -1;
-    if (c->reinforce) {
-        /* After every seed entry, so the seed's layout is unchanged. */
-        for (int i = 0; i < DM_WP_NPARAMS; i++) {
-            int64_t shape[2];
-            int nd = dm_wp_shape(c->H, c->D, i, shape);
-            if ((x->wp[i] = dm_arena_add(a, dm_wp_names[i], nd, shape, err)) < 0) return -1;
-        }
+    add_step(c, p1);
+    add_step(c, pd);
+    add_step(c, po);
+    return 0;
+}
+
+/* Lays out the parameters of every part, in part order. */
+static int layout_params(dm_controller *c, dm_arena *params, dm_error *err)
+{
+    for (int i = 0; i < c->nparts; i++) {
+        dm_part *p = &c->parts[i];
+        p->p0 = -1;
+        p->np = 0;
+        if (p->ops->sizes(p, 1, 1, params, NULL, err) != 0) return -1;
     }
     return 0;
 }
 
-static void init_params(dm_controller *c, dm_rng *r)
+/* Lays out the activations for a (B,T) batch: the tokens, every part's
+ * own, each chain step's output and output gradient, the write's means
+ * and the loss gradient. */
+static int layout_acts(dm_controller *c, size_t B, size_t T, dm_arena *acts, dm_error *err)
 {
-    const dm_controller_index *x = &c->ix;
-    size_t V = c->V, E = c->E, D = c->D, M = c->M, H = c->H;
-    dm_memory_init_params(P(c, x->keys), P(c, x->values), M, D, r);
-    dm_init_fill(P(c, x->usage), M, 1.0f);
-    dm_init_normal(P(c, x->emb), V * E, DM_INIT_EMBEDDING_STD, r);
-    dm_init_uniform(P(c, x->fcq_w), D * E, dm_init_kaiming_bound(E), r);
-    dm_init_fill(P(c, x->fcq_b), D, 0.0f);
-    float gb = dm_init_default_bound(H);
-    for (size_t l = 0; l < c->L; l++) {
-        size_t in = l == 0 ? D : H;
-        dm_init_uniform(P(c, x->w_ih[l]), 3 * H * in, gb, r);
-        dm_init_uniform(P(c, x->w_hh[l]), 3 * H * H, gb, r);
-        dm_init_uniform(P(c, x->b_ih[l]), 3 * H, gb, r);
-        dm_init_uniform(P(c, x->b_hh[l]), 3 * H, gb, r);
+    const int64_t n = (int64_t)(B * T), nb = (int64_t)B, D = (int64_t)c->D, V = (int64_t)c->V;
+    const int64_t one[1] = {n};
+    if ((c->act_tokens = dm_arena_add(acts, "tokens", 1, one, err)) < 0) return -1;
+    for (int i = 0; i < c->nparts; i++) {
+        dm_part *p = &c->parts[i];
+        p->a0 = -1;
+        p->na = 0;
+        if (p->ops->sizes(p, B, T, NULL, acts, err) != 0) return -1;
     }
-    dm_init_uniform(P(c, x->fc1_w), H * H, dm_init_kaiming_bound(H), r);
-    dm_init_fill(P(c, x->fc1_b), H, 0.0f);
-    dm_init_uniform(P(c, x->fco_w), V * H, dm_init_kaiming_bound(H), r);
-    dm_init_fill(P(c, x->fco_b), V, 0.0f);
-    dm_init_uniform(P(c, x->fcqm_w), D * D, dm_init_default_bound(D), r);
-    dm_init_uniform(P(c, x->fcqm_b), D, dm_init_default_bound(D), r);
-    dm_init_uniform(P(c, x->fcvm_w), D * V, dm_init_default_bound(V), r);
-    dm_init_uniform(P(c, x->fcvm_b), D, dm_init_default_bound(V), r);
-    if (c->reinforce) {
-        /* Drawn after every seed parameter: the seed's values do not move. */
-        dm_wp_tensors wt;
-        for (int i = 0; i < DM_WP_NPARAMS; i++) wt.t[i] = P(c, x->wp[i]);
-        dm_wp_init_params(&wt, H, D, (float)c->cfg.policy_bias_init, r);
+    for (int s = 0; s < c->nchain; s++) {
+        dm_part *p = &c->parts[c->chain[s]];
+        char nm[DM_ARENA_NAME_MAX];
+        int64_t shape[2] = {n, (int64_t)p->cfg.out};
+        snprintf(nm, sizeof nm, "%s.out", p->name[0] ? p->name : p->ops->kind);
+        if ((c->chain_out[s] = dm_arena_add(acts, nm, 2, shape, err)) < 0) return -1;
+        /* The last step's gradient is the loss gradient, given from outside. */
+        c->chain_dout[s] = -1;
+        if (s + 1 < c->nchain) {
+            snprintf(nm, sizeof nm, "%s.d_out", p->name[0] ? p->name : p->ops->kind);
+            if ((c->chain_dout[s] = dm_arena_add(acts, nm, 2, shape, err)) < 0) return -1;
+        }
     }
+    /* The write projections run outside the chain, into their own outputs. */
+    const int wr[2] = {c->write_q, c->write_v};
+    for (int k = 0; k < 2; k++) {
+        char nm[DM_ARENA_NAME_MAX];
+        int64_t shape[2] = {n, D};
+        snprintf(nm, sizeof nm, "%s.out", c->parts[wr[k]].name);
+        if (dm_arena_add(acts, nm, 2, shape, err) < 0) return -1;
+    }
+    int64_t bd[2] = {nb, D}, nv[2] = {n, V};
+    if ((c->act_qt = dm_arena_add(acts, "write.query_mean", 2, bd, err)) < 0 ||
+        (c->act_vt = dm_arena_add(acts, "write.value_mean", 2, bd, err)) < 0 ||
+        (c->act_dlogits = dm_arena_add(acts, "loss.d_logits", 2, nv, err)) < 0)
+        return -1;
+    return 0;
+}
+
+static void setup_dims(dm_controller *c, const dm_controller_config *cfg)
+{
+    c->cfg = *cfg;
+    c->V = (size_t)cfg->vocab_size;
+    c->E = (size_t)cfg->embedding_dim;
+    c->D = (size_t)cfg->memory_embedding_dim;
+    c->M = (size_t)cfg->memory_size;
+    c->H = (size_t)cfg->hidden_size;
+    c->L = (size_t)cfg->num_layers;
+}
+
+static void free_parts(dm_controller *c)
+{
+    for (int i = 0; i < c->nparts; i++) dm_part_free(&c->parts[i]);
+    c->nparts = c->nchain = 0;
+}
+
+int dm_controller_sizes(const dm_controller_config *cfg_in, size_t B, size_t T, dm_arena *params,
+                        dm_arena *acts, dm_error *err)
+{
+    dm_controller_config cfg = *cfg_in;
+    if (dm_controller_config_check(&cfg, err) != 0) return -1;
+    if (B == 0 || T == 0 || T > (size_t)INT32_MAX / B)
+        return dm_fail(err, "Controller.sizes: batch %zu x %zu must be non-empty and fit int32", B, T);
+    dm_controller *c = calloc(1, sizeof *c);
+    if (!c) return dm_fail(err, "Controller.sizes: out of memory");
+    setup_dims(c, &cfg);
+    int rc = compose(c, err);
+    if (rc == 0 && params) rc = layout_params(c, params, err);
+    if (rc == 0 && acts) rc = layout_acts(c, B, T, acts, err);
+    free_parts(c);
+    free(c);
+    return rc;
 }
 
 int dm_controller_create(dm_controller *c, const dm_controller_config *cfg_in, dm_rng *rng,
@@ -237,153 +354,98 @@ int dm_controller_create(dm_controller *c, const dm_controller_config *cfg_in, d
     memset(c, 0, sizeof *c);
     dm_controller_config cfg = *cfg_in;
     if (dm_controller_config_check(&cfg, err) != 0) return -1;
-    c->cfg = cfg;
-    c->V = (size_t)cfg.vocab_size;
-    c->E = (size_t)cfg.embedding_dim;
-    c->D = (size_t)cfg.memory_embedding_dim;
-    c->M = (size_t)cfg.memory_size;
-    c->H = (size_t)cfg.hidden_size;
-    c->L = (size_t)cfg.num_layers;
+    setup_dims(c, &cfg);
     c->training = 1;
     c->rng = &dm_rng_global;
-    c->reinforce = cfg.write_policy == DM_WRITE_POLICY_REINFORCE;
-    if (c->reinforce) {
-        if (dm_writepolicy_init(&c->wp, c->H, c->D, (size_t)cfg.episodic_slots, &cfg.rl, err) != 0)
-            return -1;
-        c->wp.actions = (int)cfg.write_actions;
-        c->wp.random_rate = (float)cfg.random_write_rate;
-    }
     dm_arena_init(&c->params);
     dm_arena_init(&c->grads);
     dm_arena_init(&c->acts);
-    if (layout_params(c, err) != 0 || dm_arena_alloc(&c->params, err) != 0 ||
+    if (compose(c, err) != 0 || layout_params(c, &c->params, err) != 0 ||
+        dm_arena_alloc(&c->params, err) != 0 ||
         dm_arena_init_like(&c->grads, &c->params, err) != 0)
         goto fail;
-    c->usage_scratch = dm_alloc(c->M * sizeof(int32_t));
-    if (!c->usage_scratch) {
-        dm_fail(err, "Controller: out of memory");
-        goto fail;
-    }
-    init_params(c, rng ? rng : &dm_rng_global);
+    dm_rng *r = rng ? rng : &dm_rng_global;
+    for (int i = 0; i < c->nparts; i++)
+        if (c->parts[i].ops->init) c->parts[i].ops->init(&c->parts[i], &c->params, r);
     return 0;
 fail:
     dm_controller_free(c);
     return -1;
 }
 
+static void free_acts(dm_controller *c)
+{
+    if (c->acts_pinned && c->acts.data) {
+        float **r = realloc(c->retired, (size_t)(c->nretired + 1) * sizeof *r);
+        if (r) {
+            /* Keep the block for the views that may still point into it. */
+            c->retired = r;
+            c->retired[c->nretired++] = c->acts.data;
+            c->acts.data = NULL;
+        }
+    }
+    dm_arena_free(&c->acts);
+}
+
 void dm_controller_free(dm_controller *c)
 {
+    free_parts(c);
     dm_arena_free(&c->params);
     dm_arena_free(&c->grads);
+    c->acts_pinned = 0;
     dm_arena_free(&c->acts);
-    dm_free(c->tokens);
-    dm_free(c->argmax);
-    dm_free(c->usage_scratch);
+    for (int i = 0; i < c->nretired; i++) dm_free(c->retired[i]);
+    free(c->retired);
+    c->retired = NULL;
+    c->nretired = 0;
     dm_free(c->pending_mask);
-    dm_writepolicy_free(&c->wp);
-    c->tokens = c->argmax = c->usage_scratch = NULL;
     c->pending_mask = NULL;
     c->cap_B = c->cap_T = 0;
-    c->has_forward = 0;
+    c->has_forward = c->has_loss = 0;
 }
+
+void dm_controller_pin_acts(dm_controller *c) { c->acts_pinned = 1; }
 
 void dm_controller_set_rng(dm_controller *c, dm_rng *rng) { c->rng = rng ? rng : &dm_rng_global; }
 void dm_controller_train(dm_controller *c) { c->training = 1; }
 void dm_controller_eval(dm_controller *c) { c->training = 0; }
-
-static dm_gru_dims gru_dims(const dm_controller *c, size_t B, size_t T)
-{
-    dm_gru_dims d = {B, T, c->D, c->H, c->L};
-    return d;
-}
 
 /* Makes the activation arena big enough for (B,T); keeps it when it is. */
 static int ensure_acts(dm_controller *c, size_t B, size_t T, dm_error *err)
 {
     if (c->acts.data && B <= c->cap_B && T <= c->cap_T) return 0;
     size_t nB = B > c->cap_B ? B : c->cap_B, nT = T > c->cap_T ? T : c->cap_T;
-    dm_arena_free(&c->acts);
-    dm_free(c->tokens);
-    dm_free(c->argmax);
-    c->tokens = c->argmax = NULL;
+    free_acts(c);
     c->cap_B = c->cap_T = 0;
-    c->has_forward = 0;
-    dm_arena_init(&c->acts);
-
+    c->has_forward = c->has_loss = 0;
     /* Rows reach BLAS as int. */
     if (nB > (size_t)INT32_MAX / nT)
         return dm_fail(err, "Controller.forward: batch %zu x %zu is too large", B, T);
-    int64_t n = (int64_t)(nB * nT), dims[2];
-    dm_gru_dims gd = gru_dims(c, nB, nT);
-    int64_t V = (int64_t)c->V, E = (int64_t)c->E, D = (int64_t)c->D, M = (int64_t)c->M,
-            H = (int64_t)c->H;
-    int64_t sizes[A_COUNT][2] = {
-        [A_EMB] = {n, E},      [A_QPRE] = {n, D},    [A_QUERY] = {n, D},
-        [A_WEIGHTS] = {n, M},  [A_MEMOUT] = {n, D},  [A_GRUCACHE] = {(int64_t)dm_gru_cache_numel(&gd), 1},
-        [A_RNNOUT] = {n, H},   [A_FC1PRE] = {n, H},  [A_FC1ACT] = {n, H},
-        [A_MASK] = {n, H},     [A_HIDDEN] = {n, H},  [A_OUTPRE] = {n, V},
-        [A_LOGITS] = {c->cfg.output_activation == DM_OUTPUT_GELU ? n : 1, c->cfg.output_activation == DM_OUTPUT_GELU ? V : 1},
-        [A_DOUTPRE] = {n, V},  [A_DH1] = {n, H},     [A_DH2] = {n, H},
-        [A_DMEMOUT] = {n, D},  [A_DQUERY] = {n, D},  [A_DQPRE] = {n, D},
-        [A_DEMB] = {n, E},     [A_GRUSCR] = {(int64_t)dm_gru_scratch_numel(&gd), 1},
-        [A_MEMSCR] = {n, M},   [A_QM] = {n, D},      [A_VM] = {n, D},
-        [A_QT] = {(int64_t)nB, D}, [A_VT] = {(int64_t)nB, D},
-        [A_EPIOUT] = {c->reinforce ? n : 1, c->reinforce ? H : 1},
-        [A_DEPI] = {c->reinforce ? n : 1, c->reinforce ? H : 1},
-    };
-    for (int i = 0; i < A_COUNT; i++) {
-        dims[0] = sizes[i][0];
-        dims[1] = sizes[i][1];
-        if (dm_arena_add(&c->acts, act_names[i], 2, dims, err) != i) goto fail;
-    }
-    if (dm_arena_alloc(&c->acts, err) != 0) goto fail;
-    c->tokens = dm_alloc((size_t)n * sizeof(int32_t));
-    c->argmax = dm_alloc((size_t)n * sizeof(int32_t));
-    if (!c->tokens || !c->argmax) {
-        dm_fail(err, "Controller.forward: out of memory for a %zu x %zu batch", nB, nT);
-        goto fail;
+    if (layout_acts(c, nB, nT, &c->acts, err) != 0 || dm_arena_alloc(&c->acts, err) != 0) {
+        dm_arena_free(&c->acts);
+        return -1;
     }
     c->cap_B = nB;
     c->cap_T = nT;
     return 0;
-fail:
-    dm_arena_free(&c->acts);
-    dm_arena_init(&c->acts);
-    dm_free(c->tokens);
-    dm_free(c->argmax);
-    c->tokens = c->argmax = NULL;
-    return -1;
 }
 
-static void gru_params(const dm_controller *c, dm_gru_params *p)
+static dm_part_run make_run(dm_controller *c, size_t B, size_t T)
 {
-    memset(p, 0, sizeof *p);
-    for (size_t l = 0; l < c->L; l++) {
-        p->w_ih[l] = P(c, c->ix.w_ih[l]);
-        p->w_hh[l] = P(c, c->ix.w_hh[l]);
-        p->b_ih[l] = P(c, c->ix.b_ih[l]);
-        p->b_hh[l] = P(c, c->ix.b_hh[l]);
-    }
+    dm_part_run r = {&c->params, &c->grads, &c->acts, B, T, c->training, c->rng,
+                     (const int32_t *)A(c, c->act_tokens), NULL};
+    return r;
 }
-
-/* The write policy's parameters (grads != 0: their gradients). */
-static void wp_tensors(const dm_controller *c, dm_wp_tensors *wt, int grads)
-{
-    for (int i = 0; i < DM_WP_NPARAMS; i++)
-        wt->t[i] = grads ? G(c, c->ix.wp[i]) : P(c, c->ix.wp[i]);
-}
-
-static float dropout_scale(double p) { return p >= 1.0 ? 0.0f : (float)(1.0 / (1.0 - p)); }
 
 int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, size_t T,
                           dm_error *err)
 {
-    c->has_forward = 0;
+    c->has_forward = c->has_loss = 0;
     if (B == 0 || T == 0)
         return dm_fail(err, "Controller.forward: tokens must be a non-empty (B,T) batch, got %zux%zu",
                        B, T);
     if (T > SIZE_MAX / B) return dm_fail(err, "Controller.forward: batch %zu x %zu is too large", B, T);
-    const size_t N = B * T, V = c->V, E = c->E, D = c->D, M = c->M, H = c->H;
+    const size_t N = B * T, V = c->V;
     /* Every id is checked before anything changes, usage counts included. */
     for (size_t i = 0; i < N; i++) {
         if (tokens[i] < 0 || (size_t)tokens[i] >= V)
@@ -399,64 +461,20 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
                        "tokens are %zux%zu",
                        c->pending_B, c->pending_T, B, T);
     if (ensure_acts(c, B, T, err) != 0) return -1;
-    const dm_controller_index *x = &c->ix;
-    memcpy(c->tokens, tokens, N * sizeof(int32_t));
-
-    float *emb = A(c, A_EMB), *qpre = A(c, A_QPRE), *query = A(c, A_QUERY);
-    if (dm_embedding_forward(emb, tokens, P(c, x->emb), N, V, E, err) != 0) return -1;
-    dm_linear_forward(qpre, emb, P(c, x->fcq_w), P(c, x->fcq_b), N, E, D);
-    dm_gelu_forward(query, qpre, N * D);
-
-    /* no_memory: the GRU reads the query itself (the ablation's control). */
-    float *memout = c->cfg.no_memory ? query : A(c, A_MEMOUT);
-    if (!c->cfg.no_memory) {
-        dm_memory_read_forward(memout, A(c, A_WEIGHTS), c->argmax, query, P(c, x->keys),
-                               P(c, x->values), N, M, D);
-        dm_memory_usage_update(P(c, x->usage), c->argmax, N, M, c->usage_scratch);
-    } else {
-        memset(A(c, A_WEIGHTS), 0, N * M * sizeof(float));
-        memset(c->argmax, 0, N * sizeof(int32_t));
+    memcpy(A(c, c->act_tokens), tokens, N * sizeof(int32_t));
+    dm_part_run r = make_run(c, B, T);
+    if (use_pending) r.dropout_keep = c->pending_mask;
+    const float *in = NULL;
+    for (int s = 0; s < c->nchain; s++) {
+        dm_part *p = &c->parts[c->chain[s]];
+        float *out = A(c, c->chain_out[s]);
+        if (p->ops->forward(p, &r, in, out, err) != 0) return -1;
+        in = out;
     }
-
-    dm_gru_dims gd = gru_dims(c, B, T);
-    dm_gru_params gp;
-    gru_params(c, &gp);
-    float *rnnout = A(c, A_RNNOUT);
-    dm_gru_forward(rnnout, A(c, A_GRUCACHE), memout, &gp, &gd);
-
-    /* reinforce: the episodic read joins the GRU output before fc1; its
-     * write decisions draw from c->rng before the dropout mask does. */
-    const float *fc1in = rnnout;
-    if (c->reinforce) {
-        dm_wp_tensors wt;
-        wp_tensors(c, &wt, 0);
-        if (dm_writepolicy_forward(&c->wp, A(c, A_EPIOUT), rnnout, &wt, B, T, c->training, c->rng,
-                                   err) != 0)
-            return -1;
-        fc1in = A(c, A_EPIOUT);
-    }
-
-    float *fc1pre = A(c, A_FC1PRE), *fc1act = A(c, A_FC1ACT), *mask = A(c, A_MASK),
-          *hidden = A(c, A_HIDDEN);
-    dm_linear_forward(fc1pre, fc1in, P(c, x->fc1_w), P(c, x->fc1_b), N, H, H);
-    dm_gelu_forward(fc1act, fc1pre, N * H);
     if (use_pending) {
-        /* PyTorch's replay: hidden * (mask * (1/(1-p))), the product in float. */
-        float scale = dropout_scale(c->cfg.dropout);
-        for (size_t i = 0; i < N * H; i++) {
-            mask[i] = c->pending_mask[i] * scale;
-            hidden[i] = fc1act[i] * mask[i];
-        }
         dm_free(c->pending_mask);
         c->pending_mask = NULL;
-    } else {
-        dm_dropout_forward(hidden, mask, fc1act, N * H, (float)c->cfg.dropout, c->training, c->rng);
     }
-
-    float *outpre = A(c, A_OUTPRE);
-    dm_linear_forward(outpre, hidden, P(c, x->fco_w), P(c, x->fco_b), N, H, V);
-    if (c->cfg.output_activation == DM_OUTPUT_GELU) dm_gelu_forward(A(c, A_LOGITS), outpre, N * V);
-
     c->last_B = B;
     c->last_T = T;
     c->has_forward = 1;
@@ -465,20 +483,20 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
 
 const float *dm_controller_logits(const dm_controller *c)
 {
-    if (!c->has_forward) return NULL;
-    return c->cfg.output_activation == DM_OUTPUT_GELU ? A(c, A_LOGITS) : A(c, A_OUTPRE);
+    return c->has_forward ? A(c, c->chain_out[c->nchain - 1]) : NULL;
 }
 const float *dm_controller_query(const dm_controller *c)
 {
-    return c->has_forward ? A(c, A_QUERY) : NULL;
+    return c->has_forward ? A(c, c->chain_out[c->query_step]) : NULL;
 }
+/* The memory part's activations 0 and 1 are its weights and argmax (layers.c). */
 const float *dm_controller_attention(const dm_controller *c)
 {
-    return c->has_forward ? A(c, A_WEIGHTS) : NULL;
+    return c->has_forward ? dm_part_act(&c->parts[c->memory], &c->acts, 0) : NULL;
 }
 const int32_t *dm_controller_argmax(const dm_controller *c)
 {
-    return c->has_forward ? c->argmax : NULL;
+    return c->has_forward ? (const int32_t *)dm_part_act(&c->parts[c->memory], &c->acts, 1) : NULL;
 }
 
 int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, size_t T,
@@ -491,108 +509,143 @@ int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, siz
                        "Controller.backward: dlogits is for a %zux%zu batch, the last forward was "
                        "%zux%zu",
                        B, T, c->last_B, c->last_T);
-    const size_t N = B * T, V = c->V, E = c->E, D = c->D, M = c->M, H = c->H;
-    const dm_controller_index *x = &c->ix;
-
-    const float *doutpre = dlogits;
-    if (c->cfg.output_activation == DM_OUTPUT_GELU) {
-        /* Overwritten, not zeroed then accumulated: one pass over N*V. */
-        float *d = A(c, A_DOUTPRE);
-        dm_vgelu_backward(d, dlogits, A(c, A_OUTPRE), N * V, 0);
-        doutpre = d;
+    dm_part_run r = make_run(c, B, T);
+    const size_t N = B * T;
+    const float *dout = dlogits;
+    for (int s = c->nchain - 1; s >= 0; s--) {
+        dm_part *p = &c->parts[c->chain[s]];
+        float *din = NULL;
+        const float *in = NULL;
+        if (s > 0) {
+            din = A(c, c->chain_dout[s - 1]);
+            in = A(c, c->chain_out[s - 1]);
+            memset(din, 0, N * c->parts[c->chain[s - 1]].cfg.out * sizeof(float));
+        }
+        if (p->ops->backward(p, &r, dout, din, in, A(c, c->chain_out[s]), err) != 0) return -1;
+        dout = din;
     }
-    float *dh1 = A(c, A_DH1), *dh2 = A(c, A_DH2);
-    /* hidden */
-    memset(dh1, 0, N * H * sizeof(float));
-    dm_linear_backward(dh1, G(c, x->fco_w), G(c, x->fco_b), doutpre, A(c, A_HIDDEN),
-                       P(c, x->fco_w), N, H, V);
-    /* fc1_act */
-    memset(dh2, 0, N * H * sizeof(float));
-    dm_dropout_backward(dh2, dh1, A(c, A_MASK), N * H);
-    /* fc1_pre */
-    memset(dh1, 0, N * H * sizeof(float));
-    dm_gelu_backward(dh1, dh2, A(c, A_FC1PRE), N * H);
-    /* rnn_out (reinforce: the episodic output, then back through it) */
-    memset(dh2, 0, N * H * sizeof(float));
-    dm_linear_backward(dh2, G(c, x->fc1_w), G(c, x->fc1_b), dh1,
-                       c->reinforce ? A(c, A_EPIOUT) : A(c, A_RNNOUT), P(c, x->fc1_w), N, H, H);
-    if (c->reinforce) {
-        dm_wp_tensors wt, wg;
-        wp_tensors(c, &wt, 0);
-        wp_tensors(c, &wg, 1);
-        float *depi = A(c, A_DEPI);
-        memset(depi, 0, N * H * sizeof(float));
-        if (dm_writepolicy_backward(&c->wp, depi, dh2, A(c, A_RNNOUT), &wt, &wg, err) != 0)
-            return -1;
-        dh2 = depi;
-    }
-    /* mem_out */
-    float *dmem = A(c, A_DMEMOUT);
-    memset(dmem, 0, N * D * sizeof(float));
-    dm_gru_dims gd = gru_dims(c, B, T);
-    dm_gru_params gp;
-    gru_params(c, &gp);
-    dm_gru_grads gg;
-    memset(&gg, 0, sizeof gg);
-    for (size_t l = 0; l < c->L; l++) {
-        gg.w_ih[l] = G(c, x->w_ih[l]);
-        gg.w_hh[l] = G(c, x->w_hh[l]);
-        gg.b_ih[l] = G(c, x->b_ih[l]);
-        gg.b_hh[l] = G(c, x->b_hh[l]);
-    }
-    dm_gru_backward(dmem, &gg, dh2, A(c, A_GRUCACHE),
-                    c->cfg.no_memory ? A(c, A_QUERY) : A(c, A_MEMOUT), &gp, &gd, A(c, A_GRUSCR));
-    /* query, keys, values (no_memory: the GRU's input was the query) */
-    float *dq = dmem;
-    if (!c->cfg.no_memory) {
-        dq = A(c, A_DQUERY);
-        memset(dq, 0, N * D * sizeof(float));
-        dm_memory_read_backward(dq, G(c, x->keys), G(c, x->values), dmem, A(c, A_WEIGHTS),
-                                A(c, A_QUERY), P(c, x->keys), P(c, x->values), N, M, D,
-                                A(c, A_MEMSCR));
-    }
-    /* fc_query_pre */
-    float *dqpre = A(c, A_DQPRE);
-    memset(dqpre, 0, N * D * sizeof(float));
-    dm_gelu_backward(dqpre, dq, A(c, A_QPRE), N * D);
-    /* embedded */
-    float *demb = A(c, A_DEMB);
-    memset(demb, 0, N * E * sizeof(float));
-    dm_linear_backward(demb, G(c, x->fcq_w), G(c, x->fcq_b), dqpre, A(c, A_EMB), P(c, x->fcq_w),
-                       N, E, D);
-    dm_embedding_backward(G(c, x->emb), demb, c->tokens, N, E);
     return 0;
 }
 
 void dm_controller_zero_grad(dm_controller *c) { dm_arena_zero(&c->grads); }
 
+int dm_controller_last_batch(const dm_controller *c, size_t *B, size_t *T)
+{
+    if (!c->has_forward) return -1;
+    *B = c->last_B;
+    *T = c->last_T;
+    return 0;
+}
+
+void dm_controller_forget_forward(dm_controller *c) { c->has_forward = c->has_loss = 0; }
+
+int dm_controller_loss(dm_controller *c, const int32_t *targets, int32_t ignore_index, float scale,
+                       int want_grad, double *loss, size_t *count, dm_error *err)
+{
+    c->has_loss = 0;
+    if (!c->has_forward)
+        return dm_fail(err, "Controller.loss: no forward (the loss is of the last forward's logits)");
+    const size_t N = c->last_B * c->last_T, V = c->V;
+    float *d = want_grad ? A(c, c->act_dlogits) : NULL, l = 0.0f;
+    if (d) memset(d, 0, N * V * sizeof *d);
+    if (dm_cross_entropy(&l, count, d, dm_controller_logits(c), targets, N, V, ignore_index, scale,
+                         err) != 0)
+        return -1;
+    *loss = l;
+    c->has_loss = want_grad;
+    return 0;
+}
+
+int dm_controller_backward_loss(dm_controller *c, dm_error *err)
+{
+    if (!c->has_forward || !c->has_loss)
+        return dm_fail(err, "Controller.backward: no loss since the last forward (call "
+                            "net:loss(targets) first, or pass dlogits)");
+    return dm_controller_backward(c, A(c, c->act_dlogits), c->last_B, c->last_T, err);
+}
+
+/* ---- the write policy ------------------------------------------------------------ */
+
+/* The reinforce policy's state, or NULL for another policy. */
+static dm_writepolicy *policy_state(const dm_controller *c)
+{
+    return c->parts[c->policy].ops == &dm_reinforce_part ? c->parts[c->policy].state : NULL;
+}
+
+int dm_controller_has_policy(const dm_controller *c) { return c->parts[c->policy].ops->update != NULL; }
+
 int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ignore_index,
                             dm_reinforce_stats *stats, dm_error *err)
 {
-    if (!c->reinforce)
-        return dm_fail(err, "Controller.reinforce: write_policy is seed (set write_policy = "
-                            "reinforce for the episodic memory and its policy)");
+    if (!dm_controller_has_policy(c))
+        return dm_fail(err, "Controller.reinforce: write_policy is %s (set write_policy = "
+                            "reinforce for the episodic memory and its policy)", c->cfg.write_policy);
     if (!c->has_forward)
         return dm_fail(err, "Controller.reinforce: no forward (the rewards come from the last "
                             "forward's logits)");
-    dm_wp_tensors wg;
-    wp_tensors(c, &wg, 1);
-    return dm_writepolicy_reinforce(&c->wp, stats, dm_controller_logits(c), targets, c->V,
-                                    ignore_index, A(c, A_RNNOUT), &wg, err);
+    dm_part *p = &c->parts[c->policy];
+    dm_part_run r = make_run(c, c->last_B, c->last_T);
+    return p->ops->update(p, &r, A(c, c->chain_out[c->policy_step - 1]), dm_controller_logits(c),
+                          c->V, targets, ignore_index, stats, err);
 }
 
 int dm_controller_set_write_options(dm_controller *c, int soft, double eta, int sample_eval,
                                     dm_error *err)
 {
-    if (!c->reinforce)
-        return dm_fail(err, "Controller.set_write_options: write_policy is seed");
+    dm_writepolicy *w = policy_state(c);
+    if (!w) return dm_fail(err, "Controller.set_write_options: write_policy is blend");
     if (!(eta >= 0.0 && isfinite(eta)))
         return dm_fail(err, "Controller.set_write_options: eta must be >= 0 and finite, got %g", eta);
-    c->wp.mode = soft ? DM_WRITE_SOFT : DM_WRITE_HARD;
-    c->wp.rl.eta = (float)eta;
-    c->wp.sample_eval = sample_eval != 0;
+    w->mode = soft ? DM_WRITE_SOFT : DM_WRITE_HARD;
+    w->rl.eta = (float)eta;
+    w->sample_eval = sample_eval != 0;
     return 0;
 }
+
+int dm_controller_write_options(const dm_controller *c, int *soft, double *eta, int *sample_eval,
+                                dm_error *err)
+{
+    const dm_writepolicy *w = policy_state(c);
+    if (!w) return dm_fail(err, "Controller.write_options: write_policy is blend");
+    *soft = w->mode == DM_WRITE_SOFT;
+    *eta = w->rl.eta;
+    *sample_eval = w->sample_eval;
+    return 0;
+}
+
+int dm_controller_write_stats(const dm_controller *c, double *slot_usage, double *write_rate)
+{
+    const dm_writepolicy *w = policy_state(c);
+    if (!w || !w->has_forward) return -1;
+    *slot_usage = w->slot_usage;
+    *write_rate = w->write_rate_all;
+    return 0;
+}
+
+int dm_controller_write_state(const dm_controller *c, double *second_moment, int64_t *updates,
+                              dm_error *err)
+{
+    const dm_writepolicy *w = policy_state(c);
+    if (!w) return dm_fail(err, "Controller.write_state: write_policy is blend");
+    *second_moment = w->rs.second_moment;
+    *updates = w->rs.updates;
+    return 0;
+}
+
+int dm_controller_set_write_state(dm_controller *c, double second_moment, int64_t updates,
+                                  dm_error *err)
+{
+    dm_writepolicy *w = policy_state(c);
+    if (!w) return dm_fail(err, "Controller.set_write_state: write_policy is blend");
+    if (!(second_moment >= 0.0) || !isfinite(second_moment) || updates < 0)
+        return dm_fail(err, "Controller.set_write_state: expected {second_moment = a finite number "
+                            ">= 0, updates = an integer >= 0}");
+    w->rs.second_moment = second_moment;
+    w->rs.updates = updates;
+    return 0;
+}
+
+/* ---- the upstream post-step write ------------------------------------------------- */
 
 int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
 {
@@ -601,14 +654,16 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
                             "forward's query and logits)");
     if (!(s >= 0.0f && s <= 1.0f))
         return dm_fail(err, "Controller.write_memory: strength must be in [0, 1], got %g", (double)s);
-    if (c->cfg.no_memory) return 0; /* nothing reads the memory */
-    const size_t B = c->last_B, T = c->last_T, N = B * T, V = c->V, D = c->D;
-    const dm_controller_index *x = &c->ix;
-    float *qm = A(c, A_QM), *vm = A(c, A_VM), *qt = A(c, A_QT), *vt = A(c, A_VT);
-    dm_linear_forward(qm, A(c, A_QUERY), P(c, x->fcqm_w), P(c, x->fcqm_b), N, D, D);
-    dm_gelu_forward(qm, qm, N * D);
-    dm_linear_forward(vm, dm_controller_logits(c), P(c, x->fcvm_w), P(c, x->fcvm_b), N, V, D);
-    dm_gelu_forward(vm, vm, N * D);
+    dm_part *mem = &c->parts[c->memory];
+    const size_t B = c->last_B, T = c->last_T, D = c->D;
+    dm_part_run r = make_run(c, B, T);
+    dm_part *pq = &c->parts[c->write_q], *pv = &c->parts[c->write_v];
+    /* Their outputs follow the chain's in the arena (layout_acts). */
+    float *qm = A(c, c->act_qt - 2), *vm = A(c, c->act_qt - 1);
+    float *qt = A(c, c->act_qt), *vt = A(c, c->act_vt);
+    if (pq->ops->forward(pq, &r, dm_controller_query(c), qm, err) != 0 ||
+        pv->ops->forward(pv, &r, dm_controller_logits(c), vm, err) != 0)
+        return -1;
     /* Time means over all T positions, pads included (upstream). */
     for (size_t b = 0; b < B; b++) {
         for (size_t d = 0; d < D; d++) {
@@ -621,7 +676,7 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
             vt[b * D + d] = (float)(sv / (double)T);
         }
     }
-    return dm_memory_write(P(c, x->keys), P(c, x->values), qt, vt, B, c->M, D, s, err);
+    return dm_memory_part_write(mem, &c->params, qt, vt, B, s, err);
 }
 
 int dm_controller_set_dropout_mask(dm_controller *c, const float *mask, size_t B, size_t T,
@@ -642,24 +697,52 @@ int dm_controller_set_dropout_mask(dm_controller *c, const float *mask, size_t B
     return 0;
 }
 
+int dm_controller_num_entries(const dm_controller *c) { return c->params.n; }
+const dm_arena_entry *dm_controller_entry_info(const dm_controller *c, int i)
+{
+    return &c->params.entries[i];
+}
+float *dm_controller_entry_value(const dm_controller *c, int i) { return dm_arena_ptr(&c->params, i); }
+int dm_controller_entry_is_buffer(const dm_controller *c, int i)
+{
+    return (c->params.entries[i].flags & DM_ENTRY_BUFFER) != 0;
+}
 int dm_controller_entry_trained(const dm_controller *c, int i)
 {
-    const dm_controller_index *x = &c->ix;
-    if (c->cfg.no_memory && (i == x->keys || i == x->values)) return 0;
-    return !(i == x->usage || i == x->fcqm_w || i == x->fcqm_b || i == x->fcvm_w ||
-             i == x->fcvm_b);
+    return (c->params.entries[i].flags & (DM_ENTRY_BUFFER | DM_ENTRY_FROZEN)) == 0;
+}
+float *dm_controller_entry_grad(const dm_controller *c, int i)
+{
+    return dm_controller_entry_trained(c, i) ? dm_arena_ptr(&c->grads, i) : NULL;
+}
+int dm_controller_entry_own_clip(const dm_controller *c, int i)
+{
+    return (c->params.entries[i].flags & DM_ENTRY_OWN_CLIP) != 0;
+}
+int dm_controller_entry_find(const dm_controller *c, const char *name)
+{
+    return dm_arena_find(&c->params, name);
+}
+float *dm_controller_usage(const dm_controller *c)
+{
+    return dm_part_param(&c->parts[c->memory], &c->params, 2);
 }
 
-size_t dm_controller_num_params(const dm_controller *c) { return (size_t)c->params.n - 1; }
+size_t dm_controller_num_params(const dm_controller *c)
+{
+    size_t n = 0;
+    for (int i = 0; i < c->params.n; i++) n += !dm_controller_entry_is_buffer(c, i);
+    return n;
+}
 
 void dm_controller_param_refs(const dm_controller *c, dm_param_ref *refs)
 {
     size_t k = 0;
     for (int i = 0; i < c->params.n; i++) {
-        if (i == c->ix.usage) continue;
+        if (dm_controller_entry_is_buffer(c, i)) continue;
         refs[k].name = c->params.entries[i].name;
-        refs[k].param = P(c, i);
-        refs[k].grad = dm_controller_entry_trained(c, i) ? G(c, i) : NULL;
+        refs[k].param = dm_arena_ptr(&c->params, i);
+        refs[k].grad = dm_controller_entry_grad(c, i);
         refs[k].numel = c->params.entries[i].numel;
         k++;
     }
@@ -669,6 +752,6 @@ size_t dm_controller_param_count(const dm_controller *c)
 {
     size_t n = 0;
     for (int i = 0; i < c->params.n; i++)
-        if (i != c->ix.usage) n += c->params.entries[i].numel;
+        if (!dm_controller_entry_is_buffer(c, i)) n += c->params.entries[i].numel;
     return n;
 }

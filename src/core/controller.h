@@ -1,26 +1,31 @@
-/* controller.h: DRLMemNet, the whole model, composed of the layers.
+/* controller.h: DRLMemNet, the whole model, as a composition of parts
+ * (part.h):
  *
  *   tokens (B,T) -> embedding (V,E) -> fc_query + GELU = query (B,T,D)
  *     -> memory read (softmax(query keys^T) values; usage += 1 per distinct
- *        argmax slot, in training and eval alike) -> GRU (H, L layers)
- *     -> fc1 + GELU -> dropout (training only) -> fc_output [+ GELU] = logits
+ *        argmax slot, in training and eval alike) -> cell (GRU or LSTM, H,
+ *        L layers) [-> write policy] -> fc1 + GELU -> dropout (training
+ *        only) -> fc_output [+ GELU] = logits
  *   after the optimizer step, write_memory(s): qm = GELU(fc_query_memory(query)),
  *   vm = GELU(fc_value_memory(logits)), both (B,T,D), time-means (B,D), then
- *   dm_memory_write (../shared/reference/README.md, "Training step").
+ *   dm_memory_write (the reference README's "Training step").
  *
- * Parameters live in one arena whose entries carry PyTorch's state_dict
- * names in PyTorch's state_dict order (memory.keys, memory.values,
+ * Which parts, with which sizes, in which order is decided in one place
+ * (controller.c's compose); everything else walks the part list. The
+ * parameters live in one arena laid out from the parts' size tables in
+ * PyTorch's state_dict order (memory.keys, memory.values,
  * memory.usage_counts, embedding.weight, fc_query.*, rnn.*_l0.., fc1.*,
- * fc_output.*, fc_query_memory.*, fc_value_memory.*), so a checkpoint can be
- * written from it and loaded into torch as is. The gradient arena has the
- * same layout; its entries for the frozen tensors (memory.usage_counts,
- * fc_query_memory.*, fc_value_memory.*) stay zero and are handed to the
- * optimizer as NULL, like torch's None grads, so clipping and AdamW skip
- * them: fc_query_memory and fc_value_memory keep their initial values
- * forever (the upstream quirk), and usage_counts is only counted. The
- * activations of the last forward (what backward and the write need) live
- * in a third arena sized for the largest B and T seen, reused across steps
- * and regrown only when a batch is larger. */
+ * fc_output.*, fc_query_memory.*, fc_value_memory.*, then the write
+ * policy's), so a checkpoint can be written from it and loaded into torch
+ * as is. The gradient arena has the same layout; entries flagged frozen or
+ * buffer (memory.usage_counts, fc_query_memory.*, fc_value_memory.*) stay
+ * zero and are handed to the optimizer as NULL, like torch's None grads,
+ * so clipping and AdamW skip them: fc_query_memory and fc_value_memory
+ * keep their initial values forever (the upstream quirk), and usage_counts
+ * is only counted. The activations of the last forward (every part's
+ * output, what backward and the write need, the loss gradient) live in a
+ * third arena sized for the largest B and T seen, reused across steps and
+ * regrown only when a batch is larger. */
 #ifndef DM_CONTROLLER_H
 #define DM_CONTROLLER_H
 
@@ -28,27 +33,31 @@
 #include "core/common.h"
 #include "core/gru.h"
 #include "core/optim.h"
+#include "core/part.h"
 #include "core/rng.h"
 #include "core/writepolicy.h"
 
 typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_act;
 
-/* write_policy: `seed` is the upstream model (no episodic memory, nothing
- * below changes); `reinforce` adds the episodic memory and its learned
- * write policy between the GRU and fc1 (writepolicy.h, issue 6):
- *   ... -> GRU -> h_t -> h_t + g_t * episodic_read(h_t) -> fc1 -> ...
+/* write_policy: `blend` (the upstream model's post-step blend write, and
+ * nothing else; "seed" is accepted as its old name) or `reinforce`, which
+ * adds the episodic memory and its learned write policy between the cell
+ * and fc1 (writepolicy.h):
+ *   ... -> cell -> h_t -> h_t + g_t * episodic_read(h_t) -> fc1 -> ...
  * with the episodic and policy parameters appended to the parameter arena
- * after every seed entry (names in dm_wp_names) and drawn from the rng
- * after every seed parameter, so the seed's parameters are the same either
- * way. write_actions chooses who decides the writes: the learned policy,
- * every step (`always`), or Bernoulli(random_write_rate) draws (`random`);
- * the last two are the ablation's controls and train no policy. */
-typedef enum dm_write_policy { DM_WRITE_POLICY_SEED = 0, DM_WRITE_POLICY_REINFORCE = 1 } dm_write_policy;
+ * after every other entry (names in dm_wp_names) and drawn from the rng
+ * after every other parameter, so the blend model's parameters are the
+ * same either way. write_actions chooses who decides the writes: the
+ * learned policy, every step (`always`), or Bernoulli(random_write_rate)
+ * draws (`random`); the last two are the ablation's controls and train no
+ * policy. */
 typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_POLICY = 0,
     DM_WRITE_ACTIONS_ALWAYS = 1,
     DM_WRITE_ACTIONS_RANDOM = 2
 } dm_write_actions;
+
+#define DM_KIND_NAME_MAX 16
 
 typedef struct dm_controller_config {
     int64_t vocab_size;           /* V >= 1 */
@@ -59,70 +68,123 @@ typedef struct dm_controller_config {
     int64_t num_layers;           /* L in 1..DM_GRU_MAX_LAYERS */
     double dropout;               /* p in [0,1) */
     dm_output_act output_activation;
-    /* issue 6; all ignored when write_policy is seed (the zero value) */
-    dm_write_policy write_policy;
+    /* The recurrent cell's kind, a registered DM_ROLE_CELL part ("gru",
+     * "lstm"); "" (the zero value) means "gru". */
+    char cell[DM_KIND_NAME_MAX];
+    /* All ignored when write_policy is blend (the zero value). */
+    /* The write policy's kind, a registered DM_ROLE_POLICY part ("blend",
+     * "reinforce"; the alias "seed" reads as blend); "" means "blend". */
+    char write_policy[DM_KIND_NAME_MAX];
     int64_t episodic_slots;       /* K >= 1; 0 in a config means 16 */
     double policy_bias_init;      /* initial b of p = sigmoid(w.s + b), e.g. -2 */
     dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
     dm_write_actions write_actions;
     double random_write_rate;     /* [0,1], for write_actions = random */
-    /* The ablation's "GRU without memory": 1 bypasses the learned memory
-     * (the GRU reads the query itself, mem_out = query; no read, no usage
-     * counts, write_memory does nothing, memory.keys/values get no
-     * gradient). The memory tensors stay in the arena, so checkpoints keep
-     * one layout. 0 (the zero value) is the seed's model, bit for bit. */
-    int no_memory;
+    /* The ablation's "GRU without memory": 0 bypasses the learned memory
+     * (the cell reads the query itself; no read, no usage counts,
+     * write_memory does nothing, memory.keys/values get no gradient). The
+     * memory tensors stay in the arena, so checkpoints keep one layout. 1
+     * (the default) is the upstream model, bit for bit. */
+    int use_memory;
 } dm_controller_config;
 
-/* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu)
- * for a given vocabulary size. */
+
+
+/* The seed's sizes (E = D = 128, M = 512, H = 256, L = 2, p = 0.3, gelu,
+ * GRU, memory on, blend writes) for a given vocabulary size. */
 dm_controller_config dm_controller_config_default(int64_t vocab_size);
+
+/* ---- the config's keys, declared once ----------------------------------------
+ * Every key of a model config is one row of the table dm_controller_fields
+ * returns: its name (the name configs, checkpoints and Lua use), its type,
+ * where it lives in dm_controller_config, its range or choices, its help
+ * line and when net:config() writes it. Defaults are
+ * dm_controller_config_default's. The Lua schema (drlmem.config) declares
+ * its model keys from this table, the binding fills the struct and writes
+ * net:config() from it, and checkpoints accept exactly these keys, so
+ * adding a key is one row here. */
+typedef enum dm_field_type {
+    DM_FIELD_INT,    /* int64_t, >= 1 */
+    DM_FIELD_DOUBLE, /* double */
+    DM_FIELD_FLOAT,  /* float */
+    DM_FIELD_BOOL,   /* int 0/1 */
+    DM_FIELD_ENUM,   /* int, the index of the value in choices */
+    DM_FIELD_PART    /* char[DM_KIND_NAME_MAX], a registered part of role `role` */
+} dm_field_type;
+
+enum {
+    DM_FIELD_REQUIRED = 1,   /* dm.Controller{} must be given it (the schema has a default) */
+    DM_FIELD_DERIVED = 2,    /* not a setting of a run's config (vocab_size: the data's) */
+    DM_FIELD_IF_CHANGED = 4, /* net:config() writes it only when not the default */
+    DM_FIELD_POLICY = 8,     /* ignored, and not written, unless write_policy = reinforce */
+    DM_FIELD_ZERO_IS_NULL = 16 /* 0 means "unset" (memory_embedding_dim: = embedding_dim) */
+};
+
+typedef struct dm_config_field {
+    const char *name;
+    dm_field_type type;
+    size_t offset;           /* into dm_controller_config */
+    const char *check;       /* "[1,inf)" for numbers, "a|b" choices for enums, NULL */
+    const char *alias;       /* enum: an old name of choice 0 that is still accepted, or NULL */
+    int role;                /* DM_FIELD_PART: the dm_part_role */
+    unsigned flags;
+    const char *doc;
+} dm_config_field;
+
+/* The table, and its length in *n. */
+const dm_config_field *dm_controller_fields(size_t *n);
 /* 0, or -1 naming the bad field and its value. Fills D = E when D is 0. */
 int dm_controller_config_check(dm_controller_config *cfg, dm_error *err);
 /* "gelu" / "none"; parse returns 0 or -1 naming the value. */
 const char *dm_output_act_name(dm_output_act a);
 int dm_output_act_parse(const char *s, dm_output_act *out, dm_error *err);
 
-/* Entry indices into the parameter (and gradient) arena. */
-typedef struct dm_controller_index {
-    int keys, values, usage;
-    int emb;
-    int fcq_w, fcq_b;
-    int w_ih[DM_GRU_MAX_LAYERS], w_hh[DM_GRU_MAX_LAYERS];
-    int b_ih[DM_GRU_MAX_LAYERS], b_hh[DM_GRU_MAX_LAYERS];
-    int fc1_w, fc1_b;
-    int fco_w, fco_b;
-    int fcqm_w, fcqm_b;
-    int fcvm_w, fcvm_b;
-    int wp[DM_WP_NPARAMS];     /* reinforce only; -1 otherwise */
-} dm_controller_index;
+#define DM_CONTROLLER_MAX_PARTS 12
 
 typedef struct dm_controller {
     dm_controller_config cfg;
     size_t V, E, D, M, H, L;
     dm_arena params;           /* state_dict, in torch's order */
     dm_arena grads;            /* same layout; frozen entries stay zero */
-    dm_controller_index ix;
+    /* The model: parts in state_dict order, and the forward's order as
+     * indices into parts (chain); chain_out[s] / chain_dout[s] are the
+     * activation entries of step s's output and of its gradient. */
+    dm_part parts[DM_CONTROLLER_MAX_PARTS];
+    int nparts;
+    int chain[DM_CONTROLLER_MAX_PARTS], nchain;
+    int chain_out[DM_CONTROLLER_MAX_PARTS], chain_dout[DM_CONTROLLER_MAX_PARTS];
+    int memory;                /* the memory read part */
+    int query_step;            /* chain step whose output is the query */
+    int policy, policy_step;   /* the write policy part and its step, or -1 */
+    int write_q, write_v;      /* fc_query_memory, fc_value_memory parts */
     int training;              /* 1 after create and dm_controller_train */
     dm_rng *rng;               /* dropout draws; &dm_rng_global unless set */
 
     /* Activations of the last forward, (B,T) = (last_B,last_T) valid rows
      * inside buffers laid out for cap_B x cap_T. */
     dm_arena acts;
+    int act_tokens, act_qt, act_vt, act_dlogits;
     size_t cap_B, cap_T;
     size_t last_B, last_T;
     int has_forward;           /* a forward's activations are in acts */
-    int32_t *tokens;           /* (cap_B*cap_T) the last forward's ids */
-    int32_t *argmax;           /* (cap_B*cap_T) */
-    int32_t *usage_scratch;    /* (M) */
+    int has_loss;              /* dm_controller_loss filled the loss gradient */
+    /* Activation blocks replaced by a regrowth while Lua views of them may
+     * live (dm_controller_pin_acts); freed with the controller. */
+    float **retired;
+    int nretired, acts_pinned;
     /* An injected dropout mask for the next training forward (parity
      * tests): {0,1} keep flags (B,T,H), scaled by 1/(1-p) when used. */
     float *pending_mask;       /* (pending_n) or NULL */
     size_t pending_B, pending_T;
-    /* write_policy = reinforce: the episodic memory and policy unit. */
-    int reinforce;
-    dm_writepolicy wp;
 } dm_controller;
+
+/* Lays out the parameter and activation size tables of cfg for a (B,T)
+ * batch into params and acts (either may be NULL), allocating nothing
+ * but the tables: what a model would take before it is made. The
+ * gradient arena is the size of params. Free the tables with
+ * dm_arena_free. */
+int dm_controller_sizes(const dm_controller_config *cfg, size_t B, size_t T, dm_arena *params,
+                        dm_arena *acts, dm_error *err);
 
 /* Validates cfg, lays out and allocates the arenas, and initialises the
  * parameters from rng (NULL: dm_rng_global) as the reference README's table
@@ -166,6 +228,11 @@ const int32_t *dm_controller_argmax(const dm_controller *c);
 int dm_controller_backward(dm_controller *c, const float *dlogits /* (B,T,V) */, size_t B,
                            size_t T, dm_error *err);
 void dm_controller_zero_grad(dm_controller *c);
+/* The last forward's (B,T): 0, or -1 when there is none. */
+int dm_controller_last_batch(const dm_controller *c, size_t *B, size_t *T);
+/* Drops the last forward (its activations were computed with parameters
+ * that have since been replaced): backward, loss and write refuse. */
+void dm_controller_forget_forward(dm_controller *c);
 
 /* The upstream post-step write from the last forward's query and logits
  * (dropout forward's logits in training). No gradient anywhere. Errors:
@@ -206,5 +273,57 @@ void dm_controller_param_refs(const dm_controller *c, dm_param_ref *refs);
 int dm_controller_entry_trained(const dm_controller *c, int i);
 /* Number of parameter floats (usage_counts excluded), for display. */
 size_t dm_controller_param_count(const dm_controller *c);
+
+/* The parameter arena's entries: how many, entry i's name and shape, its
+ * values, its gradient (NULL when it gets none), whether it is a buffer
+ * (state, not a parameter: memory.usage_counts), and the index of a name
+ * (-1 when absent). */
+int dm_controller_num_entries(const dm_controller *c);
+const dm_arena_entry *dm_controller_entry_info(const dm_controller *c, int i);
+float *dm_controller_entry_value(const dm_controller *c, int i);
+float *dm_controller_entry_grad(const dm_controller *c, int i);
+int dm_controller_entry_is_buffer(const dm_controller *c, int i);
+/* Whether entry i is clipped as a group of its own (DM_ENTRY_OWN_CLIP). */
+int dm_controller_entry_own_clip(const dm_controller *c, int i);
+int dm_controller_entry_find(const dm_controller *c, const char *name);
+/* memory.usage_counts (M). */
+float *dm_controller_usage(const dm_controller *c);
+
+/* ---- the loss where the logits live ------------------------------------------ */
+
+/* Cross-entropy of the last forward's logits against targets (B,T)
+ * (dm_cross_entropy: mean over positions whose target is not
+ * ignore_index) and, when want_grad, its gradient, scaled by scale, kept
+ * in the activation arena for dm_controller_backward_loss: no (B,T,V)
+ * copy leaves the core. want_grad = 0 (evaluation) skips the gradient's
+ * pass over B*T*V. *loss is NaN and *count 0 when every target is ignored
+ * (the gradient is then zero). Errors: no forward, a target out of range. */
+int dm_controller_loss(dm_controller *c, const int32_t *targets /* (B,T) */, int32_t ignore_index,
+                       float scale, int want_grad, double *loss, size_t *count, dm_error *err);
+/* dm_controller_backward with the gradient the last dm_controller_loss
+ * kept. Errors: no loss since the last forward. */
+int dm_controller_backward_loss(dm_controller *c, dm_error *err);
+/* From now on a regrowth of the activation arena keeps the old block
+ * allocated until the controller is freed, so pointers handed out into it
+ * (Lua views of the logits) never dangle; they go stale (the next forward
+ * overwrites them) but stay readable. */
+void dm_controller_pin_acts(dm_controller *c);
+
+/* ---- the write policy (write_policy = reinforce) ------------------------------ */
+
+/* Whether the model has a write policy part. */
+int dm_controller_has_policy(const dm_controller *c);
+/* Of the last forward: mean slot usage and write rate over all positions.
+ * -1 when there is no policy or no forward yet. */
+int dm_controller_write_stats(const dm_controller *c, double *slot_usage, double *write_rate);
+/* The running advantage scale (for resumable checkpoints), and putting it
+ * back. -1 (with a message) when there is no policy or the values are bad. */
+int dm_controller_write_state(const dm_controller *c, double *second_moment, int64_t *updates,
+                              dm_error *err);
+int dm_controller_set_write_state(dm_controller *c, double second_moment, int64_t updates,
+                                  dm_error *err);
+/* The current curriculum knobs (see dm_controller_set_write_options). */
+int dm_controller_write_options(const dm_controller *c, int *soft, double *eta, int *sample_eval,
+                                dm_error *err);
 
 #endif

@@ -1,5 +1,5 @@
 /* episodic.h: the per-sequence episodic memory of the `reinforce` write
- * policy (issue 6), forward and backward.
+ * policy (README "RL write policy"), forward and backward.
  *
  * Where it sits: after the GRU. With h_t the top GRU output (B,T,H), which
  * depends on tokens <= t only,

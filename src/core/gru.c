@@ -17,8 +17,11 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "core/nn.h"
+#include "core/part.h"
 #include "core/vmath.h"
 
 int dm_gru_dims_check(const dm_gru_dims *d, dm_error *err)
@@ -166,3 +169,100 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
                         dxg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
     }
 }
+
+/* ---- the GRU as a part (part.h): cfg.in = In, cfg.out = H, cfg.layers = L;
+ * entries weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> per
+ * layer (PyTorch's names and order), activations "cache" and "scratch". */
+
+enum { GRU_TENSORS = 4 }; /* per layer: w_ih, w_hh, b_ih, b_hh */
+
+static dm_gru_dims part_dims(const dm_part *p, size_t B, size_t T)
+{
+    dm_gru_dims d = {B, T, p->cfg.in, p->cfg.out, p->cfg.layers};
+    return d;
+}
+
+static int gru_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
+                     dm_error *err)
+{
+    dm_gru_dims d = part_dims(p, acts ? B : 1, acts ? T : 1);
+    if (dm_gru_dims_check(&d, err) != 0) return -1;
+    const int64_t G = 3 * (int64_t)d.H, H = (int64_t)d.H;
+    static const char *const fmt[GRU_TENSORS] = {"weight_ih_l%zu", "weight_hh_l%zu",
+                                                 "bias_ih_l%zu", "bias_hh_l%zu"};
+    for (size_t l = 0; params && l < d.L; l++) {
+        const int64_t in = l == 0 ? (int64_t)d.In : H;
+        const int64_t cols[GRU_TENSORS] = {in, H, 0, 0};
+        for (int k = 0; k < GRU_TENSORS; k++) {
+            char what[32];
+            snprintf(what, sizeof what, fmt[k], l);
+            if (dm_part_add(p, params, 1, what, cols[k] ? 2 : 1, G, cols[k], 0, err) < 0) return -1;
+        }
+    }
+    if (acts && (dm_part_add(p, acts, 0, "cache", 1, (int64_t)dm_gru_cache_numel(&d), 0, 0, err) < 0 ||
+                 dm_part_add(p, acts, 0, "scratch", 1, (int64_t)dm_gru_scratch_numel(&d), 0, 0, err) < 0))
+        return -1;
+    return 0;
+}
+
+static void gru_init(dm_part *p, dm_arena *params, dm_rng *rng)
+{
+    const float bound = dm_init_default_bound(p->cfg.out);
+    for (int k = 0; k < p->np; k++) {
+        const dm_arena_entry *e = &params->entries[p->p0 + k];
+        dm_init_uniform(dm_part_param(p, params, k), e->numel, bound, rng);
+    }
+}
+
+static void gru_tensors(const dm_part *p, const dm_arena *params, dm_gru_params *gp)
+{
+    memset(gp, 0, sizeof *gp);
+    for (size_t l = 0; l < p->cfg.layers; l++) {
+        int k = (int)l * GRU_TENSORS;
+        gp->w_ih[l] = dm_part_param(p, params, k);
+        gp->w_hh[l] = dm_part_param(p, params, k + 1);
+        gp->b_ih[l] = dm_part_param(p, params, k + 2);
+        gp->b_hh[l] = dm_part_param(p, params, k + 3);
+    }
+}
+
+static int gru_part_forward(dm_part *p, const dm_part_run *r, const float *in, float *out,
+                            dm_error *err)
+{
+    dm_gru_dims d = part_dims(p, r->B, r->T);
+    dm_gru_params gp;
+    gru_tensors(p, r->params, &gp);
+    dm_gru_forward(out, dm_part_act(p, r->acts, 0), in, &gp, &d);
+    return 0;
+}
+
+static int gru_part_backward(dm_part *p, const dm_part_run *r, const float *dout, float *din,
+                             const float *in, const float *out, dm_error *err)
+{
+    dm_gru_dims d = part_dims(p, r->B, r->T);
+    dm_gru_params gp;
+    gru_tensors(p, r->params, &gp);
+    dm_gru_grads gg;
+    memset(&gg, 0, sizeof gg);
+    for (size_t l = 0; l < d.L; l++) {
+        int k = (int)l * GRU_TENSORS;
+        gg.w_ih[l] = dm_part_grad(p, r->grads, k);
+        gg.w_hh[l] = dm_part_grad(p, r->grads, k + 1);
+        gg.b_ih[l] = dm_part_grad(p, r->grads, k + 2);
+        gg.b_hh[l] = dm_part_grad(p, r->grads, k + 3);
+        if (!gg.w_ih[l]) return dm_fail(err, "%s: a frozen GRU cannot be differentiated", p->name);
+    }
+    dm_gru_backward(din, &gg, dout, dm_part_act(p, r->acts, 0), in, &gp, &d,
+                    dm_part_act(p, r->acts, 1));
+    return 0;
+}
+
+static void gru_part_final(const dm_part *p, const dm_part_run *r, float *h_n)
+{
+    dm_gru_dims d = part_dims(p, r->B, r->T);
+    dm_gru_final_hidden(h_n, dm_part_act(p, r->acts, 0), &d);
+}
+
+const dm_part_ops dm_gru_part = {
+    .kind = "gru", .role = DM_ROLE_CELL, .sizes = gru_sizes, .init = gru_init,
+    .forward = gru_part_forward, .backward = gru_part_backward, .final_state = gru_part_final};

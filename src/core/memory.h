@@ -7,7 +7,7 @@
  * accumulation), counters that are never trained and only reported. The
  * write is not differentiable: it runs after the optimizer step and blends
  * the mean of L2-normalised new rows into every slot, then re-normalises the
- * rows (upstream `write_as_mean`, ../shared/reference/README.md).
+ * rows (upstream `write_as_mean`, as the PyTorch reference README describes).
  *
  * Two layers of API. The pointer functions (dm_memory_read_forward, ...)
  * work on caller-owned buffers, so the controller keeps keys/values in its

@@ -8,7 +8,7 @@
  * each add their share. A gradient pointer documented "or NULL" is skipped
  * when NULL (e.g. no input gradient for the first layer). Rows are the
  * flattened leading dims: a (B,T,I) activation is passed as N = B*T rows.
- * Semantics follow PyTorch exactly (../shared/reference/README.md). Kernels
+ * Semantics follow PyTorch exactly (the reference README's table). Kernels
  * that cannot fail return void and document their preconditions; those that
  * look at data that can be wrong (token ids, targets) return 0 / -1 and fill
  * a dm_error naming the bad value. */

@@ -1,5 +1,5 @@
 /* policy.h: the write policy of the episodic memory and its REINFORCE
- * training signal (issue 6).
+ * training signal (README "RL write policy").
  *
  * The policy is a Bernoulli per step: z_t = w . s_t + b, p_t = sigmoid(z_t),
  * a_t ~ Bernoulli(p_t) in training, a_t = [p_t > 0.5] in evaluation (or

@@ -3,13 +3,15 @@
  * A thin composition of episodic.c and policy.c: it sizes the buffers,
  * picks the write weights from the mode, and routes the gradients of the
  * detached policy and baseline straight into their parameter gradients.
- * Buffers grow to the largest B*T seen and are reused. */
+ * Its working memory is the caller's (dm_writepolicy_work_numel floats),
+ * so that a controller keeps it in its activation arena. */
 #include "core/writepolicy.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "core/nn.h"
+#include "core/part.h"
 
 const char *const dm_wp_names[DM_WP_NPARAMS] = {
     "episodic.query.weight", "episodic.key.weight", "episodic.value.weight",
@@ -43,19 +45,6 @@ void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy
     dm_init_fill(p->t[DM_WP_BB], 1, 0.0f);
 }
 
-static void free_buffers(dm_writepolicy *w)
-{
-    dm_free(w->cache);
-    dm_free(w->scratch);
-    dm_free(w->src);
-    dm_free(w->z);
-    w->cache = w->scratch = w->z = NULL;
-    w->src = NULL;
-    w->p = w->a = w->wr = w->v = w->dwr = w->dz = w->rew = w->valid = w->rscr = NULL;
-    w->cap_n = 0;
-    w->has_forward = 0;
-}
-
 int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
                         const dm_reinforce_config *rl, dm_error *err)
 {
@@ -71,24 +60,30 @@ int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
     return 0;
 }
 
-void dm_writepolicy_free(dm_writepolicy *w) { free_buffers(w); }
+void dm_writepolicy_free(dm_writepolicy *w) { memset(w, 0, sizeof *w); }
 
-static int ensure(dm_writepolicy *w, size_t B, size_t T, dm_error *err)
+/* The per-row buffers after the episodic ones: z, p, a, wr, v, dwr, dz,
+ * rew, valid (n each) and rscr (2n). */
+enum { WP_ROW_BUFFERS = 11 };
+
+size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T)
+{
+    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+    return dm_episodic_cache_numel(&d) + dm_episodic_scratch_numel(&d) +
+           dm_episodic_src_numel(&d) + WP_ROW_BUFFERS * B * T;
+}
+
+/* Points the buffers into work; src is int32, one float-sized cell each. */
+static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_error *err)
 {
     dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
     if (dm_episodic_dims_check(&d, err) != 0) return -1;
+    if (!work) return dm_fail(err, "writepolicy: no working memory");
     const size_t n = B * T;
-    /* Every buffer's size depends on (B,T) only through N = B*T. */
-    if (w->cache && n <= w->cap_n) return 0;
-    free_buffers(w);
-    w->cache = dm_alloc(dm_episodic_cache_numel(&d) * sizeof(float));
-    w->scratch = dm_alloc(dm_episodic_scratch_numel(&d) * sizeof(float));
-    w->src = dm_alloc(dm_episodic_src_numel(&d) * sizeof(int32_t));
-    w->z = dm_alloc(11 * n * sizeof(float));
-    if (!w->cache || !w->scratch || !w->src || !w->z) {
-        free_buffers(w);
-        return dm_fail(err, "writepolicy: out of memory for a %zu x %zu batch", B, T);
-    }
+    w->cache = work;
+    w->scratch = w->cache + dm_episodic_cache_numel(&d);
+    w->src = (int32_t *)(w->scratch + dm_episodic_scratch_numel(&d));
+    w->z = (float *)w->src + dm_episodic_src_numel(&d);
     w->p = w->z + n;
     w->a = w->p + n;
     w->wr = w->a + n;
@@ -98,7 +93,6 @@ static int ensure(dm_writepolicy *w, size_t B, size_t T, dm_error *err)
     w->rew = w->dz + n;
     w->valid = w->rew + n;
     w->rscr = w->valid + n; /* 2n */
-    w->cap_n = n;
     return 0;
 }
 
@@ -110,10 +104,11 @@ static dm_episodic_params epi_params(const dm_wp_tensors *p)
 }
 
 int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const dm_wp_tensors *params,
-                           size_t B, size_t T, int training, dm_rng *rng, dm_error *err)
+                           size_t B, size_t T, int training, dm_rng *rng, float *work,
+                           dm_error *err)
 {
     w->has_forward = 0;
-    if (ensure(w, B, T, err) != 0) return -1;
+    if (bind_work(w, work, B, T, err) != 0) return -1;
     const size_t n = B * T, H = w->H;
     dm_policy_forward(w->z, w->p, h, params->t[DM_WP_WP], params->t[DM_WP_BP], n, H);
     dm_policy_forward(w->v, NULL, h, params->t[DM_WP_WB], params->t[DM_WP_BB], n, H);
@@ -191,3 +186,108 @@ int dm_writepolicy_backward(dm_writepolicy *w, float *dh, const float *dout, con
     }
     return 0;
 }
+
+/* ---- the reinforce policy as a part (part.h) ---------------------------- */
+
+static dm_wp_tensors part_tensors(const dm_part *p, const dm_arena *a, int grads)
+{
+    dm_wp_tensors t;
+    for (int i = 0; i < DM_WP_NPARAMS; i++)
+        t.t[i] = grads ? dm_part_grad(p, a, i) : dm_part_param(p, a, i);
+    return t;
+}
+
+static int wp_part_create(dm_part *p, dm_error *err)
+{
+    const dm_wp_part_cfg *pc = p->cfg.extra;
+    if (!pc) return dm_fail(err, "write policy: no configuration");
+    dm_writepolicy *w = dm_alloc(sizeof *w);
+    if (!w) return dm_fail(err, "write policy: out of memory");
+    if (dm_writepolicy_init(w, p->cfg.in, pc->Dk, p->cfg.slots, &pc->rl, err) != 0) {
+        dm_free(w);
+        return -1;
+    }
+    w->actions = pc->actions;
+    w->random_rate = pc->random_rate;
+    p->state = w;
+    p->cfg.p = pc->policy_bias; /* the config need not outlive create */
+    p->cfg.extra = NULL;
+    return 0;
+}
+
+static void wp_part_destroy(dm_part *p)
+{
+    if (p->state) dm_writepolicy_free(p->state);
+    dm_free(p->state);
+}
+
+static int wp_part_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
+                         dm_error *err)
+{
+    const dm_writepolicy *w = p->state;
+    for (int i = 0; params && i < DM_WP_NPARAMS; i++) {
+        int64_t shape[2];
+        int nd = dm_wp_shape(w->H, w->Dk, i, shape);
+        /* The detached policy and baseline learn from REINFORCE, not from
+         * the loss: their gradients are clipped on their own. */
+        unsigned own = i >= DM_WP_WP ? DM_ENTRY_OWN_CLIP : 0;
+        if (dm_part_add(p, params, 1, dm_wp_names[i], nd, shape[0], shape[1], own, err) < 0) return -1;
+    }
+    if (acts) {
+        dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+        if (dm_episodic_dims_check(&d, err) != 0) return -1;
+        if (dm_part_add(p, acts, 0, "write_policy.work", 1,
+                        (int64_t)dm_writepolicy_work_numel(w, B, T), 0, 0, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void wp_part_init(dm_part *p, dm_arena *params, dm_rng *rng)
+{
+    const dm_writepolicy *w = p->state;
+    dm_wp_tensors t = part_tensors(p, params, 0);
+    dm_wp_init_params(&t, w->H, w->Dk, (float)p->cfg.p, rng);
+}
+
+static int wp_part_forward(dm_part *p, const dm_part_run *r, const float *in, float *out,
+                           dm_error *err)
+{
+    dm_wp_tensors t = part_tensors(p, r->params, 0);
+    return dm_writepolicy_forward(p->state, out, in, &t, r->B, r->T, r->training, r->rng,
+                                  dm_part_act(p, r->acts, 0), err);
+}
+
+static int wp_part_backward(dm_part *p, const dm_part_run *r, const float *dout, float *din,
+                            const float *in, const float *out, dm_error *err)
+{
+    dm_wp_tensors t = part_tensors(p, r->params, 0), g = part_tensors(p, r->grads, 1);
+    return dm_writepolicy_backward(p->state, din, dout, in, &t, &g, err);
+}
+
+static int wp_part_update(dm_part *p, const dm_part_run *r, const float *in, const float *logits,
+                          size_t V, const int32_t *targets, int32_t ignore_index, void *stats,
+                          dm_error *err)
+{
+    dm_wp_tensors g = part_tensors(p, r->grads, 1);
+    return dm_writepolicy_reinforce(p->state, stats, logits, targets, V, ignore_index, in, &g, err);
+}
+
+const dm_part_ops dm_reinforce_part = {
+    .kind = "reinforce", .role = DM_ROLE_POLICY, .sizes = wp_part_sizes, .init = wp_part_init,
+    .forward = wp_part_forward, .backward = wp_part_backward, .update = wp_part_update,
+    .create = wp_part_create, .destroy = wp_part_destroy};
+
+/* ---- blend: the upstream model's policy, as a sibling of reinforce ------ */
+
+/* No parameters, no activations, no per-step decision: the memory is only
+ * written after each optimizer step (dm_controller_write_memory's blend),
+ * which every policy keeps. */
+static int blend_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
+                       dm_error *err)
+{
+    return 0;
+}
+
+const dm_part_ops dm_blend_part = {
+    .kind = "blend", .role = DM_ROLE_POLICY, .alias = "seed", .sizes = blend_sizes};

@@ -4,8 +4,10 @@
  *
  * The controller owns the parameters (in its arena, under the names of
  * DM_WP_NAMES, so optimizers and checkpoints see them) and hands pointers
- * in; this object owns the activations of the last forward, sized for the
- * largest B*T seen. Per training step:
+ * in, and it hands in the working memory of each forward (the
+ * activations backward and reinforce read, dm_writepolicy_work_numel
+ * floats), which must stay untouched until the next forward. This object
+ * keeps the running statistics and options. Per training step:
  *   forward(h)      p_t = sigmoid(w_p . h_t + b_p) from the DETACHED top GRU
  *                   state; actions a_t ~ Bernoulli(p_t) (training: one
  *                   dm_rng_uniform per position, row-major) or a_t =
@@ -65,8 +67,8 @@ typedef struct dm_writepolicy {
     float random_rate;
     dm_reinforce_config rl;
     dm_reinforce_state rs;      /* running advantage scale */
-    /* Buffers for cap_n = B*T rows; the last forward's (B,T). */
-    size_t cap_n, B, T;
+    /* Pointers into the last forward's working memory; its (B,T). */
+    size_t B, T;
     int has_forward;
     int training_forward;       /* the last forward sampled */
     float *cache, *scratch;     /* episodic */
@@ -84,11 +86,15 @@ int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
                         const dm_reinforce_config *rl, dm_error *err);
 void dm_writepolicy_free(dm_writepolicy *w);
 
+/* Floats of working memory one forward of a (B,T) batch needs. */
+size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T);
+
 /* out = h + gate * episodic read, with actions as the header says.
- * training: sample from rng (NULL: dm_rng_global). Errors: out of memory. */
+ * training: sample from rng (NULL: dm_rng_global). work: the working
+ * memory above. Errors: bad sizes, work NULL. */
 int dm_writepolicy_forward(dm_writepolicy *w, float *out /* (B,T,H) */, const float *h /* (B,T,H) */,
                            const dm_wp_tensors *params, size_t B, size_t T, int training,
-                           dm_rng *rng, dm_error *err);
+                           dm_rng *rng, float *work /* (work_numel) */, dm_error *err);
 
 /* Rewards from logits/targets of the last forward, then REINFORCE: ADDS
  * into grads' policy and baseline entries. stats may be NULL. Errors: no
@@ -103,5 +109,18 @@ int dm_writepolicy_reinforce(dm_writepolicy *w, dm_reinforce_stats *stats,
 int dm_writepolicy_backward(dm_writepolicy *w, float *dh /* (B,T,H) acc, or NULL */,
                             const float *dout /* (B,T,H) */, const float *h /* (B,T,H) */,
                             const dm_wp_tensors *params, const dm_wp_tensors *grads, dm_error *err);
+
+/* The reinforce policy as a part (part.h's dm_reinforce_part): cfg.in = H,
+ * cfg.slots = K, cfg.extra points to this while dm_part_init runs. Its
+ * parameters are the nine above (named without a prefix), its activation
+ * "write_policy.work" the working memory; part->state is the
+ * dm_writepolicy. */
+typedef struct dm_wp_part_cfg {
+    size_t Dk;
+    dm_reinforce_config rl;
+    float policy_bias;
+    int actions;        /* dm_writepolicy.actions */
+    float random_rate;
+} dm_wp_part_cfg;
 
 #endif

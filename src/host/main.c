@@ -36,9 +36,7 @@
 
 #define DM_HOST_NAME "drlmem"
 
-/* Defined in src/bind/module.c; no header declares it because only the host
- * and the Lua loader (through drlmem.so) ever call it. */
-int luaopen_drlmem(lua_State *L);
+#include "bind/module.h"
 
 /* Prefix of error messages; NULL inside the REPL, where bare messages read
  * better next to the prompt. */

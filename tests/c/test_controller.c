@@ -97,6 +97,7 @@ static void golden_open(golden *g, const char *dir)
     json_t *m = load_json(dir);
     json_t *c = json_object_get(m, "config");
     assert_non_null(c);
+    g->cfg = dm_controller_config_default(0);
     g->cfg.vocab_size = jint(c, "vocab_size");
     g->cfg.embedding_dim = jint(c, "embedding_size");
     g->cfg.memory_embedding_dim = jint(c, "memory_embedding_size");
@@ -324,7 +325,7 @@ static void check_forward_and_grads(const char *dir)
     expect_fixture(&g, dir, "acts/query", dm_controller_query(&c), g.N * c.D);
     expect_fixture(&g, dir, "acts/mem_weights", dm_controller_attention(&c), g.N * c.M);
     expect_fixture(&g, dir, "usage_counts_after_forward",
-                   dm_arena_ptr(&c.params, c.ix.usage), c.M);
+                   dm_arena_ptr(&c.params, dm_controller_entry_find(&c, "memory.usage_counts")), c.M);
 
     static const struct { const char *loss, *grads; int32_t ignore; } variants[] = {
         {"loss_ignore_pad", "grads", 0},
@@ -343,7 +344,7 @@ static void check_forward_and_grads(const char *dir)
         snprintf(gdir, sizeof gdir, "%s/%s", dir, variants[v].grads);
         for (int i = 0; i < c.grads.n; i++) {
             const dm_arena_entry *e = &c.grads.entries[i];
-            if (i == c.ix.usage) continue; /* a buffer: no grads/ file */
+            if (i == dm_controller_entry_find(&c, "memory.usage_counts")) continue; /* a buffer: no grads/ file */
             expect_fixture(&g, gdir, e->name, dm_arena_ptr(&c.grads, i), e->numel);
         }
     }
@@ -366,8 +367,8 @@ static void check_forward_and_grads(const char *dir)
     /* the write from this (dropout) forward, on the initial memory */
     dm_error err;
     assert_int_equal(dm_controller_write_memory(&c, 0.1f, &err), 0);
-    expect_fixture(&g, dir, "write/keys", dm_arena_ptr(&c.params, c.ix.keys), c.M * c.D);
-    expect_fixture(&g, dir, "write/values", dm_arena_ptr(&c.params, c.ix.values), c.M * c.D);
+    expect_fixture(&g, dir, "write/keys", dm_arena_ptr(&c.params, dm_controller_entry_find(&c, "memory.keys")), c.M * c.D);
+    expect_fixture(&g, dir, "write/values", dm_arena_ptr(&c.params, dm_controller_entry_find(&c, "memory.values")), c.M * c.D);
 
     free(dlogits);
     free(x);
@@ -394,7 +395,7 @@ static void check_eval(const char *dir)
     set_mask(&c, dir, "acts/dropout_mask", g.B, g.T);
     forward_ok(&c, x, g.B, g.T);
     expect_fixture(&g, dir, "eval/logits", dm_controller_logits(&c), g.N * c.V);
-    expect_fixture(&g, dir, "eval/usage_counts", dm_arena_ptr(&c.params, c.ix.usage), c.M);
+    expect_fixture(&g, dir, "eval/usage_counts", dm_arena_ptr(&c.params, dm_controller_entry_find(&c, "memory.usage_counts")), c.M);
     expect_scalar(&g, dir, "eval/loss_with_pad", loss_grad(&c, y, g.N, -1, NULL));
     expect_scalar(&g, dir, "eval/loss_ignore_pad", loss_grad(&c, y, g.N, 0, NULL));
     /* eval is deterministic and does not consume the generator */
@@ -473,9 +474,9 @@ static void expect_state(golden *g, dm_controller *c, const char *sdir, const fl
         float *ref = need(sdir, e->name, e->numel);
         char what[160];
         snprintf(what, sizeof what, "%s/%s", sdir, e->name);
-        if (i == c->ix.keys || i == c->ix.values || !dm_controller_entry_trained(c, i)) {
+        if (i == dm_controller_entry_find(c, "memory.keys") || i == dm_controller_entry_find(c, "memory.values") || !dm_controller_entry_trained(c, i)) {
             expect_close(g, what, got, ref, e->numel);
-            if (!dm_controller_entry_trained(c, i) && i != c->ix.usage)
+            if (!dm_controller_entry_trained(c, i) && i != dm_controller_entry_find(c, "memory.usage_counts"))
                 assert_memory_equal(got, before + e->offset, e->numel * sizeof(float));
         } else {
             expect_adamw(g, what, got, ref, before + e->offset, slack ? slack + e->offset : NULL,
@@ -556,6 +557,7 @@ static void test_three_steps(void **s)
     golden g;
     memset(&g, 0, sizeof g);
     g.dir = dir;
+    g.cfg = dm_controller_config_default(0);
     g.cfg.vocab_size = jint(cj, "vocab_size");
     g.cfg.embedding_dim = jint(cj, "embedding_dim");
     g.cfg.memory_embedding_dim = jint(cj, "memory_embedding_dim");
@@ -709,16 +711,16 @@ static void test_layout_and_init(void **s)
         "fc_value_memory.weight", "fc_value_memory.bias"};
     assert_int_equal(a.params.n, (int)(sizeof order / sizeof order[0]));
     for (int i = 0; i < a.params.n; i++) assert_string_equal(a.params.entries[i].name, order[i]);
-    assert_int_equal(a.params.entries[a.ix.w_ih[1]].shape[1], 32); /* layer 1 reads H */
-    assert_int_equal(a.params.entries[a.ix.w_ih[0]].shape[0], 96);
+    assert_int_equal(a.params.entries[dm_controller_entry_find(&a, "rnn.weight_ih_l1")].shape[1], 32); /* layer 1 reads H */
+    assert_int_equal(a.params.entries[dm_controller_entry_find(&a, "rnn.weight_ih_l0")].shape[0], 96);
     /* distributions: bounds of the README's table */
     struct { int idx; double lo, hi; } u[] = {
-        {a.ix.keys, -sqrt(6.0 / 16), sqrt(6.0 / 16)},
-        {a.ix.fcq_w, -sqrt(6.0 / 16), sqrt(6.0 / 16)},
-        {a.ix.w_hh[2], -1 / sqrt(32.0), 1 / sqrt(32.0)},
-        {a.ix.fco_w, -sqrt(6.0 / 32), sqrt(6.0 / 32)},
-        {a.ix.fcvm_w, -1 / sqrt(64.0), 1 / sqrt(64.0)},
-        {a.ix.fcqm_b, -1 / sqrt(16.0), 1 / sqrt(16.0)},
+        {dm_controller_entry_find(&a, "memory.keys"), -sqrt(6.0 / 16), sqrt(6.0 / 16)},
+        {dm_controller_entry_find(&a, "fc_query.weight"), -sqrt(6.0 / 16), sqrt(6.0 / 16)},
+        {dm_controller_entry_find(&a, "rnn.weight_hh_l2"), -1 / sqrt(32.0), 1 / sqrt(32.0)},
+        {dm_controller_entry_find(&a, "fc_output.weight"), -sqrt(6.0 / 32), sqrt(6.0 / 32)},
+        {dm_controller_entry_find(&a, "fc_value_memory.weight"), -1 / sqrt(64.0), 1 / sqrt(64.0)},
+        {dm_controller_entry_find(&a, "fc_query_memory.bias"), -1 / sqrt(16.0), 1 / sqrt(16.0)},
     };
     for (size_t k = 0; k < sizeof u / sizeof u[0]; k++) {
         const dm_arena_entry *e = &a.params.entries[u[k].idx];
@@ -730,11 +732,11 @@ static void test_layout_and_init(void **s)
         }
         assert_true(mx > 0.5 * u[k].hi); /* spread, not all tiny */
     }
-    const float *usage = dm_arena_ptr(&a.params, a.ix.usage);
+    const float *usage = dm_arena_ptr(&a.params, dm_controller_entry_find(&a, "memory.usage_counts"));
     for (size_t i = 0; i < a.M; i++) assert_true(usage[i] == 1.0f);
-    const float *fb = dm_arena_ptr(&a.params, a.ix.fc1_b);
+    const float *fb = dm_arena_ptr(&a.params, dm_controller_entry_find(&a, "fc1.bias"));
     for (size_t i = 0; i < a.H; i++) assert_true(fb[i] == 0.0f);
-    const float *emb = dm_arena_ptr(&a.params, a.ix.emb);
+    const float *emb = dm_arena_ptr(&a.params, dm_controller_entry_find(&a, "embedding.weight"));
     double s2 = 0;
     for (size_t i = 0; i < a.V * a.E; i++) s2 += (double)emb[i] * emb[i];
     double sd = sqrt(s2 / (double)(a.V * a.E));
@@ -789,11 +791,11 @@ static void test_bad_input(void **s)
     expect_err(dm_controller_write_memory(&c, 0.1f, &err), &err, "no forward yet");
     int32_t x[15] = {2, 5, 6, 7, 8, 2, 5, 6, 7, 8, 2, 5, 20, 7, 8};
     float usage0[6];
-    memcpy(usage0, dm_arena_ptr(&c.params, c.ix.usage), sizeof usage0);
+    memcpy(usage0, dm_arena_ptr(&c.params, dm_controller_entry_find(&c, "memory.usage_counts")), sizeof usage0);
     expect_err(dm_controller_forward(&c, x, 3, 5, &err), &err,
                "token id 20 at (batch 3, time 3) is out of range for vocabulary size 20");
     /* nothing changed, and no forward is kept */
-    assert_memory_equal(usage0, dm_arena_ptr(&c.params, c.ix.usage), sizeof usage0);
+    assert_memory_equal(usage0, dm_arena_ptr(&c.params, dm_controller_entry_find(&c, "memory.usage_counts")), sizeof usage0);
     expect_err(dm_controller_backward(&c, dl, 3, 5, &err), &err, "no forward");
     x[12] = -1;
     expect_err(dm_controller_forward(&c, x, 3, 5, &err), &err, "token id -1");
@@ -836,8 +838,9 @@ static void test_dropout_rng(void **s)
     forward_ok(&a, x, g.B, g.T);
     forward_ok(&b, x, g.B, g.T);
     assert_memory_equal(dm_controller_logits(&a), dm_controller_logits(&b), g.N * a.V * sizeof(float));
-    const float *mask = dm_arena_ptr(&a.acts, 9 /* dropout_mask */);
-    assert_string_equal(a.acts.entries[9].name, "dropout_mask");
+    const int mask_entry = dm_arena_find(&a.acts, "dropout.mask");
+    assert_true(mask_entry >= 0);
+    const float *mask = dm_arena_ptr(&a.acts, mask_entry);
     size_t kept = 0, n = g.N * a.H;
     for (size_t i = 0; i < n; i++) {
         assert_true(mask[i] == 0.0f || fabsf(mask[i] - 1.0f / 0.7f) < 1e-6f);
@@ -905,7 +908,7 @@ static void test_output_none_and_finite_differences(void **s)
         const float *gr = dm_arena_ptr(&c.grads, i);
         for (int k = 0; k < 3; k++) {
             size_t j = (size_t)dm_rng_below(&r, e->numel);
-            if (i == c.ix.emb) j = (size_t)x[k] * c.E + (size_t)k; /* a used row */
+            if (i == dm_controller_entry_find(&c, "embedding.weight")) j = (size_t)x[k] * c.E + (size_t)k; /* a used row */
             float keep = p[j], h = 1e-2f;
             p[j] = keep + h;
             double up = weighted_sum(&c, x, g.B, g.T, R);
@@ -929,9 +932,61 @@ static void test_output_none_and_finite_differences(void **s)
     assert_int_equal(g.bad, 0);
 }
 
+/* The parts registry and the size tables: kinds by role (aliases
+ * included), and dm_controller_sizes' tables equal the arenas a created
+ * controller allocates, for an LSTM model with the reinforce policy. */
+static void test_parts_and_sizes(void **s)
+{
+    (void)s;
+    assert_ptr_equal(dm_part_find("gru", DM_ROLE_CELL), &dm_gru_part);
+    assert_ptr_equal(dm_part_find("lstm", DM_ROLE_CELL), &dm_lstm_part);
+    assert_null(dm_part_find("gru", DM_ROLE_POLICY));
+    assert_ptr_equal(dm_part_find("seed", DM_ROLE_POLICY), &dm_blend_part);
+    char buf[128];
+    assert_string_equal(dm_part_kinds(DM_ROLE_POLICY, buf, sizeof buf), "blend, reinforce, seed");
+    assert_string_equal(dm_part_kinds(DM_ROLE_CELL, buf, sizeof buf), "gru, lstm");
+
+    dm_controller_config cfg = dm_controller_config_default(13);
+    cfg.embedding_dim = 6, cfg.memory_embedding_dim = 5, cfg.memory_size = 4;
+    cfg.hidden_size = 7, cfg.num_layers = 2;
+    strcpy(cfg.cell, "lstm");
+    strcpy(cfg.write_policy, "reinforce");
+    cfg.episodic_slots = 3;
+    dm_arena p, a;
+    dm_arena_init(&p);
+    dm_arena_init(&a);
+    dm_error err;
+    assert_int_equal(dm_controller_sizes(&cfg, 2, 3, &p, &a, &err), 0);
+    assert_null(p.data);
+    assert_null(a.data);
+    dm_controller c;
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), 0);
+    int32_t x[6] = {1, 2, 3, 4, 5, 6};
+    assert_int_equal(dm_controller_forward(&c, x, 2, 3, &err), 0);
+    assert_int_equal(p.n, c.params.n);
+    assert_int_equal(p.numel, c.params.numel);
+    assert_int_equal(a.n, c.acts.n);
+    assert_int_equal(a.numel, c.acts.numel);
+    for (int i = 0; i < p.n; i++) assert_string_equal(p.entries[i].name, c.params.entries[i].name);
+    assert_string_equal(p.entries[p.n - 1].name, "baseline.bias");
+    dm_controller_free(&c);
+    dm_arena_free(&p);
+    dm_arena_free(&a);
+    /* "seed" reads as blend, an unknown policy names the registered ones */
+    strcpy(cfg.write_policy, "seed");
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), 0);
+    assert_string_equal(c.cfg.write_policy, "blend");
+    assert_false(dm_controller_has_policy(&c));
+    dm_controller_free(&c);
+    strcpy(cfg.write_policy, "never");
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "write_policy must be one of blend, reinforce, seed, got \"never\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parts_and_sizes),
         cmocka_unit_test(test_forward_grads_1234),
         cmocka_unit_test(test_forward_grads_7),
         cmocka_unit_test(test_eval_1234),

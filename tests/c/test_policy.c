@@ -648,7 +648,7 @@ static void test_exact_gradient(void **state)
 typedef struct {
     dm_writepolicy w;
     dm_wp_tensors P, G;
-    float *h, *out, *R;
+    float *h, *out, *R, *work;
     size_t B, T, H;
     dm_rng rng;
 } wp_ctx;
@@ -674,13 +674,14 @@ static void wp_setup(wp_ctx *c, size_t B, size_t T, size_t H, size_t Dk, size_t 
     c->h = randv(B * T * H, 1.0f, &r);
     c->out = zeros(B * T * H);
     c->R = randv(B * T * H, 1.0f, &r);
+    c->work = zeros(dm_writepolicy_work_numel(&c->w, B, T));
     dm_rng_seed(&c->rng, 12);
 }
 
 static void wp_teardown(wp_ctx *c)
 {
     for (int i = 0; i < DM_WP_NPARAMS; i++) free(c->P.t[i]), free(c->G.t[i]);
-    free(c->h), free(c->out), free(c->R);
+    free(c->h), free(c->out), free(c->R), free(c->work);
     dm_writepolicy_free(&c->w);
 }
 
@@ -689,7 +690,7 @@ static double wp_soft_loss(void *p)
     wp_ctx *c = p;
     dm_error err;
     dm_rng r = c->rng;
-    assert_int_equal(dm_writepolicy_forward(&c->w, c->out, c->h, &c->P, c->B, c->T, 1, &r, &err), 0);
+    assert_int_equal(dm_writepolicy_forward(&c->w, c->out, c->h, &c->P, c->B, c->T, 1, &r, c->work, &err), 0);
     return dotd(c->out, c->R, c->B * c->T * c->H);
 }
 
@@ -705,7 +706,7 @@ static void test_writepolicy_unit(void **state)
 
     /* Eval thresholds p at 0.5, no draw; writes start rare (b = -2). */
     dm_rng before = c.rng;
-    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 0, &c.rng, &err), 0);
+    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 0, &c.rng, c.work, &err), 0);
     assert_memory_equal(&before, &c.rng, sizeof before);
     for (size_t i = 0; i < N; i++) {
         assert_true(c.w.a[i] == (c.w.p[i] > 0.5f ? 1.0f : 0.0f));
@@ -713,7 +714,7 @@ static void test_writepolicy_unit(void **state)
     }
     /* Training samples with one uniform draw per position. */
     dm_rng copy = c.rng;
-    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 1, &c.rng, &err), 0);
+    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 1, &c.rng, c.work, &err), 0);
     for (size_t i = 0; i < N; i++) {
         float u = dm_rng_uniform(&copy);
         assert_true(c.w.a[i] == (u < c.w.p[i] ? 1.0f : 0.0f));
@@ -763,9 +764,13 @@ static void test_writepolicy_unit(void **state)
     check_grad("writepolicy soft dW_v", c.P.t[DM_WP_WV], H * H, c.G.t[DM_WP_WV], wp_soft_loss, &c, 1e-3f);
     /* A larger batch regrows the buffers. */
     float *h2 = randv(3 * 7 * H, 1.0f, &c.rng), *o2 = zeros(3 * 7 * H);
-    assert_int_equal(dm_writepolicy_forward(&c.w, o2, h2, &c.P, 3, 7, 1, &c.rng, &err), 0);
-    assert_true(c.w.cap_n == 21);
-    free(h2), free(o2);
+    /* A larger batch needs more working memory: the caller's, sized by
+     * work_numel; none at all is refused. */
+    float *w2 = zeros(dm_writepolicy_work_numel(&c.w, 3, 7));
+    assert_true(dm_writepolicy_work_numel(&c.w, 3, 7) > dm_writepolicy_work_numel(&c.w, B, T));
+    assert_int_equal(dm_writepolicy_forward(&c.w, o2, h2, &c.P, 3, 7, 1, &c.rng, NULL, &err), -1);
+    assert_int_equal(dm_writepolicy_forward(&c.w, o2, h2, &c.P, 3, 7, 1, &c.rng, w2, &err), 0);
+    free(h2), free(o2), free(w2);
     wp_teardown(&c);
 }
 

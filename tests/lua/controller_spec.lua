@@ -88,7 +88,7 @@ describe("dm.Controller construction", function()
     has(errmsg(dm.Controller, {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
                                dropout = 1}), "dropout must be in [0, 1), got 1")
     has(errmsg(dm.Controller, {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
-                               output_activation = "relu"}), "output_activation must be \"gelu\" or \"none\", got \"relu\"")
+                               output_activation = "relu"}), "output_activation must be one of gelu, none, got relu")
     has(errmsg(dm.Controller, {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
                                hiden_size = 3}), "unknown config field 'hiden_size'")
     has(errmsg(dm.Controller, {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12,
@@ -291,5 +291,160 @@ describe("dm.Controller errors and accessors", function()
     local s1 = dm.get_rng_state()
     close(net:forward(x), net:forward(x), "eval", 0)
     assert.are.equal(s1, dm.get_rng_state())
+  end)
+end)
+
+-- Checkpoints written by drlmem before the controller was composed of parts
+-- (tests/fixtures/legacy, written by tests/fixtures/legacy/make_legacy.lua
+-- run with the code of commit b6b3edd: a tiny model after one AdamW step and
+-- a memory write, and its eval logits in expected.json) still load, and the
+-- loaded nets give the eval logits the old code gave.
+describe("Controller: checkpoints from before the parts", function()
+  local checkpoint = require "drlmem.checkpoint"
+  local slurp = require("helpers").slurp
+  local want = dm.json.decode(slurp("tests/fixtures/legacy/expected.json"))
+  for _, kind in ipairs({"seed", "reinforce"}) do
+    it("loads the " .. kind .. " one and reproduces its eval logits", function()
+      local ck = checkpoint.load("tests/fixtures/legacy/" .. kind .. "_main.safetensors")
+      local net = ck.net
+      net:eval()
+      local got = flat(net:forward(dm.tensor(want.tokens):int()))
+      assert.are.equal(#want[kind], #got)
+      for i = 1, #got do assert.are.near(want[kind][i], got[i], 1e-6) end
+    end)
+  end
+end)
+
+describe("Controller: config keys declared once, by the core", function()
+  local config = require "drlmem.config"
+  local train = require "drlmem.train"
+  local checkpoint = require "drlmem.checkpoint"
+  local helpers = require "helpers"
+
+  it("the schema's model keys are dm.controller_fields', with their defaults and help", function()
+    local n = 0
+    for _, f in ipairs(dm.controller_fields()) do
+      if not f.derived then
+        local spec = config.fields[f.name]
+        assert.is_truthy(spec, f.name)
+        assert.is_true(spec.model, f.name)
+        assert.are.equal(f.default, spec.default, f.name)
+        assert.are.equal(f.doc, spec.doc, f.name)
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 20)
+    -- a float default reads back as written, not as its float32 neighbour
+    assert.are.equal(0.95, config.fields.policy_gamma.default)
+  end)
+
+  it("cell: lstm from a YAML file builds an LSTM model, a bad cell names file, line and key", function()
+    local path = helpers.write_tmp("embedding_dim: 4\nmemory_size: 3\nhidden_size: 5\ncell: lstm\n")
+    local cfg = config.load(path)
+    os.remove(path)
+    local net = dm.Controller(train.model_config(cfg, 9))
+    assert.are.equal("lstm", net:config().cell)
+    local w = net:param("rnn.weight_hh_l0")
+    assert.are.same({20, 5}, w:shape()) -- 4H gate rows
+    local bad = helpers.write_tmp("# x\ncell: rnn\n")
+    local err = helpers.err_of(config.load, bad)
+    os.remove(bad)
+    has(err, bad .. ":2: key 'cell': expected one of gru|lstm, got 'rnn'")
+    has(errmsg(dm.Controller, {vocab_size = 5, embedding_dim = 2, memory_size = 2, hidden_size = 2,
+                               cell = "rnn"}), "config field cell must be one of gru, lstm, got rnn")
+  end)
+
+  it("an LSTM checkpoint round-trips: the cell is in its config", function()
+    local net = dm.Controller{vocab_size = 6, embedding_dim = 3, memory_size = 2, hidden_size = 4,
+                              num_layers = 1, cell = "lstm"}
+    net:eval()
+    local x = dm.tensor({{1, 2, 3}}):int()
+    local a = flat(net:forward(x))
+    local path = os.tmpname()
+    checkpoint.save(path, net, {vocab = {"<pad>", "<unk>", "<sos>", "<eos>", "e", "f"}})
+    local ck = checkpoint.load(path)
+    os.remove(path)
+    assert.are.equal("lstm", ck.net:config().cell)
+    ck.net:eval()
+    assert.are.same(a, flat(ck.net:forward(x)))
+  end)
+end)
+
+describe("Controller: sizes without allocating, and the loss where the logits live", function()
+  local cfg = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12, num_layers = 2}
+
+  it("dm.controller_sizes gives the arenas' tables and bytes", function()
+    local s = dm.controller_sizes(cfg, 3, 5)
+    local net = dm.Controller(cfg)
+    local names, sd = {}, nil
+    sd, names = net:state_dict()
+    assert.are.equal(#names, #s.params)
+    local floats = 0
+    for i, row in ipairs(s.params) do
+      assert.are.equal(names[i], row.name)
+      assert.are.same(sd[row.name]:shape(), row.shape)
+      floats = floats + row.numel
+    end
+    assert.is_true(s.param_bytes >= 4 * floats)
+    assert.are.equal(2 * s.param_bytes + s.act_bytes, s.total_bytes)
+    local big = dm.controller_sizes(cfg, 6, 5)
+    assert.is_true(big.act_bytes > s.act_bytes)
+    assert.are.equal(big.param_bytes, s.param_bytes)
+    has(errmsg(dm.controller_sizes, cfg, 0, 5), "B and T must be >= 1")
+    has(errmsg(dm.controller_sizes, {vocab_size = 3}, 1, 1), "config field embedding_dim is missing")
+  end)
+
+  it("net:loss + net:backward() equal cross_entropy + backward(dlogits)", function()
+    dm.manual_seed(3)
+    local a = dm.Controller(cfg)
+    dm.manual_seed(3)
+    local b = dm.Controller(cfg)
+    a:eval(); b:eval()
+    local x = dm.tensor({{1, 2, 3, 4}, {5, 6, 7, 0}}):int()
+    local y = dm.tensor({{2, 3, 4, 0}, {6, 7, 0, 0}}):int()
+    local la, da = dm.nn.cross_entropy(a:forward(x), y, {ignore_index = 0, scale = 0.5})
+    a:backward(da)
+    b:forward(x)
+    local lb, count = b:loss(y, {ignore_index = 0, scale = 0.5})
+    assert.are.equal(la, lb)
+    assert.are.equal(5, count)
+    b:backward()
+    local pa, pb = a:parameters(), b:parameters()
+    for i = 1, #pa do
+      if pa[i].grad then assert.are.same(flat(pa[i].grad), flat(pb[i].grad), pa[i].name) end
+    end
+    -- the logits view is the forward's, without a copy
+    assert.are.same(flat(a:forward(x)), flat(b:logits()))
+    has(errmsg(b.loss, b, y, {ignore = 0}), "unknown option 'ignore'")
+    b:forward(x)
+    has(errmsg(b.backward, b), "no loss since the last forward")
+    -- evaluation: the same loss, no gradient kept
+    local le = b:loss(y, {ignore_index = 0, scale = 0.5, grad = false})
+    assert.are.equal(la, le)
+    has(errmsg(b.backward, b), "no loss since the last forward")
+  end)
+end)
+
+describe("Controller: the epoch loop computes the loss where the logits live", function()
+  local train, loop, helpers = require "drlmem.train", require "drlmem.loop", require "helpers"
+  it("gives the weights and losses of the Lua criterion, bit for bit, with accumulation and pads", function()
+    local path = helpers.write_tmp(("mary went to the kitchen . where is mary ? kitchen .\n"):rep(30))
+    local cfg = dm.config.load(nil, { data_path = path, embedding_dim = 6, memory_size = 4, hidden_size = 6,
+      num_layers = 1, max_seq_length = 14, batch_size = 4, dropout = 0.2, seed = 5, accumulation_steps = 2 })
+    local function run(criterion)
+      local st, data = helpers.setup_run(cfg)
+      local tr = loop.train_epoch({ net = st.net, opt = st.opt, cfg = cfg, split = data.train,
+                                    criterion = criterion }, 1)
+      return tr, st.net:state_dict()
+    end
+    local a, sa = run(train.criterion(cfg)) -- logits copied to Lua, dlogits back
+    local b, sb = run(nil)                  -- net:forward(x, false), net:loss, net:backward()
+    os.remove(path)
+    assert.are.equal(a.loss, b.loss)
+    assert.are.equal(a.tokens, b.tokens)
+    for name, t in pairs(sa) do assert.are.same(flat(t), flat(sb[name]), name) end
+    local net = dm.Controller{vocab_size = 5, embedding_dim = 2, memory_size = 2, hidden_size = 2}
+    assert.is_nil(net:forward(dm.tensor({{1, 2}}):int(), false)) -- nothing copied out
+    assert.are.same({1, 2, 5}, net:logits():shape())
   end)
 end)

@@ -323,3 +323,54 @@ describe("dm.nn lifetime", function()
     assert.matches("non%-closable value", err)
   end)
 end)
+
+-- dm.nn.LSTM is the controller's LSTM part run over the module's arenas:
+-- torch.nn.LSTM's outputs, h_n and gradients (tests/fixtures/lstm, made by
+-- tests/fixtures/make_lstm.py) to 1e-5 of each tensor's scale.
+describe("dm.nn.LSTM", function()
+  local helpers = require "helpers"
+  local fx = dm.json.decode(helpers.slurp("tests/fixtures/lstm/lstm.json")).two_layers
+  local d = fx.dims
+
+  local function close(got, want, what)
+    local g = helpers.flat(got)
+    assert.are.equal(#want, #g, what)
+    local scale = 0
+    for i = 1, #want do scale = math.max(scale, math.abs(want[i])) end
+    for i = 1, #want do
+      assert(math.abs(g[i] - want[i]) <= 1e-5 * scale, ("%s[%d]: %g vs %g"):format(what, i, g[i], want[i]))
+    end
+  end
+
+  local function tensor(flatv, shape)
+    local t = dm.zeros(table.unpack(shape))
+    local v = t:view(#flatv)
+    for i = 1, #flatv do v:set(flatv[i], i) end
+    return t
+  end
+
+  it("matches torch.nn.LSTM: outputs, h_n and every gradient", function()
+    local m = dm.nn.LSTM(d.In, d.H, d.L)
+    assert.are.equal("LSTM(input=4, hidden=6, layers=2)", tostring(m))
+    assert.are.same(fx.names, names(m))
+    for _, p in ipairs(m:parameters()) do
+      local src = tensor(fx.params[p.name], p.value:shape())
+      p.value:copy(src)
+    end
+    local x = tensor(fx.x, {d.B, d.T, d.In})
+    local y, hn = m:forward(x)
+    close(y, fx.out, "out")
+    close(hn, fx.h_n, "h_n")
+    local dx = m:backward(tensor(fx.R, {d.B, d.T, d.H}))
+    close(dx, fx.dx, "dx")
+    for _, p in ipairs(m:parameters()) do close(p.grad, fx.grads[p.name], p.name) end
+    assert.are.same({24, 4}, m:parameters()[1].value:shape()) -- 4H gate rows
+  end)
+
+  it("names the layer and the shapes on a bad input", function()
+    local m = dm.nn.LSTM(4, 3)
+    has(errmsg(m.forward, m, dm.randn(2, 3, 5)),
+        "LSTM: input of shape 2x3x5 does not match (B,T,4) or (T,4) (last dim 5 != 4)")
+    has(errmsg(m.backward, m, dm.randn(2, 3, 3)), "no forward to go back through")
+  end)
+end)

@@ -62,7 +62,14 @@ local function golden_step(net)
   return logits, total
 end
 
-describe("write_policy = seed", function()
+describe("write_policy = blend", function()
+  it("accepts its old name seed: the same model, the same golden step", function()
+    local a, b = golden_net({ write_policy = "blend" }), golden_net({ write_policy = "seed" })
+    assert.is_nil(a:config().write_policy)
+    local la = golden_step(a)
+    local lb = golden_step(b)
+    same(lb, la, "logits")
+  end)
   it("is the default and reproduces the golden step exactly", function()
     local a, b = golden_net(), golden_net({ write_policy = "seed", episodic_slots = 4 })
     assert.is_nil(a:config().write_policy) -- the seed's config has its eight fields only
@@ -82,7 +89,7 @@ describe("write_policy = seed", function()
     assert.is_nil(b:write_stats())
     local ok, err = pcall(b.reinforce, b, readbin(G .. "targets.bin", {3, 5}):int())
     assert.is_false(ok)
-    assert.truthy(tostring(err):find("write_policy is seed", 1, true))
+    assert.truthy(tostring(err):find("write_policy is blend", 1, true))
   end)
 end)
 
@@ -116,7 +123,7 @@ describe("write_policy = reinforce", function()
       assert.is_false(ok)
       return tostring(err)
     end
-    assert.truthy(msg({ write_policy = "rl" }):find("write_policy must be one of seed, reinforce, got rl", 1, true))
+    assert.truthy(msg({ write_policy = "rl" }):find("write_policy must be one of blend, reinforce, seed, got rl", 1, true))
     assert.truthy(msg({ write_policy = "reinforce", policy_gamma = 2 }):find("gamma must be in [0, 1], got 2", 1, true))
     assert.truthy(msg({ write_policy = "reinforce", write_actions = "never" }):find("write_actions must be one of policy, always, random", 1, true))
     assert.truthy(msg({ write_policy = "reinforce", random_write_rate = 1.5 }):find("random_write_rate must be in [0, 1]", 1, true))
@@ -212,5 +219,18 @@ describe("write_policy = reinforce", function()
     local a, names = net:state_dict()
     local b = ck.net:state_dict()
     for _, name in ipairs(names) do same(b[name], a[name], name) end
+  end)
+end)
+
+describe("write policy parameters", function()
+  it("the controller marks the policy's and baseline's as a clipping group of their own", function()
+    local net = dm.Controller(with(CFG, { write_policy = "reinforce", episodic_slots = 3 }))
+    local marked = {}
+    for _, p in ipairs(net:parameters()) do
+      if p.group then marked[#marked + 1] = p.name .. "=" .. p.group end
+    end
+    assert.are.same({ "policy.weight=policy", "policy.bias=policy", "baseline.weight=policy",
+                      "baseline.bias=policy" }, marked)
+    for _, p in ipairs(dm.Controller(CFG):parameters()) do assert.is_nil(p.group, p.name) end
   end)
 end)

@@ -74,7 +74,7 @@ end
 describe("config keys of the write policy", function()
   it("have the documented defaults", function()
     local c = dm.config.defaults()
-    assert.equal("seed", c.write_policy)
+    assert.equal("blend", c.write_policy)
     assert.equal(16, c.episodic_slots)
     assert.equal(-2.0, c.policy_bias_init)
     assert.equal(0.95, c.policy_gamma)
@@ -92,7 +92,7 @@ describe("config keys of the write policy", function()
 
   it("reject bad values naming the key", function()
     local bad = {
-      { "write_policy=rl", "key 'write_policy': expected one of seed|reinforce, got 'rl'" },
+      { "write_policy=rl", "key 'write_policy': expected one of blend|reinforce|seed, got 'rl'" },
       { "episodic_slots=0", "key 'episodic_slots': expected a positive integer, got 0" },
       { "policy_gamma=1.5", "key 'policy_gamma'" },
       { "write_cost=-1", "key 'write_cost'" },
