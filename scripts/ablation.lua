@@ -1,4 +1,4 @@
--- ablation.lua: the ablation of issue 6 (README, "RL write policy:
+-- ablation.lua: the write-policy ablation (README, "RL write policy:
 -- ablation"), in one command:
 --
 --   drlmem scripts/ablation.lua [--out DIR] [--seeds N] [--only recall|default]

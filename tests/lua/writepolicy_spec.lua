@@ -1,5 +1,5 @@
--- writepolicy_spec.lua: the `write_policy` switch of dm.Controller (issue
--- 6): `seed` (the default) is the upstream model bit for bit, including the
+-- writepolicy_spec.lua: the `write_policy` switch of dm.Controller:
+-- `blend` (the default, formerly `seed`) is the upstream model bit for bit, including the
 -- golden training step against PyTorch; `reinforce` adds the episodic
 -- memory and its policy (parameters after the seed's, drawn after them),
 -- keeps causality (a changed future token leaves earlier logits identical),
