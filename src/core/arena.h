@@ -7,7 +7,18 @@
  * are PyTorch state_dict names ("rnn.weight_ih_l0"). A gradient arena is a
  * copy of the parameter arena's layout (dm_arena_init_like), so the i-th
  * entry of one matches the i-th of the other and an optimizer can walk both
- * as flat arrays. */
+ * as flat arrays.
+ *
+ * This is the one way the core owns working memory. Buffers whose size
+ * depends on the batch (the controller's activations, the standalone
+ * memory's kept read and scratch) live in an arena laid out from a size
+ * table for a capacity of rows; a call with no more rows uses the first
+ * rows of each entry, and a larger one regrows the arena: a fresh arena is
+ * laid out from the same table for the new capacity, allocated, and
+ * replaces the old one (dm_arena_free, then a struct copy), after which
+ * the owner re-derives its pointers with dm_arena_ptr. int32 buffers take
+ * one float-sized cell per value. Only short-lived temporaries freed
+ * before a call returns are allocated outside an arena. */
 #ifndef DM_ARENA_H
 #define DM_ARENA_H
 
