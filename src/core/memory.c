@@ -350,3 +350,18 @@ void dm_memory_reset_usage(dm_memory *m)
 }
 
 void dm_memory_zero_grad(dm_memory *m) { dm_arena_zero(&m->grads); }
+
+size_t dm_memory_slots(const dm_memory *m) { return m->M; }
+size_t dm_memory_width(const dm_memory *m) { return m->D; }
+float *dm_memory_keys(const dm_memory *m) { return m->keys; }
+float *dm_memory_values(const dm_memory *m) { return m->values; }
+float *dm_memory_key_grad(const dm_memory *m) { return m->dkeys; }
+float *dm_memory_value_grad(const dm_memory *m) { return m->dvalues; }
+const float *dm_memory_usage(const dm_memory *m) { return m->usage; }
+int dm_memory_has_read(const dm_memory *m) { return m->has_last; }
+
+const float *dm_memory_last_weights(const dm_memory *m, size_t *n)
+{
+    if (n) *n = m->has_last ? m->last_n : 0;
+    return m->has_last ? m->last_weights : NULL;
+}

@@ -137,6 +137,20 @@ int dm_memory_update(dm_memory *m, const float *new_keys /* (R,D) */,
 int dm_memory_topk(const dm_memory *m, float *top_w /* (N,k) */, int64_t *top_idx /* (N,k) */,
                    const float *query /* (N,D) */, size_t N, size_t k, dm_error *err);
 
+/* What a binding reads: slots M, width D, the keys and values (M,D) and
+ * their gradients (M,D), the usage counters (M), whether a read is kept,
+ * and the kept read's weights (n,M) with its n (NULL and n = 0 when no
+ * read is kept; n may be NULL). The pointers stay valid while m lives. */
+size_t dm_memory_slots(const dm_memory *m);
+size_t dm_memory_width(const dm_memory *m);
+float *dm_memory_keys(const dm_memory *m);
+float *dm_memory_values(const dm_memory *m);
+float *dm_memory_key_grad(const dm_memory *m);
+float *dm_memory_value_grad(const dm_memory *m);
+const float *dm_memory_usage(const dm_memory *m);
+int dm_memory_has_read(const dm_memory *m);
+const float *dm_memory_last_weights(const dm_memory *m, size_t *n);
+
 /* usage <- ones (the value upstream starts from). */
 void dm_memory_reset_usage(dm_memory *m);
 /* grads <- 0. */
