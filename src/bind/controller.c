@@ -374,9 +374,10 @@ static int c_tostring(lua_State *L)
         return 1;
     }
     const dm_controller *c = &u->c;
+    const dm_model_dims d = dm_controller_dims(c);
     char buf[256];
     snprintf(buf, sizeof buf, "Controller(vocab=%zu, emb=%zu, mem=%zux%zu, hidden=%zux%zu, params=%zu)",
-             c->V, c->E, c->M, c->D, c->H, c->L, dm_controller_param_count(c));
+             d.V, d.E, d.M, d.D, d.H, d.L, dm_controller_param_count(c));
     lua_pushstring(L, buf);
     return 1;
 }
@@ -414,7 +415,8 @@ static int c_forward(lua_State *L)
     dm_tensor *tc = push_contiguous(L, 2, t);
     dm_error err;
     if (dm_controller_forward(&u->c, dm_tensor_i32(tc), B, T, &err) != 0) dm_bind_error(L, &err);
-    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
+    const size_t V = dm_controller_dims(&u->c).V;
+    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)V};
     dm_tensor *out;
     /* false: the logits stay in the core (net:loss, net:logits). */
     if (lua_type(L, 3) == LUA_TBOOLEAN && !lua_toboolean(L, 3)) return 0;
@@ -427,13 +429,13 @@ static int c_forward(lua_State *L)
             out->shape[2] != shape[2] || !dm_tensor_is_contiguous(out))
             dm_bind_errorf(L, "%s: out must be a contiguous float32 tensor of shape %zux%zux%zu, "
                               "got %s%s",
-                           fn, B, T, u->c.V, dm_tensor_shape_str(out, sb, sizeof sb),
+                           fn, B, T, V, dm_tensor_shape_str(out, sb, sizeof sb),
                            dm_tensor_is_contiguous(out) ? "" : " (not contiguous)");
         lua_pushvalue(L, 3);
     } else {
         out = dm_bind_newtensor_named(L, DM_F32, 3, shape, fn);
     }
-    memcpy(dm_tensor_f32(out), dm_controller_logits(&u->c), B * T * u->c.V * sizeof(float));
+    memcpy(dm_tensor_f32(out), dm_controller_logits(&u->c), B * T * V * sizeof(float));
     return 1;
 }
 
@@ -452,12 +454,13 @@ static int c_backward(lua_State *L)
         return 0;
     }
     dm_tensor *d = dm_bind_checkf32(L, 2, fn, "dlogits");
+    const size_t V = dm_controller_dims(&u->c).V;
     if (d->ndim != 3 || d->shape[0] != (int64_t)B || d->shape[1] != (int64_t)T ||
-        d->shape[2] != (int64_t)u->c.V) {
+        d->shape[2] != (int64_t)V) {
         char sb[96];
         dm_bind_errorf(L, "%s: dlogits has shape %s, expected %zux%zux%zu (the last forward's "
                           "B x T x V)",
-                       fn, dm_tensor_shape_str(d, sb, sizeof sb), B, T, u->c.V);
+                       fn, dm_tensor_shape_str(d, sb, sizeof sb), B, T, V);
     }
     dm_tensor *dc = push_contiguous(L, 2, d);
     if (dm_controller_backward(&u->c, dm_tensor_f32(dc), B, T, &err) != 0) dm_bind_error(L, &err);
@@ -511,7 +514,7 @@ static int c_logits(lua_State *L)
     }
     /* A later, larger batch regrows the arena: keep the viewed block. */
     dm_controller_pin_acts(&u->c);
-    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)u->c.V};
+    int64_t shape[3] = {(int64_t)B, (int64_t)T, (int64_t)dm_controller_dims(&u->c).V};
     dm_bind_pushview(L, (float *)dm_controller_logits(&u->c), 3, shape, 1);
     return 1;
 }
@@ -542,7 +545,7 @@ static int c_eval(lua_State *L)
 
 static int c_training(lua_State *L)
 {
-    lua_pushboolean(L, check_ctrl(L, "Controller.training")->c.training);
+    lua_pushboolean(L, dm_controller_is_training(&check_ctrl(L, "Controller.training")->c));
     return 1;
 }
 
@@ -568,9 +571,10 @@ static int c_set_dropout_mask(lua_State *L)
         return 0;
     }
     dm_tensor *m = dm_bind_checkf32(L, 2, fn, "mask");
-    if (m->ndim != 3 || m->shape[0] < 1 || m->shape[1] < 1 || m->shape[2] != (int64_t)u->c.H) {
+    const size_t H = dm_controller_dims(&u->c).H;
+    if (m->ndim != 3 || m->shape[0] < 1 || m->shape[1] < 1 || m->shape[2] != (int64_t)H) {
         char sb[96];
-        dm_bind_errorf(L, "%s: mask must have shape (B,T,%zu), got %s", fn, u->c.H,
+        dm_bind_errorf(L, "%s: mask must have shape (B,T,%zu), got %s", fn, H,
                        dm_tensor_shape_str(m, sb, sizeof sb));
     }
     dm_tensor *mc = push_contiguous(L, 2, m);
@@ -729,7 +733,7 @@ static int c_load_state_dict(lua_State *L)
 static int c_config(lua_State *L)
 {
     const dm_controller *c = &check_ctrl(L, "Controller.config")->c;
-    const dm_controller_config *cfg = &c->cfg;
+    const dm_controller_config *cfg = dm_controller_get_config(c);
     dm_controller_config def = dm_controller_config_default(0);
     size_t nf;
     const dm_config_field *fs = dm_controller_fields(&nf);
@@ -878,9 +882,10 @@ static int c_set_write_options(lua_State *L)
 static int c_memory_usage(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.memory_usage");
-    int64_t s[1] = {(int64_t)u->c.M};
+    const size_t M = dm_controller_dims(&u->c).M;
+    int64_t s[1] = {(int64_t)M};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 1, s, "Controller.memory_usage");
-    memcpy(dm_tensor_f32(t), dm_controller_usage(&u->c), u->c.M * sizeof(float));
+    memcpy(dm_tensor_f32(t), dm_controller_usage(&u->c), M * sizeof(float));
     return 1;
 }
 
@@ -902,13 +907,13 @@ static int push_last(lua_State *L, const float *src, size_t width, const char *f
 static int c_last_query(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.last_query");
-    return push_last(L, dm_controller_query(&u->c), u->c.D, "Controller.last_query");
+    return push_last(L, dm_controller_query(&u->c), dm_controller_dims(&u->c).D, "Controller.last_query");
 }
 
 static int c_last_attention(lua_State *L)
 {
     lctrl *u = check_ctrl(L, "Controller.last_attention");
-    return push_last(L, dm_controller_attention(&u->c), u->c.M, "Controller.last_attention");
+    return push_last(L, dm_controller_attention(&u->c), dm_controller_dims(&u->c).M, "Controller.last_attention");
 }
 
 /* net:last_slots() -> int32 (B,T): the 1-based slot each position's query

@@ -92,7 +92,8 @@ static int m_tostring(lua_State *L)
         lua_pushliteral(L, "Memory(freed)");
         return 1;
     }
-    lua_pushfstring(L, "Memory(slots=%I, width=%I)", (lua_Integer)u->m.M, (lua_Integer)u->m.D);
+    const size_t M = dm_memory_slots(&u->m), D = dm_memory_width(&u->m);
+    lua_pushfstring(L, "Memory(slots=%I, width=%I)", (lua_Integer)M, (lua_Integer)D);
     return 1;
 }
 
@@ -110,14 +111,15 @@ static dm_tensor *push_like(lua_State *L, int ndim, const int64_t *shape, int64_
 static int l_read(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory.read");
+    const size_t M = dm_memory_slots(&u->m), D = dm_memory_width(&u->m);
     size_t N;
     dm_tensor *q;
-    const float *qd = check_rows(L, 2, u->m.D, 3, "Memory.read", "query", &N, &q);
+    const float *qd = check_rows(L, 2, D, 3, "Memory.read", "query", &N, &q);
     int ndim = q->ndim;
     int64_t shape[DM_MAX_DIMS];
     memcpy(shape, q->shape, sizeof shape);
-    dm_tensor *out = push_like(L, ndim, shape, (int64_t)u->m.D, "Memory.read");
-    dm_tensor *w = push_like(L, ndim, shape, (int64_t)u->m.M, "Memory.read");
+    dm_tensor *out = push_like(L, ndim, shape, (int64_t)D, "Memory.read");
+    dm_tensor *w = push_like(L, ndim, shape, (int64_t)M, "Memory.read");
     dm_error err;
     if (dm_memory_read(&u->m, dm_tensor_f32(out), dm_tensor_f32(w), qd, N, &err) != 0)
         dm_bind_error(L, &err);
@@ -130,10 +132,12 @@ static int l_read(lua_State *L)
 static int l_backward(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory.backward");
-    if (!u->m.has_last) dm_bind_errorf(L, "Memory.backward: no read to differentiate (call m:read first)");
+    const size_t D = dm_memory_width(&u->m);
+    if (!dm_memory_has_read(&u->m))
+        dm_bind_errorf(L, "Memory.backward: no read to differentiate (call m:read first)");
     size_t N;
     dm_tensor *d;
-    const float *dd = check_rows(L, 2, u->m.D, 3, "Memory.backward", "dout", &N, &d);
+    const float *dd = check_rows(L, 2, D, 3, "Memory.backward", "dout", &N, &d);
     int same = d->ndim == u->last_ndim;
     for (int i = 0; same && i < d->ndim; i++) same = d->shape[i] == u->last_shape[i];
     if (!same) {
@@ -145,7 +149,7 @@ static int l_backward(lua_State *L)
         dm_bind_errorf(L, "Memory.backward: dout must have the last read's shape %s, got %s",
                        dm_tensor_shape_str(&tmp, a, sizeof a), dm_tensor_shape_str(d, b, sizeof b));
     }
-    dm_tensor *dq = push_like(L, u->last_ndim, u->last_shape, (int64_t)u->m.D, "Memory.backward");
+    dm_tensor *dq = push_like(L, u->last_ndim, u->last_shape, (int64_t)D, "Memory.backward");
     dm_error err;
     if (dm_memory_backward(&u->m, dm_tensor_f32(dq), dd, N, &err) != 0) dm_bind_error(L, &err);
     return 1;
@@ -155,9 +159,10 @@ static int l_backward(lua_State *L)
 static int l_write(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory.write");
+    const size_t D = dm_memory_width(&u->m);
     size_t rk, rv;
-    const float *kd = check_rows(L, 2, u->m.D, 3, "Memory.write", "keys", &rk, NULL);
-    const float *vd = check_rows(L, 3, u->m.D, 3, "Memory.write", "values", &rv, NULL);
+    const float *kd = check_rows(L, 2, D, 3, "Memory.write", "keys", &rk, NULL);
+    const float *vd = check_rows(L, 3, D, 3, "Memory.write", "values", &rv, NULL);
     if (rk != rv)
         dm_bind_errorf(L, "Memory.write: keys have %zu rows but values have %zu", rk, rv);
     if (lua_type(L, 4) != LUA_TNUMBER)
@@ -172,9 +177,10 @@ static int l_write(lua_State *L)
 static int l_usage(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory.usage");
-    int64_t s[1] = {(int64_t)u->m.M};
+    const size_t M = dm_memory_slots(&u->m);
+    int64_t s[1] = {(int64_t)M};
     dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, 1, s, "Memory.usage");
-    memcpy(dm_tensor_f32(t), u->m.usage, u->m.M * sizeof(float));
+    memcpy(dm_tensor_f32(t), dm_memory_usage(&u->m), M * sizeof(float));
     return 1;
 }
 
@@ -182,12 +188,15 @@ static int l_usage(lua_State *L)
 static int l_weights(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory.weights");
-    if (!u->m.has_last) {
+    const size_t M = dm_memory_slots(&u->m);
+    if (!dm_memory_has_read(&u->m)) {
         lua_pushnil(L);
         return 1;
     }
-    dm_tensor *t = push_like(L, u->last_ndim, u->last_shape, (int64_t)u->m.M, "Memory.weights");
-    memcpy(dm_tensor_f32(t), u->m.last_weights, u->m.last_n * u->m.M * sizeof(float));
+    dm_tensor *t = push_like(L, u->last_ndim, u->last_shape, (int64_t)M, "Memory.weights");
+    size_t n;
+    const float *w = dm_memory_last_weights(&u->m, &n);
+    memcpy(dm_tensor_f32(t), w, n * M * sizeof(float));
     return 1;
 }
 
@@ -195,12 +204,13 @@ static int l_weights(lua_State *L)
 static int l_topk(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory.topk");
+    const size_t M = dm_memory_slots(&u->m), D = dm_memory_width(&u->m);
     size_t N;
     dm_tensor *q;
-    const float *qd = check_rows(L, 2, u->m.D, 3, "Memory.topk", "query", &N, &q);
+    const float *qd = check_rows(L, 2, D, 3, "Memory.topk", "query", &N, &q);
     int64_t k = dm_bind_check_int(L, 3, "Memory.topk", "k");
-    if (k < 1 || (uint64_t)k > u->m.M)
-        dm_bind_errorf(L, "Memory.topk: k must be in [1, %zu], got %" PRId64, u->m.M, k);
+    if (k < 1 || (uint64_t)k > M)
+        dm_bind_errorf(L, "Memory.topk: k must be in [1, %zu], got %" PRId64, M, k);
     int ndim = q->ndim;
     int64_t shape[DM_MAX_DIMS];
     memcpy(shape, q->shape, sizeof shape);
@@ -237,7 +247,8 @@ static int l_zero_grad(lua_State *L)
 
 static void push_param_view(lua_State *L, lmemory *u, float *data)
 {
-    int64_t s[2] = {(int64_t)u->m.M, (int64_t)u->m.D};
+    const size_t M = dm_memory_slots(&u->m), D = dm_memory_width(&u->m);
+    int64_t s[2] = {(int64_t)M, (int64_t)D};
     dm_bind_pushview(L, data, 2, s, 1);
 }
 
@@ -247,7 +258,8 @@ static int l_parameters(lua_State *L)
     lmemory *u = check_mem(L, 1, "Memory.parameters");
     lua_createtable(L, 2, 0);
     const char *names[2] = {"keys", "values"};
-    float *vals[2] = {u->m.keys, u->m.values}, *grads[2] = {u->m.dkeys, u->m.dvalues};
+    float *vals[2] = {dm_memory_keys(&u->m), dm_memory_values(&u->m)};
+    float *grads[2] = {dm_memory_key_grad(&u->m), dm_memory_value_grad(&u->m)};
     for (int i = 0; i < 2; i++) {
         lua_createtable(L, 0, 3);
         lua_pushstring(L, names[i]);
@@ -267,16 +279,17 @@ static int m_index(lua_State *L)
     lmemory *u = (lmemory *)luaL_checkudata(L, 1, DM_MEMORY_MT);
     const char *k = lua_tostring(L, 2);
     if (k && u->alive) {
+        const size_t M = dm_memory_slots(&u->m), D = dm_memory_width(&u->m);
         if (strcmp(k, "keys") == 0 || strcmp(k, "values") == 0) {
-            push_param_view(L, u, k[0] == 'k' ? u->m.keys : u->m.values);
+            push_param_view(L, u, k[0] == 'k' ? dm_memory_keys(&u->m) : dm_memory_values(&u->m));
             return 1;
         }
         if (strcmp(k, "slots") == 0) {
-            lua_pushinteger(L, (lua_Integer)u->m.M);
+            lua_pushinteger(L, (lua_Integer)M);
             return 1;
         }
         if (strcmp(k, "width") == 0) {
-            lua_pushinteger(L, (lua_Integer)u->m.D);
+            lua_pushinteger(L, (lua_Integer)D);
             return 1;
         }
     }
@@ -291,20 +304,22 @@ static int m_index(lua_State *L)
 static int m_newindex(lua_State *L)
 {
     lmemory *u = check_mem(L, 1, "Memory");
+    const size_t M = dm_memory_slots(&u->m), D = dm_memory_width(&u->m);
     const char *k = lua_tostring(L, 2);
     if (!k || (strcmp(k, "keys") != 0 && strcmp(k, "values") != 0))
         dm_bind_errorf(L, "Memory: cannot set field '%s' (only keys and values can be assigned)",
                        k ? k : luaL_typename(L, 2));
     dm_tensor *t = dm_bind_checkf32(L, 3, "Memory", k);
-    if (t->ndim != 2 || t->shape[0] != (int64_t)u->m.M || t->shape[1] != (int64_t)u->m.D) {
+    if (t->ndim != 2 || t->shape[0] != (int64_t)M || t->shape[1] != (int64_t)D) {
         char sb[96];
-        dm_bind_errorf(L, "Memory: %s must be %zux%zu, got %s", k, u->m.M, u->m.D,
+        dm_bind_errorf(L, "Memory: %s must be %zux%zu, got %s", k, M, D,
                        dm_tensor_shape_str(t, sb, sizeof sb));
     }
     dm_tensor dst;
     dm_error err;
-    int64_t s[2] = {(int64_t)u->m.M, (int64_t)u->m.D};
-    if (dm_tensor_init_borrowed(&dst, k[0] == 'k' ? u->m.keys : u->m.values, DM_F32, 2, s, &err) != 0)
+    int64_t s[2] = {(int64_t)M, (int64_t)D};
+    float *into = k[0] == 'k' ? dm_memory_keys(&u->m) : dm_memory_values(&u->m);
+    if (dm_tensor_init_borrowed(&dst, into, DM_F32, 2, s, &err) != 0)
         dm_bind_error(L, &err);
     int rc = dm_tensor_copy(&dst, t, &err);
     dm_tensor_release(&dst);

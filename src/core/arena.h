@@ -7,7 +7,21 @@
  * are PyTorch state_dict names ("rnn.weight_ih_l0"). A gradient arena is a
  * copy of the parameter arena's layout (dm_arena_init_like), so the i-th
  * entry of one matches the i-th of the other and an optimizer can walk both
- * as flat arrays. */
+ * as flat arrays.
+ *
+ * This is the one way the core owns working memory. Buffers whose size
+ * depends on the batch (the controller's activations, the standalone
+ * memory's kept read and scratch) live in an arena laid out from a size
+ * table for a capacity of rows; a call with no more rows uses the first
+ * rows of each entry, and a larger one regrows the arena: it is laid out
+ * again from the same table for the new capacity and allocated with
+ * dm_arena_add / dm_arena_alloc, the old one goes with dm_arena_free (the
+ * memory allocates the fresh arena first, so a failed regrowth keeps its
+ * last read), and the owner re-derives its pointers with dm_arena_ptr.
+ * int32 buffers take one float-sized cell per value. Besides tensors'
+ * own storage, only short-lived temporaries freed before a call returns
+ * and inputs kept for a later call (the controller's injected dropout
+ * mask) are allocated outside an arena. */
 #ifndef DM_ARENA_H
 #define DM_ARENA_H
 

@@ -409,6 +409,15 @@ void dm_controller_pin_acts(dm_controller *c) { c->acts_pinned = 1; }
 void dm_controller_set_rng(dm_controller *c, dm_rng *rng) { c->rng = rng ? rng : &dm_rng_global; }
 void dm_controller_train(dm_controller *c) { c->training = 1; }
 void dm_controller_eval(dm_controller *c) { c->training = 0; }
+int dm_controller_is_training(const dm_controller *c) { return c->training; }
+
+dm_model_dims dm_controller_dims(const dm_controller *c)
+{
+    dm_model_dims d = {c->V, c->E, c->D, c->M, c->H, c->L};
+    return d;
+}
+
+const dm_controller_config *dm_controller_get_config(const dm_controller *c) { return &c->cfg; }
 
 /* Makes the activation arena big enough for (B,T); keeps it when it is. */
 static int ensure_acts(dm_controller *c, size_t B, size_t T, dm_error *err)

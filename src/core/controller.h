@@ -204,6 +204,16 @@ void dm_controller_free(dm_controller *c);
 void dm_controller_set_rng(dm_controller *c, dm_rng *rng);
 void dm_controller_train(dm_controller *c);
 void dm_controller_eval(dm_controller *c);
+/* 1 in training mode (after create and dm_controller_train), 0 in eval. */
+int dm_controller_is_training(const dm_controller *c);
+
+/* The model's sizes, what a binding needs to shape and check tensors. */
+typedef struct dm_model_dims {
+    size_t V, E, D, M, H, L; /* vocab, embedding, memory width, slots, hidden, layers */
+} dm_model_dims;
+dm_model_dims dm_controller_dims(const dm_controller *c);
+/* The validated config the model was made from (D filled in when it was 0). */
+const dm_controller_config *dm_controller_get_config(const dm_controller *c);
 
 /* Runs the forward on tokens (B,T) and keeps its activations for backward
  * and write_memory. Adds to memory.usage_counts (training and eval). A

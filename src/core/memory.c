@@ -175,13 +175,38 @@ void dm_memory_free(dm_memory *m)
 {
     dm_arena_free(&m->params);
     dm_arena_free(&m->grads);
-    dm_free(m->usage);
-    dm_free(m->last_query);
-    dm_free(m->last_weights);
-    dm_free(m->last_argmax);
-    dm_free(m->scratch);
-    dm_free(m->iscratch);
+    dm_arena_free(&m->work);
     memset(m, 0, sizeof *m);
+}
+
+/* Lays out and allocates the working arena for reads of up to N rows into
+ * *work (the scheme of arena.h: a size table for a capacity of rows). The
+ * int32 entries take one float-sized cell per value. */
+static int layout_work(const dm_memory *m, size_t N, dm_arena *work, dm_error *err)
+{
+    const int64_t n = (int64_t)N, M = (int64_t)m->M, D = (int64_t)m->D;
+    const int64_t nd[2] = {n, D}, nm[2] = {n, M}, rows[1] = {n}, slots[1] = {M};
+    dm_arena_init(work);
+    if (dm_arena_add(work, "read.query", 2, nd, err) < 0 ||
+        dm_arena_add(work, "read.weights", 2, nm, err) < 0 ||
+        dm_arena_add(work, "read.argmax", 1, rows, err) < 0 ||
+        dm_arena_add(work, "backward.scratch", 2, nm, err) < 0 ||
+        dm_arena_add(work, "usage.scratch", 1, slots, err) < 0 || dm_arena_alloc(work, err) != 0) {
+        dm_arena_free(work);
+        return -1;
+    }
+    return 0;
+}
+
+/* Points the working buffers into m->work (entries in layout_work's order). */
+static void bind_work(dm_memory *m, size_t cap_n)
+{
+    m->last_query = dm_arena_ptr(&m->work, 0);
+    m->last_weights = dm_arena_ptr(&m->work, 1);
+    m->last_argmax = (int32_t *)dm_arena_ptr(&m->work, 2);
+    m->scratch = dm_arena_ptr(&m->work, 3);
+    m->iscratch = (int32_t *)dm_arena_ptr(&m->work, 4);
+    m->cap_n = cap_n;
 }
 
 int dm_memory_create(dm_memory *m, size_t M, size_t D, dm_rng *rng, dm_error *err)
@@ -193,22 +218,23 @@ int dm_memory_create(dm_memory *m, size_t M, size_t D, dm_rng *rng, dm_error *er
         return dm_fail(err, "Memory: %zu slots x %zu width is too large", M, D);
     m->M = M;
     m->D = D;
-    int64_t shape[2] = {(int64_t)M, (int64_t)D};
+    int64_t shape[2] = {(int64_t)M, (int64_t)D}, slots[1] = {(int64_t)M};
     dm_arena_init(&m->params);
+    /* usage is state beside the parameters, as the controller's
+     * memory.usage_counts; its gradient entry stays zero. */
     if (dm_arena_add(&m->params, "keys", 2, shape, err) < 0 ||
         dm_arena_add(&m->params, "values", 2, shape, err) < 0 ||
+        dm_arena_add(&m->params, "usage", 1, slots, err) < 0 ||
         dm_arena_alloc(&m->params, err) != 0 || dm_arena_init_like(&m->grads, &m->params, err) != 0)
         goto fail;
+    /* No rows yet: the first read lays the working arena out for its N. */
+    if (layout_work(m, 0, &m->work, err) != 0) goto fail;
+    bind_work(m, 0);
     m->keys = dm_arena_ptr(&m->params, 0);
     m->values = dm_arena_ptr(&m->params, 1);
+    m->usage = dm_arena_ptr(&m->params, 2);
     m->dkeys = dm_arena_ptr(&m->grads, 0);
     m->dvalues = dm_arena_ptr(&m->grads, 1);
-    m->usage = dm_alloc(M * sizeof(float));
-    m->iscratch = dm_alloc(M * sizeof(int32_t));
-    if (!m->usage || !m->iscratch) {
-        dm_fail(err, "Memory: out of memory for %zu slots", M);
-        goto fail;
-    }
     dm_memory_reset_usage(m);
     dm_memory_init_params(m->keys, m->values, M, D, rng ? rng : &dm_rng_global);
     return 0;
@@ -217,23 +243,19 @@ fail:
     return -1;
 }
 
-/* Grows the keep buffers to hold N rows. */
+/* Regrows the working arena to hold N rows: a fresh arena is laid out and
+ * allocated before the old one is freed, so a failure keeps the last read. */
 static int reserve(dm_memory *m, size_t N, dm_error *err)
 {
     if (N <= m->cap_n) return 0;
     if (N > DM_BLAS_MAX || N > SIZE_MAX / sizeof(float) / (m->M > m->D ? m->M : m->D))
         return dm_fail(err, "Memory.read: %zu query rows is too many", N);
-    float *q = dm_alloc(N * m->D * sizeof(float));
-    float *w = dm_alloc(N * m->M * sizeof(float));
-    float *s = dm_alloc(N * m->M * sizeof(float));
-    int32_t *a = dm_alloc(N * sizeof(int32_t));
-    if (!q || !w || !s || !a) {
-        dm_free(q), dm_free(w), dm_free(s), dm_free(a);
+    dm_arena fresh;
+    if (layout_work(m, N, &fresh, err) != 0)
         return dm_fail(err, "Memory.read: out of memory for %zu query rows", N);
-    }
-    dm_free(m->last_query), dm_free(m->last_weights), dm_free(m->scratch), dm_free(m->last_argmax);
-    m->last_query = q, m->last_weights = w, m->scratch = s, m->last_argmax = a;
-    m->cap_n = N;
+    dm_arena_free(&m->work);
+    m->work = fresh;
+    bind_work(m, N);
     m->has_last = 0;
     return 0;
 }
@@ -328,3 +350,18 @@ void dm_memory_reset_usage(dm_memory *m)
 }
 
 void dm_memory_zero_grad(dm_memory *m) { dm_arena_zero(&m->grads); }
+
+size_t dm_memory_slots(const dm_memory *m) { return m->M; }
+size_t dm_memory_width(const dm_memory *m) { return m->D; }
+float *dm_memory_keys(const dm_memory *m) { return m->keys; }
+float *dm_memory_values(const dm_memory *m) { return m->values; }
+float *dm_memory_key_grad(const dm_memory *m) { return m->dkeys; }
+float *dm_memory_value_grad(const dm_memory *m) { return m->dvalues; }
+const float *dm_memory_usage(const dm_memory *m) { return m->usage; }
+int dm_memory_has_read(const dm_memory *m) { return m->has_last; }
+
+const float *dm_memory_last_weights(const dm_memory *m, size_t *n)
+{
+    if (n) *n = m->has_last ? m->last_n : 0;
+    return m->has_last ? m->last_weights : NULL;
+}

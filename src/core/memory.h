@@ -12,9 +12,10 @@
  * Two layers of API. The pointer functions (dm_memory_read_forward, ...)
  * work on caller-owned buffers, so the controller keeps keys/values in its
  * own parameter arena. The dm_memory object wraps them for the standalone
- * Lua dm.Memory: it owns a parameter arena ("keys", "values"), a gradient
- * arena of the same layout, the usage counters and what the last read must
- * keep for its backward.
+ * Lua dm.Memory: it owns a parameter arena ("keys", "values", the usage
+ * counters), a gradient arena of the same layout, and a working arena with
+ * what the last read must keep for its backward, regrown for larger reads
+ * as arena.h describes.
  *
  * NaN policy: a NaN (or an infinity that makes a score row non-finite) in a
  * query is not an error. The rows of `weights` and `out` that come from such
@@ -80,18 +81,21 @@ void dm_memory_init_params(float *keys /* (M,D) */, float *values /* (M,D) */, s
 
 typedef struct dm_memory {
     size_t M, D;            /* slots, width */
-    dm_arena params;        /* "keys" (M,D), "values" (M,D) */
-    dm_arena grads;         /* same layout as params */
+    dm_arena params;        /* "keys" (M,D), "values" (M,D), "usage" (M) */
+    dm_arena grads;         /* same layout as params; "usage" stays zero */
     float *keys, *values;   /* (M,D) each, into params */
     float *dkeys, *dvalues; /* (M,D) each, into grads */
-    float *usage;           /* (M) starts at ones */
+    float *usage;           /* (M) into params, starts at ones */
     /* The last read (for backward and for `m:weights()`). last_n = 0 and
-     * has_last = 0 until a read happens. Buffers grow to the largest N. */
+     * has_last = 0 until a read happens. The working buffers below live in
+     * the work arena, laid out for cap_n rows and regrown (arena.h) when a
+     * read has more; the pointers follow each regrowth. */
     int has_last;
     int written;            /* a write happened after the last read: its
                                backward would mix old weights with new keys */
     size_t last_n;
     size_t cap_n;
+    dm_arena work;          /* the entries below, in this order */
     float *last_query;      /* (cap_n,D), first last_n rows valid */
     float *last_weights;    /* (cap_n,M) */
     int32_t *last_argmax;   /* (cap_n) */
@@ -132,6 +136,20 @@ int dm_memory_update(dm_memory *m, const float *new_keys /* (R,D) */,
  * k > M, out of memory. */
 int dm_memory_topk(const dm_memory *m, float *top_w /* (N,k) */, int64_t *top_idx /* (N,k) */,
                    const float *query /* (N,D) */, size_t N, size_t k, dm_error *err);
+
+/* What a binding reads: slots M, width D, the keys and values (M,D) and
+ * their gradients (M,D), the usage counters (M), whether a read is kept,
+ * and the kept read's weights (n,M) with its n (NULL and n = 0 when no
+ * read is kept; n may be NULL). The pointers stay valid while m lives. */
+size_t dm_memory_slots(const dm_memory *m);
+size_t dm_memory_width(const dm_memory *m);
+float *dm_memory_keys(const dm_memory *m);
+float *dm_memory_values(const dm_memory *m);
+float *dm_memory_key_grad(const dm_memory *m);
+float *dm_memory_value_grad(const dm_memory *m);
+const float *dm_memory_usage(const dm_memory *m);
+int dm_memory_has_read(const dm_memory *m);
+const float *dm_memory_last_weights(const dm_memory *m, size_t *n);
 
 /* usage <- ones (the value upstream starts from). */
 void dm_memory_reset_usage(dm_memory *m);
