@@ -467,6 +467,26 @@ static int c_backward(lua_State *L)
     return 0;
 }
 
+/* The targets of the last forward (argument 2): an int32 (B,T) tensor of
+ * that forward's shape, and an ignore_index within int32. Returns a
+ * contiguous copy or the tensor itself, pushed onto the stack. */
+static dm_tensor *check_targets(lua_State *L, lctrl *u, const char *fn, dm_tensor *y,
+                                lua_Integer ig)
+{
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
+        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
+    char sb[96];
+    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
+        dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
+                          "forward's), got %s %s",
+                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
+    if (ig < INT32_MIN || ig > INT32_MAX)
+        dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
+    dm_tensor *yc = push_contiguous(L, 2, y);
+    return yc;
+}
+
 /* net:loss(targets [, {ignore_index = -1, scale = 1, grad = true}]) ->
  * loss, count: the cross-entropy of the last forward's logits, computed
  * where they live; its gradient (times scale) waits there for
@@ -480,17 +500,7 @@ static int c_loss(lua_State *L)
     lua_Integer ig = dm_bind_opt_int(L, 3, fn, "ignore_index", -1, 0);
     double scale = dm_bind_opt_number(L, 3, fn, "scale", 1.0);
     int want_grad = dm_bind_opt_bool(L, 3, fn, "grad", 1);
-    size_t B, T;
-    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
-        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
-    char sb[96];
-    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
-        dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
-                          "forward's), got %s %s",
-                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
-    if (ig < INT32_MIN || ig > INT32_MAX)
-        dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
-    dm_tensor *yc = push_contiguous(L, 2, y);
+    dm_tensor *yc = check_targets(L, u, fn, y, ig);
     double loss;
     size_t count;
     dm_error err;
@@ -766,17 +776,7 @@ static int c_reinforce(lua_State *L)
     if (!dm_controller_has_policy(&u->c))
         dm_bind_errorf(L, "%s: write_policy is blend (create the controller with write_policy = "
                           "\"reinforce\")", fn);
-    size_t B, T;
-    if (dm_controller_last_batch(&u->c, &B, &T) != 0)
-        dm_bind_errorf(L, "%s: no forward (call net:forward first)", fn);
-    char sb[96];
-    if (y->dtype != DM_I32 || y->ndim != 2 || y->shape[0] != (int64_t)B || y->shape[1] != (int64_t)T)
-        dm_bind_errorf(L, "%s: targets must be an int32 tensor of shape %zux%zu (the last "
-                          "forward's), got %s %s",
-                       fn, B, T, dm_dtype_name(y->dtype), dm_tensor_shape_str(y, sb, sizeof sb));
-    if (ig < INT32_MIN || ig > INT32_MAX)
-        dm_bind_errorf(L, "%s: ignore_index %lld is out of the int32 range", fn, (long long)ig);
-    dm_tensor *yc = push_contiguous(L, 2, y);
+    dm_tensor *yc = check_targets(L, u, fn, y, ig);
     dm_error err;
     dm_reinforce_stats st;
     if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
