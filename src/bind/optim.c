@@ -197,16 +197,17 @@ static void check_alive(lua_State *L, loptim *u, const char *fn)
 {
     lua_getiuservalue(L, 1, 1);
     int list = lua_gettop(L);
-    for (size_t i = 0; i < u->o.n; i++) {
+    for (size_t i = 0; i < dm_optim_count(&u->o); i++) {
+        const dm_param_ref *p = dm_optim_param(&u->o, i);
         lua_rawgeti(L, list, (lua_Integer)i + 1);
         const char *fields[2] = {"value", "grad"};
-        float *want[2] = {u->o.params[i].param, u->o.params[i].grad};
+        float *want[2] = {p->param, p->grad};
         for (int f = 0; f < 2; f++) {
             lua_getfield(L, -1, fields[f]);
             dm_tensor *t = dm_bind_testtensor(L, -1);
             if (want[f] && (!t || !t->storage || dm_tensor_f32(t) != want[f]))
                 dm_bind_errorf(L, "%s: parameter '%s': its %s tensor was closed or replaced", fn,
-                               u->o.names[i], fields[f]);
+                               p->name, fields[f]);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -270,23 +271,25 @@ static int o_state(lua_State *L)
     loptim *u = check_opt(L, 1, "Optimizer.state");
     lua_newtable(L);
     int st = lua_gettop(L);
-    lua_pushstring(L, kind_name(u->o.cfg.kind));
+    size_t n = dm_optim_count(&u->o);
+    lua_pushstring(L, kind_name(dm_optim_get_config(&u->o)->kind));
     lua_setfield(L, st, "kind");
-    lua_pushnumber(L, u->o.cfg.lr);
+    lua_pushnumber(L, dm_optim_get_lr(&u->o));
     lua_setfield(L, st, "lr");
     lua_newtable(L);
-    for (size_t i = 0; i < u->o.n; i++) {
-        lua_pushinteger(L, (lua_Integer)u->o.steps[i]);
-        lua_setfield(L, -2, u->o.names[i]);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, (lua_Integer)dm_optim_step_count(&u->o, i));
+        lua_setfield(L, -2, dm_optim_param(&u->o, i)->name);
     }
     lua_setfield(L, st, "step");
     for (int k = 0; k < dm_optim_num_moments(&u->o); k++) {
         lua_newtable(L);
-        for (size_t i = 0; i < u->o.n; i++) {
+        for (size_t i = 0; i < n; i++) {
+            const dm_param_ref *p = dm_optim_param(&u->o, i);
             dm_tensor *v = param_value(L, i);
             dm_tensor *t = dm_bind_newtensor_named(L, DM_F32, v->ndim, v->shape, "Optimizer.state");
-            memcpy(dm_tensor_f32(t), dm_optim_moment(&u->o, i, k), u->o.params[i].numel * sizeof(float));
-            lua_setfield(L, -2, u->o.names[i]);
+            memcpy(dm_tensor_f32(t), dm_optim_moment(&u->o, i, k), p->numel * sizeof(float));
+            lua_setfield(L, -2, p->name);
         }
         lua_setfield(L, st, dm_optim_moment_name(&u->o, k));
     }
@@ -300,10 +303,11 @@ static int o_load_state(lua_State *L)
     const char *fn = "Optimizer.load_state";
     loptim *u = check_opt(L, 1, fn);
     luaL_checktype(L, 2, LUA_TTABLE);
+    const char *kind = kind_name(dm_optim_get_config(&u->o)->kind);
     lua_getfield(L, 2, "kind");
-    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind_name(u->o.cfg.kind)) != 0)
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind) != 0)
         dm_bind_errorf(L, "%s: state is for %s, this optimizer is %s", fn, lua_tostring(L, -1),
-                       kind_name(u->o.cfg.kind));
+                       kind);
     lua_pop(L, 1);
     lua_getfield(L, 2, "lr");
     if (lua_type(L, -1) == LUA_TNUMBER) dm_optim_set_lr(&u->o, lua_tonumber(L, -1));
@@ -321,7 +325,9 @@ static int o_load_state(lua_State *L)
                 int ok = 0;
                 lua_Integer s = lua_tointegerx(L, -1, &ok);
                 if (!ok || s < 0) dm_bind_errorf(L, "%s: step['%s']: expected an integer >= 0", fn, name);
-                if (pass) u->o.steps[i] = (int64_t)s;
+                dm_error err;
+                if (pass && dm_optim_set_step_count(&u->o, (size_t)i, (int64_t)s, &err) != 0)
+                    dm_bind_error(L, &err);
                 lua_pop(L, 1);
             }
         }
@@ -336,9 +342,10 @@ static int o_load_state(lua_State *L)
                     int64_t i = dm_optim_find(&u->o, name);
                     if (i < 0) dm_bind_errorf(L, "%s: %s: no parameter named '%s'", fn, mn, name);
                     dm_tensor *t = dm_bind_checkf32(L, -1, fn, mn);
-                    if (dm_tensor_numel(t) != u->o.params[i].numel)
+                    size_t numel = dm_optim_param(&u->o, (size_t)i)->numel;
+                    if (dm_tensor_numel(t) != numel)
                         dm_bind_errorf(L, "%s: %s['%s'] has %zu elements, the parameter has %zu", fn,
-                                       mn, name, dm_tensor_numel(t), u->o.params[i].numel);
+                                       mn, name, dm_tensor_numel(t), numel);
                     if (pass) {
                         dm_tensor dst;
                         dm_error err;
@@ -365,9 +372,10 @@ static int o_tostring(lua_State *L)
         lua_pushliteral(L, "Optimizer(freed)");
         return 1;
     }
+    const dm_optim_config *cfg = dm_optim_get_config(&u->o);
     char buf[160];
-    snprintf(buf, sizeof buf, "%s(lr=%g, weight_decay=%g, params=%zu)", kind_name(u->o.cfg.kind),
-             u->o.cfg.lr, u->o.cfg.weight_decay, u->o.n);
+    snprintf(buf, sizeof buf, "%s(lr=%g, weight_decay=%g, params=%zu)", kind_name(cfg->kind),
+             cfg->lr, cfg->weight_decay, dm_optim_count(&u->o));
     lua_pushstring(L, buf);
     return 1;
 }

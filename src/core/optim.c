@@ -5,6 +5,7 @@
  * float32 tensor by a Python number. */
 #include "core/optim.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,22 @@ int64_t dm_optim_find(const dm_optim *o, const char *name)
     for (size_t i = 0; i < o->n; i++)
         if (strcmp(o->names[i], name) == 0) return (int64_t)i;
     return -1;
+}
+
+size_t dm_optim_count(const dm_optim *o) { return o->n; }
+const dm_optim_config *dm_optim_get_config(const dm_optim *o) { return &o->cfg; }
+const dm_param_ref *dm_optim_param(const dm_optim *o, size_t i) { return i < o->n ? &o->params[i] : NULL; }
+int64_t dm_optim_step_count(const dm_optim *o, size_t i) { return i < o->n ? o->steps[i] : 0; }
+
+int dm_optim_set_step_count(dm_optim *o, size_t i, int64_t steps, dm_error *err)
+{
+    if (i >= o->n)
+        return dm_fail(err, "%s: no parameter %zu (it has %zu)", kind_name(o->cfg.kind), i + 1, o->n);
+    if (steps < 0)
+        return dm_fail(err, "%s: step count of '%s' must be >= 0, got %" PRId64, kind_name(o->cfg.kind),
+                       o->names[i], steps);
+    o->steps[i] = steps;
+    return 0;
 }
 
 void dm_optim_set_lr(dm_optim *o, double lr) { o->cfg.lr = lr; }

@@ -86,6 +86,19 @@ float *dm_optim_moment(const dm_optim *o, size_t i, int k);
 /* Index of the parameter with this name, or -1. */
 int64_t dm_optim_find(const dm_optim *o, const char *name);
 
+/* What a binding reads: the number of parameters, the config the optimizer
+ * was made from (lr as last set), parameter i as given to init (its name
+ * the optimizer's copy, "p<i>" when none was given; NULL when i >= count)
+ * and the steps parameter i has taken (0 when i >= count). The pointers
+ * stay valid while o lives. */
+size_t dm_optim_count(const dm_optim *o);
+const dm_optim_config *dm_optim_get_config(const dm_optim *o);
+const dm_param_ref *dm_optim_param(const dm_optim *o, size_t i);
+int64_t dm_optim_step_count(const dm_optim *o, size_t i);
+/* Sets parameter i's step count, as a checkpoint restores it. Errors: i out
+ * of range, steps < 0; nothing changes then. */
+int dm_optim_set_step_count(dm_optim *o, size_t i, int64_t steps, dm_error *err);
+
 /* PyTorch's clip_grad_norm_: total = 2-norm of all gradients together
  * (computed in double; NULL grads skipped), coef = min(1, max_norm /
  * (total + 1e-6)), every gradient multiplied by (float)coef even when coef
