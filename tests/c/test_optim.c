@@ -255,6 +255,30 @@ static void test_bad_config(void **state)
     dm_optim_free(&o);
 }
 
+/* The step-count setter refuses an index past the list and a negative
+ * count in one line, and leaves the state as it was. */
+static void test_step_count_setter(void **state)
+{
+    setup3 s;
+    init3(&s);
+    dm_optim o;
+    dm_error err;
+    dm_optim_config c = dm_optim_defaults(DM_OPTIM_ADAM);
+    assert_int_equal(dm_optim_init(&o, &c, s.refs, 3, &err), 0);
+    assert_int_equal(dm_optim_count(&o), 3);
+    assert_int_equal(dm_optim_set_step_count(&o, 1, 7, &err), 0);
+    assert_int_equal(dm_optim_step_count(&o, 1), 7);
+    assert_int_equal(dm_optim_set_step_count(&o, 3, 1, &err), -1);
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_equal(dm_optim_set_step_count(&o, 1, -2, &err), -1);
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_equal(dm_optim_step_count(&o, 1), 7);
+    assert_int_equal(dm_optim_step_count(&o, 9), 0);
+    assert_null(dm_optim_param(&o, 3));
+    assert_string_equal(dm_optim_param(&o, 0)->name, s.refs[0].name);
+    dm_optim_free(&o);
+}
+
 static void test_clip(void **state)
 {
     const char *cases[2] = {"clips", "clamped"};
@@ -378,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_sgd),          cmocka_unit_test(test_adam),
         cmocka_unit_test(test_adamw),        cmocka_unit_test(test_state_roundtrip),
         cmocka_unit_test(test_bad_config),   cmocka_unit_test(test_clip),
+        cmocka_unit_test(test_step_count_setter),
         cmocka_unit_test(test_cosine),       cmocka_unit_test(test_step_lr),
         cmocka_unit_test(test_plateau),
     };
