@@ -30,16 +30,21 @@ static int sys_clock(lua_State *L)
     return 1;
 }
 
+/* A file descriptor argument: a number, or "stdin"|"stdout"|"stderr";
+ * stdout when absent. */
+static int check_fd(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
+        return luaL_checkoption(L, idx, NULL, names);
+    }
+    return lua_isnoneornil(L, idx) ? 1 : (int)luaL_checkinteger(L, idx);
+}
+
 /* dm.isatty([fd | "stdin"|"stdout"|"stderr"]) -> boolean; default stdout. */
 static int sys_isatty(lua_State *L)
 {
-    int fd = 1;
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
-        fd = luaL_checkoption(L, 1, NULL, names);
-    } else if (!lua_isnoneornil(L, 1)) {
-        fd = (int)luaL_checkinteger(L, 1);
-    }
+    int fd = check_fd(L, 1);
     lua_pushboolean(L, isatty(fd));
     return 1;
 }
@@ -51,13 +56,7 @@ static int sys_isatty(lua_State *L)
  * exports to its children), else nil. */
 static int sys_term_width(lua_State *L)
 {
-    int fd = 1;
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
-        fd = luaL_checkoption(L, 1, NULL, names);
-    } else if (!lua_isnoneornil(L, 1)) {
-        fd = (int)luaL_checkinteger(L, 1);
-    }
+    int fd = check_fd(L, 1);
     struct winsize ws;
     if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
         lua_pushinteger(L, ws.ws_col);

@@ -52,18 +52,6 @@ epoch_done() { [ -s "$1/logs/metrics.jsonl" ]; }
 field() { "$E" -e "local s = dm.checkpoint.load('$1').state; print($2)" 2>&1; }
 has() { grep -q -- "$1" "$tmp/out"; }
 
-cat >"$tmp/same.lua" <<'LUA'
--- Exit 0 when two safetensors files hold bit-identical tensors (every one:
--- weights, memory, usage counts, optimizer moments).
-local a, b = dm.load_safetensors(arg[1]), dm.load_safetensors(arg[2])
-local n = 0
-for k, t in pairs(a) do
-  n = n + 1
-  if not b[k] or (t - b[k]):abs():max() ~= 0 then print("differs: " .. k); os.exit(1) end
-end
-for k in pairs(b) do if not a[k] then print("extra: " .. k); os.exit(1) end end
-print(n .. " tensors identical")
-LUA
 
 # --- SIGTERM and SIGHUP --------------------------------------------------------------
 for s in TERM:143 HUP:129; do
@@ -94,7 +82,7 @@ d="$tmp/sigTERM"
 best=$("$E" -e "local b, e = math.huge, 0
   for _, r in ipairs(dm.log.read_metrics('$d/logs/metrics.jsonl')) do if r.val_loss < b then b, e = r.val_loss, r.epoch end end
   print(e)" 2>/dev/null)
-"$E" "$tmp/same.lua" "$d/models/memory_model.safetensors" "$d/models/memory_model_epoch_$best.safetensors" >"$tmp/out" 2>&1; rc=$?
+"$E" "$root/tests/host/same_tensors.lua" "$d/models/memory_model.safetensors" "$d/models/memory_model_epoch_$best.safetensors" >"$tmp/out" 2>&1; rc=$?
 t "after an interrupted run memory_model.safetensors is the best epoch's model" '[ $rc -eq 0 ]'
 "$E" -e "local ok = dm.plot.check_svg(assert(io.open('$d/logs/training.svg')):read('a')); os.exit(ok and 0 or 1)" >"$tmp/out" 2>&1; rc=$?
 t "... and training.svg is drawn (every epoch, not only at the end)" '[ $rc -eq 0 ]'
@@ -220,9 +208,9 @@ while [ $n_resumes -lt 10 ]; do
   [ $rc -eq 0 ] && break
 done
 t "after $kills kills the resumed run finishes" '[ $rc -eq 0 ] && [ $kills -ge 3 ]'
-"$E" "$tmp/same.lua" "$tmp/kref/models/last.safetensors" "$d/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+"$E" "$root/tests/host/same_tensors.lua" "$tmp/kref/models/last.safetensors" "$d/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
 t "... bit for bit where the uninterrupted run ends (weights, memory, optimizer moments)" '[ $rc -eq 0 ]'
-"$E" "$tmp/same.lua" "$tmp/kref/models/memory_model.safetensors" "$d/models/memory_model.safetensors" >"$tmp/out" 2>&1; rc=$?
+"$E" "$root/tests/host/same_tensors.lua" "$tmp/kref/models/memory_model.safetensors" "$d/models/memory_model.safetensors" >"$tmp/out" 2>&1; rc=$?
 t "... with the same best model" '[ $rc -eq 0 ]'
 untimed() { sed -E 's/"(seconds|train_seconds|tokens_per_s|padded_tokens_per_s)":[^,]*,//g' "$1"; }
 cmp -s <(untimed "$tmp/kref/logs/metrics.jsonl") <(untimed "$d/logs/metrics.jsonl"); rc=$?

@@ -117,23 +117,11 @@ t "explore_memory.lua prints usage, slot tokens and a sentence's attention"   '[
 t "... and draws it as a valid SVG with three panels" '[ $rc -eq 0 ]'
 
 # --- resume equivalence ------------------------------------------------------------
-cat >"$tmp/same.lua" <<'LUA'
--- Exit 0 when two safetensors files hold bit-identical tensors.
-local a = dm.load_safetensors(arg[1])
-local b = dm.load_safetensors(arg[2])
-local n = 0
-for k, t in pairs(a) do
-  n = n + 1
-  if not b[k] or (t - b[k]):abs():max() ~= 0 then print("differs: " .. k); os.exit(1) end
-end
-for k in pairs(b) do if not a[k] then print("extra: " .. k); os.exit(1) end end
-print(n .. " tensors identical")
-LUA
 train "$tmp/b" --set epochs=2
 train "$tmp/c" --set epochs=1
 train "$tmp/c" --set epochs=2 --resume "$tmp/c/models/last.safetensors"
 t "--resume continues a run" '[ $rc -eq 0 ] && grep -q "resuming from .* at epoch 2, batch 0" "$tmp/out"'
-"$E" "$tmp/same.lua" "$tmp/b/models/last.safetensors" "$tmp/c/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+"$E" "$root/tests/host/same_tensors.lua" "$tmp/b/models/last.safetensors" "$tmp/c/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
 t "2 epochs == 1 epoch + resume 1: identical weights and optimizer moments" '[ $rc -eq 0 ]'
 cmp -s <(sed -E 's/"(seconds|train_seconds|tokens_per_s|padded_tokens_per_s)":[^,]*,//g' "$tmp/b/logs/metrics.jsonl") \
        <(sed -E 's/"(seconds|train_seconds|tokens_per_s|padded_tokens_per_s)":[^,]*,//g' "$tmp/c/logs/metrics.jsonl"); rc=$?
