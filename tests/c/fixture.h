@@ -6,6 +6,7 @@
 #ifndef DM_TEST_FIXTURE_H
 #define DM_TEST_FIXTURE_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,16 @@ static inline int32_t *fixture_ids(const float *x, size_t n)
     int32_t *ids = malloc(n ? n * sizeof *ids : 1);
     for (size_t i = 0; ids && i < n; i++) ids[i] = (int32_t)x[i];
     return ids;
+}
+
+/* Parses a JSON fixture (a manifest or a fixture of values), or returns NULL
+ * after printing the path and jansson's reason with its line to stderr. */
+static inline json_t *fixture_json(const char *path)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) fprintf(stderr, "%s: %s (line %d)\n", path, je.text, je.line);
+    return j;
 }
 
 #endif

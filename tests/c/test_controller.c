@@ -73,12 +73,8 @@ static json_t *load_json(const char *dir)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
-    json_error_t je;
-    json_t *m = json_load_file(path, 0, &je);
-    if (!m) {
-        print_message("%s: %s (line %d)\n", path, je.text, je.line);
-        fail();
-    }
+    json_t *m = fixture_json(path);
+    if (!m) fail();
     return m;
 }
 

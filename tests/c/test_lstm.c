@@ -20,18 +20,14 @@
 #include "core/controller.h"
 #include "core/lstm.h"
 #include "fdcheck.h"
+#include "fixture.h"
 
 static json_t *fx;
 
 static int setup(void **state)
 {
-    json_error_t je;
-    fx = json_load_file("tests/fixtures/lstm/lstm.json", 0, &je);
-    if (!fx) {
-        fprintf(stderr, "lstm.json: %s (line %d)\n", je.text, je.line);
-        return -1;
-    }
-    return 0;
+    fx = fixture_json("tests/fixtures/lstm/lstm.json");
+    return fx ? 0 : -1;
 }
 
 static int teardown(void **state)

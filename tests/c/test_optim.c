@@ -16,18 +16,14 @@
 #include <string.h>
 
 #include "core/optim.h"
+#include "fixture.h"
 
 static json_t *fx;
 
 static int setup(void **state)
 {
-    json_error_t je;
-    fx = json_load_file("tests/fixtures/optim/optim.json", 0, &je);
-    if (!fx) {
-        fprintf(stderr, "optim.json: %s (line %d)\n", je.text, je.line);
-        return -1;
-    }
-    return 0;
+    fx = fixture_json("tests/fixtures/optim/optim.json");
+    return fx ? 0 : -1;
 }
 
 static int teardown(void **state)

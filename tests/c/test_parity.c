@@ -92,12 +92,8 @@ static void load_config(golden *g)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/manifest.json", g->dir);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root) {
-        print_message("%s: %s (line %d)\n", path, jerr.text, jerr.line);
-        fail();
-    }
+    json_t *root = fixture_json(path);
+    if (!root) fail();
     json_t *cfg = json_object_get(root, "config");
     assert_non_null(cfg);
     g->V = cfg_size(cfg, "vocab_size");
