@@ -240,8 +240,9 @@ t "pty: an unwritable HOME does not break the REPL" '[ $rc -eq 0 ] && has "$out"
 
 # Tab completes Lua names: a field of dm, a method of a userdata (through
 # its metatable), a field of a table, a global; several candidates are
-# listed.
-tty 10 <<'IN'
+# listed. (The bound is generous: five 150 ms pauses and a sanitizer build
+# on a shared machine came close to 10 s.)
+tty 30 <<'IN'
 expect > 
 send dm.ten\t
 sleep 150
