@@ -4,7 +4,7 @@
 # missing plan, a crash) and checks the closing line, the failure named and
 # the status. Prints TAP.
 source "$(dirname "$0")/tap.inc"
-echo "1..10"
+echo "1..12"
 
 # runs tests/run over a tree whose only suite is the script on stdin;
 # leaves its output in $tmp/out and its status in $rc
@@ -13,7 +13,7 @@ suite() { # name [env assignments...]
   mkdir -p "$d/tests/host" "$d/b/tests"
   cp "$root/tests/run" "$d/tests/run"
   cat > "$d/tests/host/x.sh"
-  env "$@" bash "$d/tests/run" b >"$tmp/out" 2>&1 </dev/null; rc=$?
+  env -u SUITES "$@" bash "$d/tests/run" b >"$tmp/out" 2>&1 </dev/null; rc=$?
 }
 last() { tail -1 "$tmp/out"; }
 
@@ -48,3 +48,9 @@ t "a failing test fails the run" '[ $rc -ne 0 ] && [ "$(last)" = "1 passed, 1 fa
 
 suite good < <(printf 'echo 1..2\necho "ok 1 - a"\necho "ok 2 - b"\n')
 t "a clean suite passes" '[ $rc -eq 0 ] && [ "$(last)" = "2 passed, 0 failed, 0 skipped" ]'
+
+suite only SUITES='x\.sh' < <(printf 'echo 1..1\necho "ok 1 - a"\n')
+t "SUITES runs the suites whose name matches" '[ $rc -eq 0 ] && [ "$(last)" = "1 passed, 0 failed, 0 skipped" ]'
+
+suite none SUITES='^c/' < <(printf 'echo 1..1\necho "ok 1 - a"\n')
+t "SUITES that match no suite run nothing and fail" '[ $rc -ne 0 ] && [ "$(last)" = "0 passed, 0 failed, 0 skipped" ] && ! grep -q "suite: host/x.sh" "$tmp/out"'

@@ -113,7 +113,9 @@ if [ ! -x "$PTY" ] || [ tests/host/pty.c -nt "$PTY" ]; then
   mkdir -p "$B/tests"
   cc -std=c11 -O1 -o "$PTY.tmp$$" tests/host/pty.c -lutil && mv "$PTY.tmp$$" "$PTY"
 fi
-TERM=xterm timeout 90 "$PTY" 60 "$E" "${SEARCH[@]}" --seed 3 --out "$tmp/i" >"$tmp/out" 2>&1 <<'IN'
+# Each trial's checkpoint writes pause 0.4 s (the test hook), so the Ctrl-C
+# lands while the search still runs however fast the machine is.
+TERM=xterm DRLMEM_TEST_WRITE_DELAY_MS=400 timeout 90 "$PTY" 60 "$E" "${SEARCH[@]}" --seed 3 --out "$tmp/i" >"$tmp/out" 2>&1 <<'IN'
 expect trial 3 rung 1/2 (1 epoch) ...
 sleep 150
 send \x03
