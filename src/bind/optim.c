@@ -396,28 +396,9 @@ static int l_clip_grad_norm(lua_State *L)
 
 /* ---- schedulers ---------------------------------------------------------- */
 
-enum { SCHED_COSINE, SCHED_STEP, SCHED_PLATEAU };
-
-typedef struct lsched {
-    int kind;
-    dm_cosine_lr c;
-    dm_step_lr s;
-    dm_plateau_lr p;
-} lsched;
-
-static const char *sched_name(int k)
+static int sched_new(lua_State *L, dm_lr_sched_kind kind)
 {
-    return k == SCHED_COSINE ? "CosineAnnealingLR" : k == SCHED_STEP ? "StepLR" : "ReduceLROnPlateau";
-}
-
-static double sched_lr(const lsched *s)
-{
-    return s->kind == SCHED_COSINE ? s->c.lr : s->kind == SCHED_STEP ? s->s.lr : s->p.lr;
-}
-
-static int sched_new(lua_State *L, int kind)
-{
-    const char *fn = sched_name(kind);
+    const char *fn = dm_lr_sched_name(kind);
     loptim *o = check_opt(L, 1, fn);
     lua_settop(L, 2);
     if (lua_isnil(L, 2)) {
@@ -430,22 +411,22 @@ static int sched_new(lua_State *L, int kind)
     static const char *const step_keys[] = {"step_size", "gamma", NULL};
     static const char *const plat_keys[] = {"mode", "factor", "patience", "threshold",
                                             "threshold_mode", "cooldown", "min_lr", "eps", NULL};
-    dm_bind_check_options(L, 2, fn, kind == SCHED_COSINE ? cos_keys : kind == SCHED_STEP ? step_keys : plat_keys);
-    lsched *s = (lsched *)lua_newuserdatauv(L, sizeof(lsched), 1);
+    dm_bind_check_options(L, 2, fn, kind == DM_SCHED_COSINE ? cos_keys : kind == DM_SCHED_STEP ? step_keys : plat_keys);
+    dm_lr_sched *s = (dm_lr_sched *)lua_newuserdatauv(L, sizeof *s, 1);
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, DM_SCHED_MT);
     s->kind = kind;
     double base = dm_optim_get_lr(&o->o);
     dm_error err;
     int rc = 0;
-    if (kind == SCHED_COSINE) {
-        rc = dm_cosine_lr_init(&s->c, base, dm_bind_opt_int(L, 2, fn, "T_max", 0, 1),
+    if (kind == DM_SCHED_COSINE) {
+        rc = dm_cosine_lr_init(&s->u.cosine, base, dm_bind_opt_int(L, 2, fn, "T_max", 0, 1),
                                dm_bind_opt_number(L, 2, fn, "eta_min", 0.0), &err);
-    } else if (kind == SCHED_STEP) {
-        rc = dm_step_lr_init(&s->s, base, dm_bind_opt_int(L, 2, fn, "step_size", 0, 1),
+    } else if (kind == DM_SCHED_STEP) {
+        rc = dm_step_lr_init(&s->u.step, base, dm_bind_opt_int(L, 2, fn, "step_size", 0, 1),
                              dm_bind_opt_number(L, 2, fn, "gamma", 0.1), &err);
     } else {
-        dm_plateau_lr *p = &s->p;
+        dm_plateau_lr *p = &s->u.plateau;
         dm_plateau_lr_defaults(p, base);
         p->mode_max = dm_bind_opt_enum(L, 2, fn, "mode", (const char *const[]){"min", "max", NULL}, 0) == 1;
         p->threshold_abs = dm_bind_opt_enum(L, 2, fn, "threshold_mode", (const char *const[]){"rel", "abs", NULL}, 0) == 1;
@@ -463,13 +444,13 @@ static int sched_new(lua_State *L, int kind)
     return 1;
 }
 
-static int l_cosine(lua_State *L) { return sched_new(L, SCHED_COSINE); }
-static int l_steplr(lua_State *L) { return sched_new(L, SCHED_STEP); }
-static int l_plateau(lua_State *L) { return sched_new(L, SCHED_PLATEAU); }
+static int l_cosine(lua_State *L) { return sched_new(L, DM_SCHED_COSINE); }
+static int l_steplr(lua_State *L) { return sched_new(L, DM_SCHED_STEP); }
+static int l_plateau(lua_State *L) { return sched_new(L, DM_SCHED_PLATEAU); }
 
-static lsched *check_sched(lua_State *L, const char *fn)
+static dm_lr_sched *check_sched(lua_State *L, const char *fn)
 {
-    lsched *s = (lsched *)luaL_testudata(L, 1, DM_SCHED_MT);
+    dm_lr_sched *s = (dm_lr_sched *)luaL_testudata(L, 1, DM_SCHED_MT);
     if (!s) dm_bind_errorf(L, "%s: expected a scheduler as self, got %s", fn, luaL_typename(L, 1));
     return s;
 }
@@ -486,20 +467,16 @@ static loptim *sched_opt(lua_State *L, const char *fn)
 /* sched:step([metric]) -> lr for the next epoch, also set on the optimizer */
 static int s_step(lua_State *L)
 {
-    lsched *s = check_sched(L, "LRScheduler.step");
+    dm_lr_sched *s = check_sched(L, "LRScheduler.step");
     loptim *o = sched_opt(L, "LRScheduler.step");
-    double lr;
-    if (s->kind == SCHED_COSINE) {
-        lr = dm_cosine_lr_step(&s->c);
-    } else if (s->kind == SCHED_STEP) {
-        lr = dm_step_lr_step(&s->s);
-    } else {
+    double metric = 0.0;
+    if (s->kind == DM_SCHED_PLATEAU) {
         if (lua_type(L, 2) != LUA_TNUMBER)
             dm_bind_errorf(L, "ReduceLROnPlateau.step: expected a metric (number), got %s",
                            luaL_typename(L, 2));
-        s->p.lr = dm_optim_get_lr(&o->o); /* torch reduces the optimizer's current lr */
-        lr = dm_plateau_lr_step(&s->p, lua_tonumber(L, 2));
+        metric = lua_tonumber(L, 2);
     }
+    double lr = dm_lr_sched_step(s, metric, dm_optim_get_lr(&o->o));
     dm_optim_set_lr(&o->o, lr);
     lua_pushnumber(L, lr);
     return 1;
@@ -507,100 +484,65 @@ static int s_step(lua_State *L)
 
 static int s_get_lr(lua_State *L)
 {
-    lua_pushnumber(L, sched_lr(check_sched(L, "LRScheduler.get_lr")));
+    lua_pushnumber(L, dm_lr_sched_lr(check_sched(L, "LRScheduler.get_lr")));
     return 1;
 }
 
-#define SET_NUM(name, val) (lua_pushnumber(L, (val)), lua_setfield(L, -2, name))
-#define SET_INT(name, val) (lua_pushinteger(L, (lua_Integer)(val)), lua_setfield(L, -2, name))
-
+/* sched:state() -> {kind = NAME, <the named state values>} */
 static int s_state(lua_State *L)
 {
-    lsched *s = check_sched(L, "LRScheduler.state");
+    dm_lr_sched *s = check_sched(L, "LRScheduler.state");
+    dm_sched_value v[DM_SCHED_STATE_MAX];
+    size_t n = dm_lr_sched_state(s, v);
     lua_newtable(L);
-    lua_pushstring(L, sched_name(s->kind));
+    lua_pushstring(L, dm_lr_sched_name(s->kind));
     lua_setfield(L, -2, "kind");
-    if (s->kind == SCHED_COSINE) {
-        SET_NUM("base_lr", s->c.base_lr), SET_NUM("eta_min", s->c.eta_min);
-        SET_INT("T_max", s->c.T_max), SET_INT("last_epoch", s->c.last_epoch), SET_NUM("lr", s->c.lr);
-    } else if (s->kind == SCHED_STEP) {
-        SET_NUM("base_lr", s->s.base_lr), SET_NUM("gamma", s->s.gamma);
-        SET_INT("step_size", s->s.step_size), SET_INT("last_epoch", s->s.last_epoch);
-        SET_NUM("lr", s->s.lr);
-    } else {
-        const dm_plateau_lr *p = &s->p;
-        SET_NUM("best", p->best), SET_INT("num_bad_epochs", p->num_bad_epochs);
-        SET_INT("cooldown_counter", p->cooldown_counter), SET_INT("last_epoch", p->last_epoch);
-        SET_NUM("lr", p->lr);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].integer) lua_pushinteger(L, (lua_Integer)v[i].value);
+        else lua_pushnumber(L, v[i].value);
+        lua_setfield(L, -2, v[i].name);
     }
     return 1;
 }
 
-static void get_num(lua_State *L, const char *k, double *dst, const char *fn)
-{
-    lua_getfield(L, 2, k);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER) dm_bind_errorf(L, "%s: %s: expected a number", fn, k);
-        *dst = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-}
-
-static void get_int(lua_State *L, const char *k, int64_t *dst, const char *fn)
-{
-    lua_getfield(L, 2, k);
-    if (!lua_isnil(L, -1)) {
-        int ok = 0;
-        lua_Integer v = lua_tointegerx(L, -1, &ok);
-        if (!ok) dm_bind_errorf(L, "%s: %s: expected an integer", fn, k);
-        *dst = (int64_t)v;
-    }
-    lua_pop(L, 1);
-}
-
-/* sched:load_state(tbl): restores the fields :state() gave and puts the
- * restored lr on the optimizer. */
+/* sched:load_state(tbl): restores the values :state() gave (each checked by
+ * the core; nothing changes on an error) and puts the restored lr on the
+ * optimizer. */
 static int s_load_state(lua_State *L)
 {
     const char *fn = "LRScheduler.load_state";
-    lsched *s = check_sched(L, fn);
+    dm_lr_sched *s = check_sched(L, fn);
     loptim *o = sched_opt(L, fn);
     luaL_checktype(L, 2, LUA_TTABLE);
+    const char *kind = dm_lr_sched_name(s->kind);
     lua_getfield(L, 2, "kind");
-    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), sched_name(s->kind)) != 0)
-        dm_bind_errorf(L, "%s: state is for %s, this scheduler is %s", fn, lua_tostring(L, -1),
-                       sched_name(s->kind));
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind) != 0)
+        dm_bind_errorf(L, "%s: state is for %s, this scheduler is %s", fn, lua_tostring(L, -1), kind);
     lua_pop(L, 1);
-    if (s->kind == SCHED_COSINE) {
-        dm_cosine_lr c = s->c;
-        get_num(L, "base_lr", &c.base_lr, fn), get_num(L, "eta_min", &c.eta_min, fn);
-        get_int(L, "T_max", &c.T_max, fn), get_int(L, "last_epoch", &c.last_epoch, fn);
-        get_num(L, "lr", &c.lr, fn);
-        if (c.T_max < 1) dm_bind_errorf(L, "%s: T_max must be >= 1", fn);
-        s->c = c;
-    } else if (s->kind == SCHED_STEP) {
-        dm_step_lr c = s->s;
-        get_num(L, "base_lr", &c.base_lr, fn), get_num(L, "gamma", &c.gamma, fn);
-        get_int(L, "step_size", &c.step_size, fn), get_int(L, "last_epoch", &c.last_epoch, fn);
-        get_num(L, "lr", &c.lr, fn);
-        if (c.step_size < 1) dm_bind_errorf(L, "%s: step_size must be >= 1", fn);
-        s->s = c;
-    } else {
-        dm_plateau_lr p = s->p;
-        get_num(L, "best", &p.best, fn), get_int(L, "num_bad_epochs", &p.num_bad_epochs, fn);
-        get_int(L, "cooldown_counter", &p.cooldown_counter, fn);
-        get_int(L, "last_epoch", &p.last_epoch, fn), get_num(L, "lr", &p.lr, fn);
-        s->p = p;
+    dm_sched_value v[DM_SCHED_STATE_MAX];
+    size_t n = dm_lr_sched_state(s, v), k = 0;
+    for (size_t i = 0; i < n; i++) {
+        lua_getfield(L, 2, v[i].name);
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                dm_bind_errorf(L, "%s: %s: expected a number, got %s", fn, v[i].name,
+                               luaL_typename(L, -1));
+            v[k] = v[i];
+            v[k++].value = lua_tonumber(L, -1);
+        }
+        lua_pop(L, 1);
     }
-    dm_optim_set_lr(&o->o, sched_lr(s));
+    dm_error err;
+    if (dm_lr_sched_restore(s, v, k, &err) != 0) dm_bind_error(L, &err);
+    dm_optim_set_lr(&o->o, dm_lr_sched_lr(s));
     return 0;
 }
 
 static int s_tostring(lua_State *L)
 {
-    lsched *s = (lsched *)luaL_checkudata(L, 1, DM_SCHED_MT);
+    dm_lr_sched *s = (dm_lr_sched *)luaL_checkudata(L, 1, DM_SCHED_MT);
     char buf[128];
-    snprintf(buf, sizeof buf, "%s(lr=%g)", sched_name(s->kind), sched_lr(s));
+    snprintf(buf, sizeof buf, "%s(lr=%g)", dm_lr_sched_name(s->kind), dm_lr_sched_lr(s));
     lua_pushstring(L, buf);
     return 1;
 }

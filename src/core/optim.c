@@ -359,3 +359,103 @@ double dm_plateau_lr_step(dm_plateau_lr *s, double metric)
     }
     return s->lr;
 }
+
+/* ---- one scheduler of any kind -------------------------------------------- */
+
+const char *dm_lr_sched_name(dm_lr_sched_kind kind)
+{
+    return kind == DM_SCHED_COSINE ? "CosineAnnealingLR"
+           : kind == DM_SCHED_STEP ? "StepLR"
+                                   : "ReduceLROnPlateau";
+}
+
+double dm_lr_sched_lr(const dm_lr_sched *s)
+{
+    return s->kind == DM_SCHED_COSINE ? s->u.cosine.lr
+           : s->kind == DM_SCHED_STEP ? s->u.step.lr
+                                      : s->u.plateau.lr;
+}
+
+double dm_lr_sched_step(dm_lr_sched *s, double metric, double current_lr)
+{
+    if (s->kind == DM_SCHED_COSINE) return dm_cosine_lr_step(&s->u.cosine);
+    if (s->kind == DM_SCHED_STEP) return dm_step_lr_step(&s->u.step);
+    s->u.plateau.lr = current_lr;
+    return dm_plateau_lr_step(&s->u.plateau, metric);
+}
+
+/* Where each named state value lives in the kind's struct: the one table
+ * both listing and restoring read, so the two cannot drift apart. */
+typedef struct sched_slot {
+    const char *name;
+    int integer;
+    double *num;
+    int64_t *count;
+} sched_slot;
+
+static size_t sched_slots(dm_lr_sched *s, sched_slot out[DM_SCHED_STATE_MAX])
+{
+    size_t n = 0;
+#define NUM(nm, field) (out[n++] = (sched_slot){nm, 0, &(field), NULL})
+#define CNT(nm, field) (out[n++] = (sched_slot){nm, 1, NULL, &(field)})
+    if (s->kind == DM_SCHED_COSINE) {
+        dm_cosine_lr *c = &s->u.cosine;
+        NUM("base_lr", c->base_lr), NUM("eta_min", c->eta_min), CNT("T_max", c->T_max);
+        CNT("last_epoch", c->last_epoch), NUM("lr", c->lr);
+    } else if (s->kind == DM_SCHED_STEP) {
+        dm_step_lr *c = &s->u.step;
+        NUM("base_lr", c->base_lr), NUM("gamma", c->gamma), CNT("step_size", c->step_size);
+        CNT("last_epoch", c->last_epoch), NUM("lr", c->lr);
+    } else {
+        dm_plateau_lr *p = &s->u.plateau;
+        NUM("best", p->best), CNT("num_bad_epochs", p->num_bad_epochs);
+        CNT("cooldown_counter", p->cooldown_counter), CNT("last_epoch", p->last_epoch);
+        NUM("lr", p->lr);
+    }
+#undef NUM
+#undef CNT
+    return n;
+}
+
+size_t dm_lr_sched_state(const dm_lr_sched *s, dm_sched_value out[DM_SCHED_STATE_MAX])
+{
+    sched_slot slot[DM_SCHED_STATE_MAX];
+    size_t n = sched_slots((dm_lr_sched *)s, slot);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (dm_sched_value){slot[i].name,
+                                  slot[i].integer ? (double)*slot[i].count : *slot[i].num,
+                                  slot[i].integer};
+    return n;
+}
+
+int dm_lr_sched_restore(dm_lr_sched *s, const dm_sched_value *vals, size_t n, dm_error *err)
+{
+    const char *kind = dm_lr_sched_name(s->kind);
+    dm_lr_sched next = *s;
+    sched_slot slot[DM_SCHED_STATE_MAX];
+    size_t ns = sched_slots(&next, slot);
+    for (size_t i = 0; i < n; i++) {
+        const dm_sched_value *v = &vals[i];
+        size_t j = 0;
+        while (j < ns && strcmp(slot[j].name, v->name) != 0) j++;
+        if (j == ns) return dm_fail(err, "%s: state has no value named '%s'", kind, v->name);
+        if (slot[j].integer) {
+            /* 2^53: every count below it is a double exactly. */
+            if (!(v->value >= 0.0 && v->value <= 9007199254740992.0) || v->value != floor(v->value))
+                return dm_fail(err, "%s: state %s must be a whole number >= 0, got %g", kind,
+                               v->name, v->value);
+            *slot[j].count = (int64_t)v->value;
+        } else {
+            /* best starts at +-inf (nothing seen yet); every other value is a rate. */
+            if (isnan(v->value) || (isinf(v->value) && strcmp(v->name, "best") != 0))
+                return dm_fail(err, "%s: state %s must be finite, got %g", kind, v->name, v->value);
+            *slot[j].num = v->value;
+        }
+    }
+    if (next.kind == DM_SCHED_COSINE && next.u.cosine.T_max < 1)
+        return dm_fail(err, "%s: state T_max must be >= 1", kind);
+    if (next.kind == DM_SCHED_STEP && next.u.step.step_size < 1)
+        return dm_fail(err, "%s: state step_size must be >= 1", kind);
+    *s = next;
+    return 0;
+}

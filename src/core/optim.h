@@ -171,4 +171,45 @@ int dm_plateau_lr_init(dm_plateau_lr *s, dm_error *err);
  * never better (counts as a bad epoch), as in torch. */
 double dm_plateau_lr_step(dm_plateau_lr *s, double metric);
 
+/* ---- one scheduler of any kind ------------------------------------------
+ * What a caller that saves, restores and steps schedulers holds: the kind
+ * and its struct. Its resumable state is a short list of named numbers
+ * (the names PyTorch's state_dict uses), so a binding or a checkpoint never
+ * reads the structs' fields: dm_lr_sched_state lists them, and
+ * dm_lr_sched_restore puts them back after checking each one. */
+typedef enum dm_lr_sched_kind { DM_SCHED_COSINE, DM_SCHED_STEP, DM_SCHED_PLATEAU } dm_lr_sched_kind;
+
+typedef struct dm_lr_sched {
+    dm_lr_sched_kind kind;
+    union {
+        dm_cosine_lr cosine;
+        dm_step_lr step;
+        dm_plateau_lr plateau;
+    } u;
+} dm_lr_sched;
+
+/* One named number of a scheduler's state; `integer` marks a count. */
+typedef struct dm_sched_value {
+    const char *name;
+    double value;
+    int integer;
+} dm_sched_value;
+
+#define DM_SCHED_STATE_MAX 8
+
+/* "CosineAnnealingLR", "StepLR", "ReduceLROnPlateau". */
+const char *dm_lr_sched_name(dm_lr_sched_kind kind);
+/* The lr the scheduler holds now. */
+double dm_lr_sched_lr(const dm_lr_sched *s);
+/* One epoch: cosine and step ignore metric; plateau reduces current_lr
+ * (the optimizer's, as torch does) on the metric. Returns the new lr. */
+double dm_lr_sched_step(dm_lr_sched *s, double metric, double current_lr);
+/* Fills out[] with the resumable state; returns how many (<= DM_SCHED_STATE_MAX). */
+size_t dm_lr_sched_state(const dm_lr_sched *s, dm_sched_value out[DM_SCHED_STATE_MAX]);
+/* Restores the named values (any subset of what dm_lr_sched_state lists).
+ * Errors, with nothing changed: a name this kind does not have, a count
+ * that is not a whole number >= 0, a non-finite lr or rate, T_max or
+ * step_size < 1. */
+int dm_lr_sched_restore(dm_lr_sched *s, const dm_sched_value *vals, size_t n, dm_error *err);
+
 #endif

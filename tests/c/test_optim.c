@@ -3,7 +3,8 @@
  * tests/fixtures/make_optim.py): SGD with momentum/nesterov/dampening/decay,
  * Adam with L2 decay, AdamW, frozen parameters, the moments and step counts,
  * state save/restore, clipping that clips and that clamps to 1, and the lr
- * sequences of CosineAnnealingLR, StepLR and ReduceLROnPlateau. */
+ * sequences of CosineAnnealingLR, StepLR and ReduceLROnPlateau, and a
+ * scheduler's state as named numbers, restored with checks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -392,6 +393,77 @@ static void test_plateau(void **state)
     assert_true(fabs(dm_plateau_lr_step(&s, NAN) - 0.01) < 1e-15);
 }
 
+/* A scheduler's state, as the named numbers dm_lr_sched_state lists,
+ * restored into a fresh scheduler of the same kind, continues the same lr
+ * sequence; the restore refuses what no run could have saved and changes
+ * nothing when it does. */
+static void sched_roundtrip(dm_lr_sched *a, dm_lr_sched *b, const char *const *names, size_t nn)
+{
+    const double metrics[] = {3.0, 2.0, 2.5, 2.6, 2.7, 2.8, 1.0, 1.1, 1.2, 1.3};
+    double lr_a = dm_lr_sched_lr(a);
+    for (int e = 0; e < 4; e++) lr_a = dm_lr_sched_step(a, metrics[e], lr_a);
+    dm_sched_value v[DM_SCHED_STATE_MAX];
+    size_t n = dm_lr_sched_state(a, v);
+    assert_int_equal(n, nn);
+    for (size_t i = 0; i < n; i++) assert_string_equal(v[i].name, names[i]);
+    dm_error err;
+    assert_int_equal(dm_lr_sched_restore(b, v, n, &err), 0);
+    assert_true(dm_lr_sched_lr(b) == lr_a);
+    double lr_b = lr_a;
+    for (int e = 4; e < 10; e++) {
+        lr_a = dm_lr_sched_step(a, metrics[e], lr_a);
+        lr_b = dm_lr_sched_step(b, metrics[e], lr_b);
+        assert_true(lr_a == lr_b);
+    }
+}
+
+static void expect_refused(dm_lr_sched *s, dm_sched_value bad, const char *msg)
+{
+    dm_lr_sched before = *s;
+    dm_sched_value v[2] = {{"lr", 0.5, 0}, bad}; /* a good value first: it must not stick */
+    dm_error err;
+    assert_int_equal(dm_lr_sched_restore(s, v, 2, &err), -1);
+    if (!strstr(err.msg, msg)) fail_msg("expected '%s' in '%s'", msg, err.msg);
+    assert_memory_equal(&before, s, sizeof before);
+}
+
+static void test_sched_state(void **state)
+{
+    dm_error err;
+    dm_lr_sched a = {.kind = DM_SCHED_COSINE}, b = {.kind = DM_SCHED_COSINE};
+    assert_int_equal(dm_cosine_lr_init(&a.u.cosine, 0.1, 7, 0.001, &err), 0);
+    assert_int_equal(dm_cosine_lr_init(&b.u.cosine, 0.3, 2, 0.0, &err), 0);
+    sched_roundtrip(&a, &b, (const char *const[]){"base_lr", "eta_min", "T_max", "last_epoch", "lr"}, 5);
+    expect_refused(&b, (dm_sched_value){"T_max", 0, 1}, "CosineAnnealingLR: state T_max must be >= 1");
+    expect_refused(&b, (dm_sched_value){"last_epoch", -1, 1}, "last_epoch must be a whole number >= 0, got -1");
+    expect_refused(&b, (dm_sched_value){"last_epoch", 2.5, 1}, "last_epoch must be a whole number >= 0, got 2.5");
+    expect_refused(&b, (dm_sched_value){"lr", NAN, 0}, "state lr must be finite");
+    expect_refused(&b, (dm_sched_value){"eta_min", INFINITY, 0}, "state eta_min must be finite");
+    expect_refused(&b, (dm_sched_value){"best", 1.0, 0}, "CosineAnnealingLR: state has no value named 'best'");
+
+    dm_lr_sched c = {.kind = DM_SCHED_STEP}, d = {.kind = DM_SCHED_STEP};
+    assert_int_equal(dm_step_lr_init(&c.u.step, 0.1, 3, 0.5, &err), 0);
+    assert_int_equal(dm_step_lr_init(&d.u.step, 0.2, 1, 0.9, &err), 0);
+    sched_roundtrip(&c, &d, (const char *const[]){"base_lr", "gamma", "step_size", "last_epoch", "lr"}, 5);
+    expect_refused(&d, (dm_sched_value){"step_size", 0, 1}, "StepLR: state step_size must be >= 1");
+
+    dm_lr_sched p = {.kind = DM_SCHED_PLATEAU}, q = {.kind = DM_SCHED_PLATEAU};
+    dm_plateau_lr_defaults(&p.u.plateau, 0.1);
+    p.u.plateau.patience = 1;
+    assert_int_equal(dm_plateau_lr_init(&p.u.plateau, &err), 0);
+    q = p;
+    /* A fresh plateau's best is +inf: that must round-trip. */
+    dm_sched_value v[DM_SCHED_STATE_MAX];
+    size_t n = dm_lr_sched_state(&q, v);
+    assert_true(isinf(v[0].value) && v[0].value > 0);
+    assert_int_equal(dm_lr_sched_restore(&q, v, n, &err), 0);
+    sched_roundtrip(&p, &q, (const char *const[]){"best", "num_bad_epochs", "cooldown_counter", "last_epoch", "lr"}, 5);
+    expect_refused(&q, (dm_sched_value){"best", NAN, 0}, "ReduceLROnPlateau: state best must be finite");
+    expect_refused(&q, (dm_sched_value){"num_bad_epochs", -3, 1}, "num_bad_epochs must be a whole number");
+    expect_refused(&q, (dm_sched_value){"T_max", 3, 1}, "has no value named 'T_max'");
+    assert_string_equal(dm_lr_sched_name(DM_SCHED_PLATEAU), "ReduceLROnPlateau");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,7 +472,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),   cmocka_unit_test(test_clip),
         cmocka_unit_test(test_step_count_setter),
         cmocka_unit_test(test_cosine),       cmocka_unit_test(test_step_lr),
-        cmocka_unit_test(test_plateau),
+        cmocka_unit_test(test_plateau),      cmocka_unit_test(test_sched_state),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

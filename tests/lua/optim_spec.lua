@@ -210,6 +210,20 @@ describe("dm.optim schedulers", function()
     assert.are.equal("CosineAnnealingLR: option T_max is required", err_of(dm.optim.CosineAnnealingLR, opt, {}))
   end)
 
+  it("a scheduler state that no run could have saved is refused in one line, changing nothing", function()
+    local opt = new_opt(0.1)
+    local s = dm.optim.StepLR(opt, {step_size = 2, gamma = 0.5})
+    s:step()
+    local before = s:state()
+    local function bad(t) return err_of(s.load_state, s, t) end
+    assert.are.equal("LRScheduler.load_state: last_epoch: expected a number, got string", bad({last_epoch = "x"}))
+    assert.matches("^StepLR: state last_epoch must be a whole number >= 0, got %-1$", bad({lr = 9, last_epoch = -1}))
+    assert.matches("^StepLR: state step_size must be >= 1$", bad({step_size = 0}))
+    assert.matches("^StepLR: state lr must be finite, got %-?nan$", bad({lr = 0 / 0}))
+    assert.are.same(before, s:state())
+    assert.are.equal(0.1, opt:get_lr())
+  end)
+
   it("StepLR and ReduceLROnPlateau follow torch", function()
     local st = fx.schedulers.step
     local opt = new_opt(st.lr0)
