@@ -10,7 +10,8 @@
 -- upstream loss (pads counted), zero_grad + backward, clip_grad_norm(1.0),
 -- AdamW(lr 0.01, weight decay 1e-4) and the memory write (0.1). An eval step
 -- is the eval-mode forward and the loss (no dlogits, as torch.no_grad).
--- Both reuse one logits and one dlogits buffer. Shapes are the seed's
+-- Both keep the logits in the core (net:forward(x, false), net:loss), as
+-- the training loop and the evaluation do. Shapes are the seed's
 -- (sequence 100, embedding 128, memory 512 x 128, GRU 256 x 2) at each
 -- --vocab and --batch; batches are random tokens with trailing pads on a
 -- quarter of the rows, as the reference's `bench` makes them. Each figure
@@ -156,26 +157,24 @@ local function build_case(V, B)
   local g = dm.Generator(0)
   local data = {}
   for i = 1, 4 do data[i] = {make_batch(V, B, g)} end
-  -- One logits buffer and one dlogits buffer for every step (B*T*V floats
-  -- each, 64 MB at V=10000 and B=16), as scripts/train.lua does: allocating
-  -- them per step costs page faults and lets Lua's GC pile up garbage it
-  -- cannot see the size of.
-  local logits = dm.zeros({B, T, V}, "float32")
-  local dlogits = dm.zeros({B, T, V}, "float32")
+  -- The logits stay in the core, as lua/drlmem/loop.lua and
+  -- evaluation.lua keep them: net:loss computes the loss (and in training
+  -- its gradient) where they live, and net:backward() takes that gradient,
+  -- so no B*T*V buffer is copied to Lua or allocated there.
   local c = {net = net, data = data}
   function c.train_step(x, y)
-    net:forward(x, logits)
-    local loss = dm.nn.cross_entropy(logits, y, {out = dlogits})
+    net:forward(x, false)
+    local loss = net:loss(y)
     net:zero_grad()
-    net:backward(dlogits)
+    net:backward()
     dm.clip_grad_norm(net, 1.0)
     opt:step()
     net:write_memory(0.1)
     c.last_loss = loss
   end
   function c.eval_step(x, y)
-    net:forward(x, logits)
-    dm.nn.cross_entropy(logits, y, {grad = false})
+    net:forward(x, false)
+    net:loss(y, {grad = false})
   end
   return c
 end

@@ -133,6 +133,9 @@ F("t_max", "int", 10, "[1,inf)", "cosine: half period in epochs")
 F("eta_min", "number", 1e-6, "[0,inf)", "cosine: lowest learning rate")
 F("step_size", "int", 10, "[1,inf)", "step: epochs between learning-rate drops")
 F("gamma", "number", 0.1, "(0,1]", "step and plateau: factor applied to the learning rate at a drop")
+F("plateau_patience", "int", 10, "[0,inf)",
+  "plateau: epochs without a better validation loss before the learning rate drops (0: drop at the first "
+  .. "epoch that does not improve, as the SGD language models train)")
 F("loss_ignore_pad", "bool", true, nil, "leave pad targets out of the loss (false = upstream)")
 -- Data.
 F("tokenizer", "enum", "word", tokenizer_names,

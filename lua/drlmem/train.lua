@@ -86,7 +86,7 @@ function train.scheduler(opt, cfg)
   local s = cfg.scheduler
   if s == "cosine" then return dm.optim.CosineAnnealingLR(opt, { T_max = cfg.t_max, eta_min = cfg.eta_min }) end
   if s == "step" then return dm.optim.StepLR(opt, { step_size = cfg.step_size, gamma = cfg.gamma }) end
-  if s == "plateau" then return dm.optim.ReduceLROnPlateau(opt, { factor = cfg.gamma }) end
+  if s == "plateau" then return dm.optim.ReduceLROnPlateau(opt, { factor = cfg.gamma, patience = cfg.plateau_patience }) end
   if s == "none" then return nil end
   error("unknown scheduler '" .. tostring(s) .. "'", 2)
 end

@@ -95,6 +95,11 @@ describe("dm.config", function()
     for k in pairs(extra_values) do assert.is_true(lines[k] > last_seed_line, k) end
   end)
 
+  it("configs/lm-sgd.yaml loads: plain SGD, the learning rate divided by 4 at each plateau", function()
+    local cfg = dm.config.load("configs/lm-sgd.yaml")
+    assert.same({ "sgd", "plateau", 0.25, 0 }, { cfg.optimizer, cfg.scheduler, cfg.gamma, cfg.plateau_patience })
+  end)
+
   it("configs/tiny.yaml loads and is small", function()
     local cfg = dm.config.load("configs/tiny.yaml")
     assert.is_true(cfg.embedding_dim <= 32 and cfg.memory_size <= 32 and cfg.max_seq_length <= 32)

@@ -125,6 +125,38 @@ describe("loop.EarlyStopping", function()
   end)
 end)
 
+describe("train.scheduler plateau", function()
+  -- The SGD language models' schedule (word_language_model: lr /= 4 when
+  -- the validation loss does not improve): plateau, plateau_patience 0.
+  it("divides the learning rate by 1/gamma at each epoch whose validation loss does not improve", function()
+    local cfg = tiny_cfg { optimizer = "sgd", learning_rate = 20.0, scheduler = "plateau", gamma = 0.25,
+      plateau_patience = 0 }
+    local net = dm.Controller(train.model_config(cfg, 10))
+    local opt = train.optimizer(net, cfg)
+    assert.truthy(tostring(opt):find("^SGD"))
+    local sched = train.scheduler(opt, cfg)
+    local lrs = {}
+    for _, v in ipairs { 5.0, 4.0, 4.5, 3.0, 3.0, 2.0 } do
+      train.scheduler_step(sched, cfg, v)
+      lrs[#lrs + 1] = opt:get_lr()
+    end
+    assert.same({ 20.0, 20.0, 5.0, 5.0, 1.25, 1.25 }, lrs)
+  end)
+
+  it("keeps torch's patience of 10 by default", function()
+    local cfg = tiny_cfg { scheduler = "plateau" }
+    assert.equal(10, cfg.plateau_patience)
+    local opt = train.optimizer(dm.Controller(train.model_config(cfg, 10)), cfg)
+    local sched = train.scheduler(opt, cfg)
+    for i = 1, 11 do
+      train.scheduler_step(sched, cfg, 1.0)
+      assert.equal(cfg.learning_rate, opt:get_lr(), "epoch " .. i)
+    end
+    train.scheduler_step(sched, cfg, 1.0)
+    assert.near(cfg.learning_rate * cfg.gamma, opt:get_lr(), 1e-12)
+  end)
+end)
+
 describe("evaluation.run", function()
   -- Metrics recomputed here from the logits, without drlmem.metrics.
   local function by_hand(net, split, cfg)
