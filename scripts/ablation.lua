@@ -5,10 +5,11 @@
 --                               [--n N] [--recall-samples N] [--recall-epochs N]
 --                               [--quick] [--set key=value ...]
 --
--- Five arms, each trained with scripts/train.lua in a child process, one
+-- Six arms, each trained with scripts/train.lua in a child process, one
 -- at a time (sequentially, so wall times compare), over seeds 1..N:
 --   nomem    GRU without memory (use_memory=false: the GRU reads the query)
 --   seed     the seed's learned memory and its post-step write
+--   content  the learned memory with the content write (write_policy=content)
 --   always   nomem + episodic memory written at every step (write_actions=always)
 --   random   nomem + episodic memory written at random, Bernoulli(r) with r =
 --            the training write rate the RL arm of the same seed ended with
@@ -56,6 +57,7 @@ local args = dm.cli.parse {
       :default("16000")
     p:option("--recall-epochs", "Recall: epochs (default 8)."):convert(math.tointeger):default("8")
     p:flag("--quick", "A tiny smoke run (1 epoch, few samples) for tests.")
+    p:flag("--memory-arms", "Only the learned-memory arms: nomem, seed and content.")
   end,
 }
 
@@ -113,6 +115,21 @@ local ARMS = {
   { name = "random", label = "episodic, random at RL's rate",
     sets = { "use_memory=false", "write_policy=reinforce", "write_actions=random" } },
 }
+
+-- ---- the learned memory with the content write --------------------------
+-- content: the seed's learned memory, its post-step write sent to the slots
+-- each token read (write_policy=content; README "The model from parts"),
+-- against which the GRU alone (nomem) and the collapsing blend (seed) are
+-- the references. --memory-arms runs these three only.
+table.insert(ARMS, 3, { name = "content", label = "learned memory, content write",
+  sets = { "write_policy=content" } })
+if args.memory_arms then
+  local keep = { nomem = true, seed = true, content = true }
+  for i = #ARMS, 1, -1 do
+    if not keep[ARMS[i].name] then table.remove(ARMS, i) end
+  end
+end
+-- ---------------------------------------------------------------------------
 
 local function make_data(ds)
   local path = log.join(out, ds.name .. ".txt")

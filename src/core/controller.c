@@ -90,8 +90,9 @@ static const dm_config_field fields[] = {
       "false: the cell reads the query directly, bypassing the learned memory (ablation)"),
     {"write_policy", DM_FIELD_PART, offsetof(dm_controller_config, write_policy), NULL, NULL,
      DM_ROLE_POLICY, DM_FIELD_IF_CHANGED,
-     "blend: the upstream model's post-step blend write; reinforce: per-sequence episodic memory "
-     "with a write policy trained by REINFORCE (seed: the old name of blend)"},
+     "blend: the upstream model's post-step blend write; content: the post-step write goes to "
+     "the slots each token read, in proportion to its attention; reinforce: per-sequence "
+     "episodic memory with a write policy trained by REINFORCE (seed: the old name of blend)"},
     F("episodic_slots", DM_FIELD_INT, episodic_slots, "[1,inf)", DM_FIELD_POLICY,
       "reinforce: episodic memory slots per sequence"),
     F("policy_bias_init", DM_FIELD_DOUBLE, policy_bias_init, NULL, DM_FIELD_POLICY,
@@ -684,6 +685,15 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
             qt[b * D + d] = (float)(sq / (double)T);
             vt[b * D + d] = (float)(sv / (double)T);
         }
+    }
+    const dm_part *wp = &c->parts[c->policy];
+    if (wp->ops->memory_write) {
+        /* The policy's own write of the per-token rows, where they were read
+         * (the memory part's parameters 0 and 1 are its keys and values). */
+        if (mem->cfg.frozen) return 0;
+        return wp->ops->memory_write(wp, dm_part_param(mem, &c->params, 0),
+                                     dm_part_param(mem, &c->params, 1), c->M, D, qm, vm,
+                                     dm_controller_attention(c), B * T, s, err);
     }
     return dm_memory_part_write(mem, &c->params, qt, vt, B, s, err);
 }

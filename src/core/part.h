@@ -95,6 +95,14 @@ typedef struct dm_part_ops {
     int (*update)(dm_part *p, const dm_part_run *r, const float *in, const float *logits,
                   size_t V, const int32_t *targets, int32_t ignore_index, void *stats,
                   dm_error *err);
+    /* Write policies only (NULL: the upstream blend of dm_memory_write):
+     * the learned memory's post-step write, in place on its keys and
+     * values (M,D), from the last forward's R = B*T per-token write rows
+     * new_keys, new_values (R,D) and its read attention weights (R,M),
+     * with strength s in [0,1]. */
+    int (*memory_write)(const dm_part *p, float *keys, float *values, size_t M, size_t D,
+                        const float *new_keys, const float *new_values, const float *weights,
+                        size_t R, float s, dm_error *err);
     /* Recurrent cells only (NULL otherwise): PyTorch's h_n, the last
      * step's hidden state of every layer, from the last forward. */
     void (*final_state)(const dm_part *p, const dm_part_run *r, float *h_n /* (L,B,H) */);

@@ -939,7 +939,7 @@ static void test_parts_and_sizes(void **s)
     assert_null(dm_part_find("gru", DM_ROLE_POLICY));
     assert_ptr_equal(dm_part_find("seed", DM_ROLE_POLICY), &dm_blend_part);
     char buf[128];
-    assert_string_equal(dm_part_kinds(DM_ROLE_POLICY, buf, sizeof buf), "blend, reinforce, seed");
+    assert_string_equal(dm_part_kinds(DM_ROLE_POLICY, buf, sizeof buf), "blend, reinforce, content, seed");
     assert_string_equal(dm_part_kinds(DM_ROLE_CELL, buf, sizeof buf), "gru, lstm");
 
     dm_controller_config cfg = dm_controller_config_default(13);
@@ -976,7 +976,7 @@ static void test_parts_and_sizes(void **s)
     dm_controller_free(&c);
     strcpy(cfg.write_policy, "never");
     assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), -1);
-    assert_non_null(strstr(err.msg, "write_policy must be one of blend, reinforce, seed, got \"never\""));
+    assert_non_null(strstr(err.msg, "write_policy must be one of blend, reinforce, content, seed, got \"never\""));
 }
 
 int main(void)

@@ -123,7 +123,7 @@ describe("write_policy = reinforce", function()
       assert.is_false(ok)
       return tostring(err)
     end
-    assert.truthy(msg({ write_policy = "rl" }):find("write_policy must be one of blend, reinforce, seed, got rl", 1, true))
+    assert.truthy(msg({ write_policy = "rl" }):find("write_policy must be one of blend, reinforce, content, seed, got rl", 1, true))
     assert.truthy(msg({ write_policy = "reinforce", policy_gamma = 2 }):find("gamma must be in [0, 1], got 2", 1, true))
     assert.truthy(msg({ write_policy = "reinforce", write_actions = "never" }):find("write_actions must be one of policy, always, random", 1, true))
     assert.truthy(msg({ write_policy = "reinforce", random_write_rate = 1.5 }):find("random_write_rate must be in [0, 1]", 1, true))

@@ -92,7 +92,7 @@ describe("config keys of the write policy", function()
 
   it("reject bad values naming the key", function()
     local bad = {
-      { "write_policy=rl", "key 'write_policy': expected one of blend|reinforce|seed, got 'rl'" },
+      { "write_policy=rl", "key 'write_policy': expected one of blend|reinforce|content|seed, got 'rl'" },
       { "episodic_slots=0", "key 'episodic_slots': expected a positive integer, got 0" },
       { "policy_gamma=1.5", "key 'policy_gamma'" },
       { "write_cost=-1", "key 'write_cost'" },
