@@ -135,7 +135,9 @@ t "the same command continues it to the results of the uninterrupted search" \
 # resumes it from there, ending as the same search run without a stop.
 search "$tmp/k" --seed 3 --min-epochs 4 --max-epochs 8
 t "the uninterrupted reference search of 4-epoch rungs" '[ $rc -eq 0 ]'
-setsid "$E" "${SEARCH[@]}" --seed 3 --min-epochs 4 --max-epochs 8 --out "$tmp/j" >"$tmp/out" 2>&1 &
+# Checkpoint writes pause 0.4 s (the test hook), so trial 2 is still
+# training when the SIGINT comes, however fast the machine is.
+DRLMEM_TEST_WRITE_DELAY_MS=400 setsid "$E" "${SEARCH[@]}" --seed 3 --min-epochs 4 --max-epochs 8 --out "$tmp/j" >"$tmp/out" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do   # until trial 2 has trained an epoch (30 s at most)
   [ -s "$tmp/j/trial-2/metrics.jsonl" ] && break
