@@ -256,8 +256,11 @@ end
 
 function checkpoint.load(path)
   if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
+  -- Names and tokens come from the file: control characters in them are
+  -- escaped, so the message stays one line whatever the file holds.
   local function fail(fmt, ...)
-    error(("checkpoint.load: %s: " .. fmt):format(path, ...), 0)
+    local msg = ("checkpoint.load: %s: " .. fmt):format(path, ...)
+    error((msg:gsub("%c", function(c) return ("\\x%02x"):format(c:byte()) end)), 0)
   end
   local ok, tensors, meta, names = pcall(dm.load_safetensors, path)
   if not ok then error("checkpoint.load: " .. tostring(tensors), 0) end
