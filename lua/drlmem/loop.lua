@@ -176,16 +176,19 @@ function loop.train_epoch(ctx, epoch, opts)
   local loss_sum, nb, carried = s0.loss or 0.0, s0.batches or 0, s0.seconds or 0.0
   local tokens, padded = s0.tokens or 0, s0.padded_tokens or 0
   local rl = train.reinforce(cfg)
-  if rl and dist then
-    error("training across processes supports write_policy seed only: the reinforce policy's "
-          .. "statistics are not reduced over the ranks yet", 0)
-  end
-  -- The memory after a step's write: rank 0's, broadcast (the controller
-  -- has no way yet to write the global batch's means).
+  -- Across processes the memory write blends the global batch's means and
+  -- the reinforce policy's statistics are the global batch's: the
+  -- controller sums them over the ranks (net:set_reduce). write_policy
+  -- content writes where each token read, which has no sums to add: rank
+  -- 0 writes from its shard and broadcasts the memory.
   local memory = {}
+  local reduced = dist and cfg.write_policy ~= "content"
   if dist then
-    for _, p in ipairs(net:parameters()) do
-      if p.name == "memory.keys" or p.name == "memory.values" then memory[#memory + 1] = p.value end
+    net:set_reduce(reduced)
+    if not reduced then
+      for _, p in ipairs(net:parameters()) do
+        if p.name == "memory.keys" or p.name == "memory.values" then memory[#memory + 1] = p.value end
+      end
     end
   end
   local wsum = {}
@@ -239,7 +242,7 @@ function loop.train_epoch(ctx, epoch, opts)
               epoch, i, n) }, NonFinite), 0)
         end
         if rl then
-          local ws = net:reinforce(y, ignore)
+          local ws = net:reinforce(xs and ys, ignore) -- nil: an empty shard
           if ws.count > 0 then
             for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] + ws[k] end
             wsum.n = wsum.n + 1
@@ -262,8 +265,12 @@ function loop.train_epoch(ctx, epoch, opts)
         end
         opt:step()
         net:zero_grad()
-        if not dist or dist.rank() == 0 then net:write_memory(cfg.write_strength) end
-        if dist then dist.broadcast(memory, 0) end
+        if reduced then
+          net:write_memory(cfg.write_strength, not xs and { empty = true } or nil)
+        elseif not dist or dist.rank() == 0 then
+          net:write_memory(cfg.write_strength)
+        end
+        if dist and not reduced then dist.broadcast(memory, 0) end
         steps = steps + 1
         if opts.on_step then
           opts.on_step { epoch = epoch, batch = i, sums = sums_copy() }

@@ -6,7 +6,8 @@
 # results on both ranks, barrier waits for the slower rank, a mismatched
 # call fails on both ranks with a message and leaves the group usable,
 # finalize ends it; the data-parallel helpers make 2 ranks x batch 4
-# train like 1 process x batch 8 (3 steps, accumulation 1 and 2); both ranks
+# train like 1 process x batch 8 (3 steps, accumulation 1 and 2), the
+# training loop too, memory written from the global batch's means; both ranks
 # derive the same vocabulary, splits and batch orders from file and seed;
 # scripts/train.lua under mpirun writes from rank 0 only and resumes bit
 # for bit; stock lua5.4 loading drlmem.so works under mpirun too.
@@ -314,16 +315,22 @@ t "both ranks derive the same vocabulary, splits, epoch orders and batches from 
 
 # The training loop itself (drlmem.loop.train_epoch): 2 ranks x batch 4
 # against 1 process x batch 8, 3 optimizer steps on configs/tiny.yaml's
-# data, with accumulation 1 and 2. Dropout 0, and write_strength 0: across
-# processes the memory write uses rank 0's shard (broadcast to the others)
-# until the controller can write the global batch's means, so only a null
-# write is the same as one process's. Same bound as above: 1e-3 of how far
-# 3 AdamW steps can move a weight.
+# data, with accumulation 1 and 2, dropout 0 and the default write_strength
+# (0.1): the memory write blends the global batch's means, summed over the
+# ranks, so the memory too is one process's. Same bound as above for the
+# weights (1e-3 of how far 3 AdamW steps can move one); the memory rows are
+# unit vectors rebuilt by every write, within 1e-5 (float32 sums in another
+# order, 3 writes and 3 AdamW steps deep). A variant with write_strength 0
+# keeps the memory's start: it shows the write did act.
 cat >"$tmp/loopeq.lua" <<'LUA'
-local root, data, out, B, acc = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
+local root, data, out, B, acc, extra = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5]), arg[6]
 local loop = require "drlmem.loop"
-local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, batch_size = B,
-  dropout = 0, write_strength = 0, accumulation_steps = acc})
+local over = {data_path = data, batch_size = B, dropout = 0, accumulation_steps = acc}
+for kv in (extra or ""):gmatch("[^,]+") do
+  local k, v = kv:match("^([%w_]+)=(.*)$")
+  over[k] = tonumber(v) or v
+end
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", over)
 local d = dm.data.load(cfg)
 local st = loop.setup(cfg, d)
 -- the first 24 x acc training samples: 3 steps of global batches of 8
@@ -335,31 +342,63 @@ local r = loop.train_epoch({net = st.net, opt = st.opt, cfg = cfg, split = sub},
 if dm.dist.rank() == 0 then
   local t = {}
   for _, p in ipairs(st.net:parameters()) do t[p.name] = p.value end
-  dm.save_safetensors(out, t, {loss = ("%.9g"):format(r.loss), tokens = tostring(r.tokens), steps = tostring(r.steps)})
+  local meta = {loss = ("%.9g"):format(r.loss), tokens = tostring(r.tokens), steps = tostring(r.steps)}
+  if r.write then
+    for k, v in pairs(r.write) do meta["write." .. k] = ("%.9g"):format(v) end
+    local ws = st.net:write_state()
+    meta.second_moment, meta.updates = ("%.9g"):format(ws.second_moment), tostring(ws.updates)
+  end
+  dm.save_safetensors(out, t, meta)
 end
 LUA
 cat >"$tmp/loopcmp.lua" <<'LUA'
+-- loopcmp.lua A B [STATS]: weights (memory apart) and memory of A against B;
+-- STATS: comma-separated metadata keys that must agree within 1e-5.
 local a, ma = dm.load_safetensors(arg[1])
 local b, mb = dm.load_safetensors(arg[2])
-local worst, name = 0, "-"
+local worst, name, mem = 0, "-", 0
 for k, t in pairs(a) do
   local e = (t - b[k]):abs():max()
-  if e > worst then worst, name = e, k end
+  if k == "memory.keys" or k == "memory.values" then mem = math.max(mem, e)
+  elseif e > worst then worst, name = e, k end
 end
 local lrel = math.abs(tonumber(ma.loss) - tonumber(mb.loss)) / tonumber(mb.loss)
-print(("weights within %.2g (%s), loss within %.2g, tokens %s/%s, steps %s/%s"):format(worst, name, lrel,
-  ma.tokens, mb.tokens, ma.steps, mb.steps))
+local stats, sworst, sname = arg[3], 0, "-"
+for k in (stats or ""):gmatch("[^,]+") do
+  local x, y = tonumber(ma[k]), tonumber(mb[k])
+  local e = (x and y) and math.abs(x - y) / math.max(math.abs(y), 1e-3) or math.huge
+  if e > sworst then sworst, sname = e, k end
+end
+print(("weights within %.2g (%s), memory within %.2g, loss within %.2g, tokens %s/%s, steps %s/%s, stats within %.2g (%s)")
+  :format(worst, name, mem, lrel, ma.tokens, mb.tokens, ma.steps, mb.steps, sworst, sname))
 local ok = worst <= 1e-3 * 3 * 0.01 and lrel <= 1e-5 and ma.tokens == mb.tokens and ma.steps == "3" and mb.steps == "3"
+  and sworst <= 1e-5
 print(ok and "loop_equivalent ok" or "loop_equivalent FAIL")
+print(mem <= 1e-5 and "memory_equivalent ok" or "memory_equivalent FAIL")
+print(mem > 1e-3 and "memory_differs ok" or "memory_differs FAIL")
 LUA
+# loopeq NAME ACC EXTRA [STATS]: one process x 8 and 2 ranks x 4 through the
+# loop; $mrc and $tmp/out hold the run and the comparison.
+loopeq() {
+  env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/one.st" 8 "$2" "$3" >"$tmp/out" 2>&1
+  rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 "$2" "$3"; mrc=$rc
+  "$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one.st" "${4:-}" >>"$tmp/out" 2>&1
+  echo "# $1: $(grep "^weights within" "$tmp/out")"
+}
 for acc in 1 2; do
-  env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/one.st" 8 $acc >"$tmp/out" 2>&1
-  rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 $acc; mrc=$rc
-  "$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one.st" >>"$tmp/out" 2>&1
-  echo "# accumulation $acc through the loop: $(grep "^weights within" "$tmp/out")"
+  loopeq "accumulation $acc through the loop" $acc ""
   t "the training loop: 2 ranks x batch 4 = 1 process x batch 8 after 3 steps (accumulation $acc)" \
     '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out"'
+  t "the training loop: the memory after 3 writes of the global batch's means is one process's (accumulation $acc)" \
+    '[ $mrc -eq 0 ] && grep -q "^memory_equivalent ok" "$tmp/out"'
 done
+# the same with write_strength 0 against the default's one process: the
+# memory then differs, so the check above saw the write
+cp "$tmp/one.st" "$tmp/one_w.st"
+rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 2 "write_strength=0"; mrc=$rc
+"$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one_w.st" >"$tmp/out" 2>&1
+t "write_strength 0 leaves another memory than the default's writes (the comparison sees the write)" \
+  '[ $mrc -eq 0 ] && grep -q "^memory_differs ok" "$tmp/out"'
 
 # scripts/train.lua under mpirun: rank 0 alone claims the folders and
 # writes the log, metrics, figure and checkpoints; one epoch line, not two.
