@@ -7,7 +7,9 @@
 # call fails on both ranks with a message and leaves the group usable,
 # finalize ends it; the data-parallel helpers make 2 ranks x batch 4
 # train like 1 process x batch 8 (3 steps, accumulation 1 and 2), the
-# training loop too, memory written from the global batch's means; both ranks
+# training loop too, memory written from the global batch's means, also
+# with write_policy reinforce (soft through the loop, sampled with the
+# draws lined up); both ranks
 # derive the same vocabulary, splits and batch orders from file and seed;
 # scripts/train.lua under mpirun writes from rank 0 only and resumes bit
 # for bit; stock lua5.4 loading drlmem.so works under mpirun too.
@@ -399,6 +401,96 @@ rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/tw
 "$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one_w.st" >"$tmp/out" 2>&1
 t "write_strength 0 leaves another memory than the default's writes (the comparison sees the write)" \
   '[ $mrc -eq 0 ] && grep -q "^memory_differs ok" "$tmp/out"'
+
+# write_policy reinforce through the loop: the policy's statistics (valid
+# count, advantage moments, the logged means) are summed over the ranks and
+# its gradient averaged with the others. The actions are drawn from each
+# rank's own stream, so here the curriculum's soft writes (the policy
+# learns through its write weights p, which need no draw) and write_cost 0
+# (the returns then do not depend on the draws) make one process's run the
+# reference; the hard, sampled policy gradient is checked below with the
+# draws lined up. The means compared: entropy, reward, advantage, baseline
+# loss and the running advantage scale's second moment, within 1e-5.
+loopeq "reinforce (soft, accumulation 2) through the loop" 2 "write_policy=reinforce,curriculum_epochs=1,write_cost=0"\
+  "write.entropy,write.mean_reward,write.mean_advantage,write.baseline_loss,second_moment,updates"
+t "write_policy reinforce: 2 ranks x batch 4 = 1 process x batch 8 through the loop (weights, memory, policy statistics)" \
+  '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out" && grep -q "^memory_equivalent ok" "$tmp/out"'
+
+cat >"$tmp/rl.lua" <<'LUA'
+-- The sampled (hard) reinforce step across ranks against one process on
+-- the whole batch. The reference draws its 8 x T actions from a generator;
+-- before each step rank r takes the reference's state and skips the draws
+-- of the rows before its shard (one draw per position, row-major), so
+-- both make the same decisions. 3 steps of AdamW with the policy's and
+-- baseline's gradient, the memory written from the global means; the
+-- policy statistics, the running scale and every weight are compared (the
+-- weights within the bound of grads.lua, 1e-3 x 3 AdamW steps of lr).
+local dist = dm.dist
+local r = dist.init()
+local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12, num_layers = 2,
+             dropout = 0, write_policy = "reinforce", policy_bias_init = 0}
+local LR, STEPS, T = 0.01, 3, 6
+local X, gen = {}, dm.Generator(5)
+for i = 1, 8 * STEPS do
+  local row, len = {}, gen:random(T)
+  for k = 1, T do row[k] = k <= len and gen:random(4, 19) or 0 end
+  X[i] = row
+end
+local function rows(a, b) local t = {} for k = a, b do t[#t + 1] = X[k] end return dm.tensor(t, "int32") end
+dm.manual_seed(7); local ref = dm.Controller(CFG)
+dm.manual_seed(7); local net = dm.Controller(CFG)
+net:set_reduce(true)
+local gref, grank = dm.Generator(11), dm.Generator(0)
+ref:set_generator(gref); net:set_generator(grank)
+local opts = {lr = LR, weight_decay = 1e-4}
+local ropt, opt = dm.optim.AdamW(ref:parameters(), opts), dm.optim.AdamW(net:parameters(), opts)
+local worst_stat, sname = 0, "-"
+local writes = 0
+for step = 1, STEPS do
+  local x = rows(8 * step - 7, 8 * step)
+  grank:set_state(gref:state())
+  for _ = 1, r * 4 * T do grank:random() end
+  ref:zero_grad(); net:zero_grad()
+  local _, dl = dm.nn.cross_entropy(ref:forward(x), x, {ignore_index = 0})
+  local wa = ref:reinforce(x, 0)
+  ref:backward(dl)
+  local xs = dist.shard(x)
+  local _, dls, count = dm.nn.cross_entropy(net:forward(xs), xs, {ignore_index = 0})
+  local w = dist.target_weight(count)
+  local wb = net:reinforce(xs, 0)
+  dls:mul_(w); net:backward(dls)
+  dist.average_gradients(net)
+  for _, k in ipairs{"count", "write_rate", "entropy", "mean_reward", "mean_advantage", "adv_scale",
+                     "policy_loss", "baseline_loss"} do
+    local e = math.abs(wa[k] - wb[k]) / math.max(math.abs(wa[k]), 1e-3)
+    if e > worst_stat then worst_stat, sname = e, k end
+  end
+  writes = writes + wa.write_rate
+  for _, g in ipairs(dm.train.clip_groups(ref, {})) do dm.clip_grad_norm(g, 1.0) end
+  for _, g in ipairs(dm.train.clip_groups(net, {})) do dm.clip_grad_norm(g, 1.0) end
+  ropt:step(); opt:step()
+  ref:write_memory(0.1); net:write_memory(0.1)
+end
+local pw, pname = 0, "-"
+local rp = ref:parameters()
+for i, p in ipairs(net:parameters()) do
+  local e = (p.value - rp[i].value):abs():max()
+  if e > pw then pw, pname = e, p.name end
+end
+local sa, sb = ref:write_state(), net:write_state()
+local se = math.abs(sa.second_moment - sb.second_moment) / sa.second_moment
+print(("# reinforce (hard): weights within %.2g (%s), statistics within %.2g (%s), second moment within %.2g, mean write rate %.2f")
+  :format(pw, pname, worst_stat, sname, se, writes / STEPS))
+local function check(name, ok, detail) print(name .. (ok and " ok" or (" FAIL " .. detail))) end
+check("rl_weights", pw <= 1e-3 * STEPS * LR, ("%g in %s"):format(pw, pname))
+check("rl_statistics", worst_stat <= 1e-5 and se <= 1e-5 and sa.updates == sb.updates,
+      ("%g in %s, second moment %g"):format(worst_stat, sname, se))
+check("rl_writes_sampled", writes / STEPS > 0.05 and writes / STEPS < 0.95, tostring(writes / STEPS))
+LUA
+mpi "$E" "$tmp/rl.lua"
+grep '^# reinforce' "$tmp/out" | sort -u
+t "write_policy reinforce, sampled: 2 ranks x batch 4 = 1 process x batch 8 (exit 0)" '[ $rc -eq 0 ] && clean'
+for c in rl_weights rl_statistics rl_writes_sampled; do t "both ranks: $c" "both $c"; done
 
 # scripts/train.lua under mpirun: rank 0 alone claims the folders and
 # writes the log, metrics, figure and checkpoints; one epoch line, not two.
