@@ -118,7 +118,9 @@ local function position()
 end
 local last_desc = args.resume == last_path and position() or nil
 local function save_last()
-  if writer then resume.save(last_path, st) end
+  -- every rank's generator, gathered by all, written by rank 0
+  local rngs = world > 1 and dm.dist.allgather(dm.get_rng_state()) or nil
+  if writer then resume.save(last_path, st, { rng_ranks = rngs }) end
   run.saved, last_desc = true, position()
 end
 

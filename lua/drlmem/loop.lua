@@ -117,8 +117,19 @@ function loop.setup(cfg, data)
   dm.manual_seed(cfg.seed)
   local net = dm.Controller(train.model_config(cfg, data.vocab.size))
   local opt = train.optimizer(net, cfg)
+  -- Under mpirun every rank drew the same weights above; from here on its
+  -- dropout masks and policy samples come from a stream of its own, fixed
+  -- by the seed and the rank (a checkpoint keeps every rank's state).
+  if dm.dist.available() and dm.dist.size() > 1 then dm.manual_seed(loop.rank_seed(cfg.seed, dm.dist.rank())) end
   return { net = net, opt = opt, sched = train.scheduler(opt, cfg), stopper = loop.EarlyStopping(cfg.patience),
     vocab = data.vocab, cfg = cfg, run = { epoch = 1, batch = 0, history = {} } }
+end
+
+--- The seed of rank r's generator after the weights are drawn: the seed
+-- mixed with the rank by a 64-bit odd constant (the golden ratio's), so
+-- that each (seed, rank) gives its own stream.
+function loop.rank_seed(seed, rank)
+  return seed ~ (0x9E3779B97F4A7C15 * (rank + 1))
 end
 
 ---------------------------------------------------------------------------

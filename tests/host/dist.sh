@@ -519,6 +519,47 @@ LUA
 t "mpirun -np 2: 1 epoch + --resume for 1 more = 2 epochs, bit for bit" \
   '[ $r2 -eq 0 ] && [ $r1 -eq 0 ] && [ $r1b -eq 0 ] && [ $rc -eq 0 ] && grep -q "^identical [1-9]" "$tmp/out"'
 
+# ... with another number of processes: one line naming the file and both
+# numbers, no traceback (one process on the 2-rank checkpoint, and 2 ranks
+# on a one-process checkpoint)
+env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+  --set "data_path=$tmp/tiny.txt" --set "save_path=$tmp/r1/models" --set "log_file=$tmp/r1/logs/training.log" \
+  --progress none --set epochs=3 --resume "$tmp/r1/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+t "--resume of a 2-rank checkpoint by one process: a one-line error naming both numbers" \
+  '[ $rc -eq 1 ] && grep -q "last.safetensors: saved by a run of 2 processes, this run has 1: resume with the same number (mpirun -np 2)" "$tmp/out" && ! grep -q traceback "$tmp/out"'
+env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+  --set "data_path=$tmp/tiny.txt" --set "save_path=$tmp/s1/models" --set "log_file=$tmp/s1/logs/training.log" \
+  --progress none --set epochs=1 --set max_samples=40 >"$tmp/out" 2>&1
+mtrain "$tmp/s1" --set epochs=2 --set max_samples=40 --resume "$tmp/s1/models/last.safetensors"
+t "--resume of a one-process checkpoint by 2 ranks: a one-line error, the job ends" \
+  '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(grep -c "saved by a run of 1 process, this run has 2: resume with the same number (without mpirun)" "$tmp/out")" -ge 1 ] && ! grep -q traceback "$tmp/out"'
+
+# Dropout and sampling streams: the ranks draw the same weights, then each
+# reseeds from the seed and its rank, so their dropout masks differ (the
+# same rows through a training forward give other logits), and a rank's
+# stream is the same in every run.
+cat >"$tmp/streams.lua" <<'LUA'
+local root, data = arg[1], arg[2]
+local loop = require "drlmem.loop"
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, dropout = 0.5})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+local w = {}
+for _, p in ipairs(st.net:parameters()) do w[#w + 1] = table.concat(p.value:view(-1):totable(), ",") end
+dm.dist.assert_same("the initial weights", table.concat(w, ";"))
+local x = d.train:batches(cfg.batch_size, 1)()
+local logits = st.net:forward(x)
+local all = dm.dist.allgather(table.concat(logits:view(-1):totable(), ","))
+local states = dm.dist.allgather(dm.get_rng_state())
+print(("streams %d %s %s"):format(dm.dist.rank(), all[1] ~= all[2] and "differ" or "same", states[dm.dist.rank() + 1]))
+LUA
+mpi "$E" "$tmp/streams.lua" "$root" "$tmp/tiny.txt"; cp "$tmp/out" "$tmp/streams1"
+mpi "$E" "$tmp/streams.lua" "$root" "$tmp/tiny.txt"
+t "2 ranks start from the same weights and then draw other dropout masks" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^streams [01] differ" "$tmp/out")" -eq 2 ]'
+t "each rank's stream is fixed by the seed and its rank (two runs agree)" \
+  '[ "$(grep "^streams" "$tmp/out" | sort)" = "$(grep "^streams" "$tmp/streams1" | sort)" ] && [ "$(grep "^streams" "$tmp/out" | cut -d" " -f4 | sort -u | wc -l)" -eq 2 ]'
+
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
 local t = dm.tensor{1, 2} * (dm.dist.rank() + 1)
