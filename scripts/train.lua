@@ -217,6 +217,7 @@ if status == "interrupted" and not run.finished then
   end
   lg:warn("%s at epoch %d after %d of %d batches; saved %s", what, run.epoch, run.batch,
     data.train:nbatches(cfg.batch_size * world), last_path)
-  lg:warn("resume with: %s", resume.command(last_path))
+  -- (under mpirun the ranks' launcher goes first; its other options are the user's own)
+  lg:warn("resume with: %s%s", world > 1 and ("mpirun -np " .. world .. " ") or "", resume.command(last_path))
   os.exit(loop.SIGNAL_STATUS[sig] or 130)
 end

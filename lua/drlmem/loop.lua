@@ -27,7 +27,11 @@
 -- clip, step, zero_grad, memory write) and after an epoch's hooks. The
 -- error then fires in the main thread between two resumes, guard returns
 -- "interrupted", and the caller saves what the last safe point described.
--- A signal during an evaluation or a save waits for its end.
+-- A signal during an evaluation or a save waits for its end. Under mpirun
+-- a signal may reach one rank only: guard then lets fn run on to its next
+-- safe point, where an allreduce of the pending signal stops every rank
+-- at the same step (so the save, which gathers every rank's generator,
+-- is met by all), and the periodic checkpoint's clock is rank 0's.
 --
 -- A NaN or infinite training loss raises a loop.NonFinite error (a table
 -- with epoch, batch and a message) before that batch's backward, so the
@@ -136,9 +140,26 @@ end
 -- One epoch
 ---------------------------------------------------------------------------
 
---- A yield point for guard: the caller's state is consistent here.
+-- Under mpirun a signal reaches one rank, or all at different moments;
+-- guard notes it here (loop.pending_signal) instead of stopping, and the
+-- next safe point's allreduce makes every rank stop there, at the same
+-- step, with the same signal (the highest code).
+local SIG_CODE, CODE_SIG = { INT = 1, HUP = 2, TERM = 3 }, { "INT", "HUP", "TERM" }
+local AgreedStop = { __name = "drlmem.loop.AgreedStop" }
+loop.pending_signal = nil
+
+local function multi_rank() return dm.dist.available() and dm.dist.size() > 1 end
+
+--- A yield point for guard: the caller's state is consistent here. Under
+-- mpirun every rank calls it at the same points (one allreduce of a
+-- number each).
 function loop.safe_point()
-  if coroutine.isyieldable() then coroutine.yield() end
+  if not coroutine.isyieldable() then return end
+  coroutine.yield()
+  if multi_rank() then
+    local code = dm.dist.allreduce(SIG_CODE[loop.pending_signal] or 0, "max")
+    if code > 0 then error(setmetatable({ signal = CODE_SIG[code] }, AgreedStop), 0) end
+  end
 end
 
 --- Runs one training epoch. ctx: net, opt, cfg, split (the training Split),
@@ -371,11 +392,15 @@ function loop.run(st, data, hooks)
   local clock = hooks.clock or progress.now
   local every_s, every_steps = cfg.checkpoint_minutes * 60, cfg.checkpoint_steps
   local last_t, steps = clock(), 0
+  local agree = multi_rank() and every_s > 0
   local on_step = function(pos)
     if hooks.on_step then hooks.on_step(pos) end
     if hooks.on_checkpoint then
       steps = steps + 1
-      if (every_steps > 0 and steps >= every_steps) or (every_s > 0 and clock() - last_t >= every_s) then
+      local due = every_s > 0 and clock() - last_t >= every_s
+      -- the ranks' clocks differ: rank 0's decides, for all (the save is collective)
+      if agree then due = dm.dist.broadcast(due, 0) end
+      if (every_steps > 0 and steps >= every_steps) or due then
         hooks.on_checkpoint(pos)
         last_t, steps = clock(), 0
       end
@@ -411,24 +436,32 @@ function loop.guard(fn, opts)
   opts = opts or {}
   local co = coroutine.create(fn)
   local inner_err
-  local ok, err = pcall(function()
-    while true do
-      if opts.on_resume then opts.on_resume() end
-      local rok, e = coroutine.resume(co)
-      if not rok then
-        inner_err = type(e) == "string" and debug.traceback(co, e) or e
-        return
+  local multi = multi_rank()
+  loop.pending_signal = nil
+  while true do
+    local ok, err = pcall(function()
+      while true do
+        if opts.on_resume then opts.on_resume() end
+        local rok, e = coroutine.resume(co)
+        if not rok then
+          inner_err = type(e) == "string" and debug.traceback(co, e) or e
+          return
+        end
+        if coroutine.status(co) == "dead" then return end
       end
-      if coroutine.status(co) == "dead" then return end
-    end
-  end)
-  if inner_err ~= nil then
-    -- a signal that arrived together with the error is moot
-    error(inner_err, 0)
+    end)
+    if ok then break end
+    if not loop.is_interrupt(err) then error(err, 0) end
+    -- Under mpirun fn goes on to its next safe point, where the ranks agree
+    -- to stop together (loop.safe_point).
+    if not multi or coroutine.status(co) == "dead" then return "interrupted", loop.stop_signal(err) end
+    loop.pending_signal = loop.pending_signal or loop.stop_signal(err)
   end
-  if ok then return "done" end
-  if loop.is_interrupt(err) then return "interrupted", loop.stop_signal(err) end
-  error(err, 0)
+  if getmetatable(inner_err) == AgreedStop then return "interrupted", inner_err.signal end
+  -- a signal that arrived together with the error is moot
+  if inner_err ~= nil then error(inner_err, 0) end
+  if loop.pending_signal then return "interrupted", loop.pending_signal end -- fn was done
+  return "done"
 end
 
 return loop

@@ -560,6 +560,46 @@ t "2 ranks start from the same weights and then draw other dropout masks" \
 t "each rank's stream is fixed by the seed and its rank (two runs agree)" \
   '[ "$(grep "^streams" "$tmp/out" | sort)" = "$(grep "^streams" "$tmp/streams1" | sort)" ] && [ "$(grep "^streams" "$tmp/out" | cut -d" " -f4 | sort -u | wc -l)" -eq 2 ]'
 
+# Signals. SIGTERM to rank 1 alone (rank 0 writes): at the next safe point
+# every rank agrees to stop, rank 0 saves one resumable checkpoint (with
+# both ranks' generators) and logs one message, and the job ends with 143;
+# the resumed run then ends bit for bit where an uninterrupted one does, so
+# both ranks stopped after the same step. A rank killed with SIGKILL: the
+# job ends (no hang) with mpirun's message naming the rank and the signal,
+# and the last checkpoint still resumes.
+sigrun() { # sigrun DIR SIGNAL ARGS...: train under mpirun, send SIGNAL to rank 1 after epoch 1
+  local dir=$1 sig=$2; shift 2
+  local t0=$SECONDS
+  timeout 120 "${MPIRUN[@]}" "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+    --set "data_path=$tmp/tiny.txt" --set "save_path=$dir/models" --set "log_file=$dir/logs/training.log" \
+    --set hidden_size=96 --progress none "$@" >"$tmp/out" 2>&1 &
+  local bg=$! mp="" k p r
+  for k in $(seq 600); do grep -q "epoch 1/" "$dir/logs/training.log" 2>/dev/null && break; sleep 0.05; done
+  mp=$(ps -o pid= --ppid $bg | tr -d ' ')
+  for p in $(ps -o pid= --ppid "$mp"); do
+    r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    [ "$r" = 1 ] && kill "-$sig" "$p"
+  done
+  wait $bg; rc=$?; secs=$((SECONDS - t0))
+}
+mtrain "$tmp/sref" --set hidden_size=96 --set epochs=4; sref=$rc
+sigrun "$tmp/sig" TERM --set epochs=4
+cp "$tmp/out" "$tmp/sigout"
+grep -o "stopped by SIGTERM at epoch .* batches" "$tmp/sigout" | sed 's/^/# /'
+t "SIGTERM to rank 1 alone: the job ends with 143 within the timeout" '[ $rc -eq 143 ]'
+t "one message, from rank 0, in the output and in the log, and one resume command with mpirun -np 2" \
+  '[ "$(grep -c "stopped by SIGTERM at epoch" "$tmp/sigout")" -eq 1 ] && [ "$(grep -c "stopped by SIGTERM at epoch" "$tmp/sig/logs/training.log")" -eq 1 ] && [ "$(grep -c "resume with: mpirun -np 2 " "$tmp/sigout")" -eq 1 ]'
+mtrain "$tmp/sig" --set hidden_size=96 --set epochs=4 --resume "$tmp/sig/models/last.safetensors"; sres=$rc
+"$E" "$tmp/same.lua" "$tmp/sig/models/last.safetensors" "$tmp/sref/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+t "the checkpoint resumes and ends bit for bit as the uninterrupted run (every rank stopped at the same step)" \
+  '[ $sref -eq 0 ] && [ $sres -eq 0 ] && [ $rc -eq 0 ] && grep -q "^identical [1-9]" "$tmp/out"'
+sigrun "$tmp/k9" KILL --set epochs=50
+cp "$tmp/out" "$tmp/k9out"
+t "SIGKILL of rank 1: the job ends, not a hang (non-zero, before the 120 s timeout)" '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $secs -lt 60 ]'
+t "SIGKILL of rank 1: mpirun names the rank and the signal" 'grep -q "process rank 1 .*exited on signal 9" "$tmp/k9out"'
+mtrain "$tmp/k9" --set hidden_size=96 --set epochs=3 --resume "$tmp/k9/models/last.safetensors"
+t "after SIGKILL the last checkpoint resumes" '[ $rc -eq 0 ] && grep -q "epoch 3/3" "$tmp/k9/logs/training.log"'
+
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
 local t = dm.tensor{1, 2} * (dm.dist.rank() + 1)
