@@ -200,8 +200,9 @@ function loop.train_epoch(ctx, epoch, opts)
   local world = dist and dist.size() or 1
   B = B * world
   -- Across processes each rank's gradient is scaled by its share of the
-  -- global batch, which needs the dlogits in hand: the Lua criterion's path.
-  if dist and not criterion then criterion = train.criterion(cfg) end
+  -- global batch: from the targets it counts before its forward (one
+  -- allreduce), so the share goes into the core's loss as its scale and
+  -- the logits stay in the core there too.
   local n = split:nbatches(B)
   local start = opts.start_batch or 0
   local s0 = opts.sums or {}
@@ -254,19 +255,31 @@ function loop.train_epoch(ctx, epoch, opts)
       local xs, ys = x, y
       if dist then xs, ys = dist.shard(x, y) end
       local loss, dlogits, count = 0 / 0, nil, 0
-      if xs then
-        if criterion then
-          local logits = net:forward(xs, buf("logits", xs, V))
-          loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
-        else
-          net:forward(xs, false)
-          loss, count = net:loss(ys, { ignore_index = ignore, scale = 1.0 / acc })
-        end
-      end
       -- weight: this rank's share of the global batch's mean loss; loss
       -- and total become the global batch's (the same on every rank)
-      local weight, total = 1, count
-      if dist then weight, total, loss = dist.target_weight(count, loss) end
+      local weight, total = 1, nil
+      if dist and not criterion then
+        -- the targets the loss averages: non-pad ones with loss_ignore_pad
+        count = not xs and 0 or (cfg.loss_ignore_pad and math.tointeger(ys:float():clamp(0, 1):sum()) or ys:numel())
+        weight, total = dist.target_weight(count)
+        if xs then net:forward(xs, false) end
+        if count > 0 then loss = net:loss(ys, { ignore_index = ignore, scale = weight / acc }) end
+        weight = 1 -- (applied)
+        local sum = dist.allreduce(count > 0 and loss * count or 0, "sum")
+        loss = total > 0 and sum / total or 0 / 0
+      else
+        if xs then
+          if criterion then
+            local logits = net:forward(xs, buf("logits", xs, V))
+            loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
+          else
+            net:forward(xs, false)
+            loss, count = net:loss(ys, { ignore_index = ignore, scale = 1.0 / acc })
+          end
+        end
+        total = count
+        if dist then weight, total, loss = dist.target_weight(count, loss) end
+      end
       if total > 0 then
         if not finite(loss) then
           error(setmetatable({ epoch = epoch, batch = i, batches = n, loss = loss,
