@@ -12,7 +12,11 @@
 # draws lined up); both ranks
 # derive the same vocabulary, splits and batch orders from file and seed;
 # scripts/train.lua under mpirun writes from rank 0 only and resumes bit
-# for bit; stock lua5.4 loading drlmem.so works under mpirun too.
+# for bit, and refuses a resume with another number of ranks; each rank
+# draws its own dropout stream, fixed by seed and rank; SIGTERM to one
+# rank stops all at the same step with one checkpoint and one message, and
+# SIGKILL of one ends the job; the scaling benchmark's step reports its
+# bytes; stock lua5.4 loading drlmem.so works under mpirun too.
 # A rank that exits (status 3) before a collective ends the job with that
 # status instead of hanging, and a rank that is alive but never joins makes
 # the other fail with a timeout message. One process without mpirun is a
@@ -599,6 +603,30 @@ t "SIGKILL of rank 1: the job ends, not a hang (non-zero, before the 120 s timeo
 t "SIGKILL of rank 1: mpirun names the rank and the signal" 'grep -q "process rank 1 .*exited on signal 9" "$tmp/k9out"'
 mtrain "$tmp/k9" --set hidden_size=96 --set epochs=3 --resume "$tmp/k9/models/last.safetensors"
 t "after SIGKILL the last checkpoint resumes" '[ $rc -eq 0 ] && grep -q "epoch 3/3" "$tmp/k9/logs/training.log"'
+
+# The scaling benchmark's step (scripts/bench_mpi.lua, not timed here): 2
+# ranks run it and rank 0 alone prints one JSON line with the bytes each
+# rank allreduces per step (the float32 gradients and 261 numbers), and
+# its table reads the lines back.
+mpi "$E" "$root/scripts/bench_mpi.lua" --vocab 64 --batch 2 --seq 5 --steps 1 --warmup 0
+cp "$tmp/out" "$tmp/bench.jsonl"
+cat >"$tmp/benchcheck.lua" <<'LUA'
+local lines = {}
+for l in io.lines(arg[1]) do if l:sub(1, 1) == "{" then lines[#lines + 1] = dm.json.decode(l) end end
+local r = lines[1]
+dm.manual_seed(0)
+local net = dm.Controller{vocab_size = 64, embedding_dim = 128, memory_size = 512, hidden_size = 256, num_layers = 2,
+                          output_activation = "gelu"}
+local n = 0
+for _, p in ipairs(net:parameters()) do if p.grad then n = n + p.grad:numel() end end
+print(#lines == 1 and r.ranks == 2 and r.tokens_per_s > 0 and r.allreduce_share > 0 and r.allreduce_share < 1
+      and r.bytes_per_step == 4 * n + 8 * 261 and "bench ok" or ("bench FAIL " .. tostring(r and r.bytes_per_step)))
+LUA
+"$E" "$tmp/benchcheck.lua" "$tmp/bench.jsonl" >"$tmp/out" 2>&1
+t "bench_mpi.lua under 2 ranks: one JSON line from rank 0, the gradients' bytes per step, an allreduce share in (0,1)" \
+  'grep -q "^bench ok" "$tmp/out"'
+"$E" "$root/scripts/bench_mpi.lua" --report "$tmp/bench.jsonl" >"$tmp/out" 2>&1
+t "bench_mpi.lua --report: a table row for V=64, batch 2" 'grep -qE "^\| 64 \| 2 \| - \| - \| [0-9]+ \|" "$tmp/out"'
 
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"
