@@ -117,6 +117,7 @@ doc("dm.dist.shard", "dm.dist.shard(x, [y]) -> x_r, y_r", "This rank's consecuti
 doc("dm.dist.target_weight", "dm.dist.target_weight(count, [loss]) -> weight, total, mean_loss", "The factor for this rank's loss gradient so averaged gradients are those of the global batch's mean loss.")
 doc("dm.dist.average_gradients", "dm.dist.average_gradients(net, [{bucket_bytes}])", "Every gradient of net becomes its mean over the ranks, in buckets.")
 doc("dm.dist.broadcast_parameters", "dm.dist.broadcast_parameters(net, [root = 0])", "Every rank takes root's weights.")
+doc("dm.dist.row_mean", "dm.dist.row_mean(m, rows) -> mean", "The global batch's mean of a per-row mean each rank took over its rows.")
 doc("dm.dist.allgather", "dm.dist.allgather(s) -> {s_0, ..., s_n-1}", "Every rank's string, in rank order, on every rank.")
 doc("dm.dist.any", "dm.dist.any(flag) -> boolean", "True on every rank when flag is true on one.")
 doc("dm.dist.assert_same", "dm.dist.assert_same(what, s)", "Raises on every rank unless every rank's string s equals rank 0's.")

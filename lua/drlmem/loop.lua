@@ -288,6 +288,11 @@ function loop.train_epoch(ctx, epoch, opts)
         end
         if rl then
           local ws = net:reinforce(xs and ys, ignore) -- nil: an empty shard
+          if dist then
+            -- the policy's statistics are the global batch's already; the
+            -- slot usage (a mean over this rank's sequences) is weighted here
+            ws.slot_usage = dist.row_mean(ws.slot_usage, xs and xs:size(1) or 0)
+          end
           if ws.count > 0 then
             for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] + ws[k] end
             wsum.n = wsum.n + 1

@@ -459,7 +459,7 @@ ref:set_generator(gref); net:set_generator(grank)
 local opts = {lr = LR, weight_decay = 1e-4}
 local ropt, opt = dm.optim.AdamW(ref:parameters(), opts), dm.optim.AdamW(net:parameters(), opts)
 local worst_stat, sname = 0, "-"
-local writes = 0
+local writes, usage_differs = 0, false
 for step = 1, STEPS do
   local x = rows(8 * step - 7, 8 * step)
   grank:set_state(gref:state())
@@ -474,8 +474,13 @@ for step = 1, STEPS do
   local wb = net:reinforce(xs, 0)
   dls:mul_(w); net:backward(dls)
   dist.average_gradients(net)
+  -- the slot usage is a mean over each rank's own sequences (as the loop
+  -- reports it: dist.row_mean)
+  local own = wb.slot_usage
+  wb.slot_usage = dist.row_mean(wb.slot_usage, xs:size(1))
+  if math.abs(dist.allreduce(own, "max") - dist.allreduce(own, "min")) > 1e-9 then usage_differs = true end
   for _, k in ipairs{"count", "write_rate", "entropy", "mean_reward", "mean_advantage", "adv_scale",
-                     "policy_loss", "baseline_loss"} do
+                     "policy_loss", "baseline_loss", "slot_usage"} do
     local e = math.abs(wa[k] - wb[k]) / math.max(math.abs(wa[k]), 1e-3)
     if e > worst_stat then worst_stat, sname = e, k end
   end
@@ -500,11 +505,12 @@ check("rl_weights", pw <= 1e-3 * STEPS * LR, ("%g in %s"):format(pw, pname))
 check("rl_statistics", worst_stat <= 1e-5 and se <= 1e-5 and sa.updates == sb.updates,
       ("%g in %s, second moment %g"):format(worst_stat, sname, se))
 check("rl_writes_sampled", writes / STEPS > 0.05 and writes / STEPS < 0.95, tostring(writes / STEPS))
+check("rl_slot_usage_per_rank_differs", usage_differs, "the ranks' own slot usages agree: the check above is moot")
 LUA
 mpi "$E" "$tmp/rl.lua"
 grep '^# reinforce' "$tmp/out" | sort -u
 t "write_policy reinforce, sampled: 2 ranks x batch 4 = 1 process x batch 8 (exit 0)" '[ $rc -eq 0 ] && clean'
-for c in rl_weights rl_statistics rl_writes_sampled; do t "both ranks: $c" "both $c"; done
+for c in rl_weights rl_statistics rl_writes_sampled rl_slot_usage_per_rank_differs; do t "both ranks: $c" "both $c"; done
 
 # scripts/train.lua under mpirun: rank 0 alone claims the folders and
 # writes the log, metrics, figure and checkpoints; one epoch line, not two.
