@@ -587,10 +587,12 @@ t "each rank's stream is fixed by the seed and its rank (two runs agree)" \
 # both ranks stopped after the same step. A rank killed with SIGKILL: the
 # job ends (no hang) with mpirun's message naming the rank and the signal,
 # and the last checkpoint still resumes.
-sigrun() { # sigrun DIR SIGNAL ARGS...: train under mpirun, send SIGNAL to rank 1 after epoch 1
-  local dir=$1 sig=$2; shift 2
+sigrun() { # sigrun DIR SIGNAL ARGS...: train under mpirun, send SIGNAL to rank $SIGRANK (1) after epoch 1
+  local dir=$1 sig=$2 to=${SIGRANK:-1}; shift 2
   local t0=$SECONDS
-  timeout 120 "${MPIRUN[@]}" "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+  # checkpoint writes pause 0.4 s (the test hook), so the run is still
+  # training when the signal comes however fast the machine is
+  DRLMEM_TEST_WRITE_DELAY_MS=400 timeout 120 "${MPIRUN[@]}" "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
     --set "data_path=$tmp/tiny.txt" --set "save_path=$dir/models" --set "log_file=$dir/logs/training.log" \
     --set hidden_size=96 --progress none "$@" >"$tmp/out" 2>&1 &
   local bg=$! mp="" k p r
@@ -598,7 +600,7 @@ sigrun() { # sigrun DIR SIGNAL ARGS...: train under mpirun, send SIGNAL to rank 
   mp=$(ps -o pid= --ppid $bg | tr -d ' ')
   for p in $(ps -o pid= --ppid "$mp"); do
     r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-    [ "$r" = 1 ] && kill "-$sig" "$p"
+    [ "$r" = "$to" ] && kill "-$sig" "$p"
   done
   wait $bg; rc=$?; secs=$((SECONDS - t0))
 }
@@ -613,6 +615,9 @@ mtrain "$tmp/sig" --set hidden_size=96 --set epochs=4 --resume "$tmp/sig/models/
 "$E" "$tmp/same.lua" "$tmp/sig/models/last.safetensors" "$tmp/sref/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
 t "the checkpoint resumes and ends bit for bit as the uninterrupted run (every rank stopped at the same step)" \
   '[ $sref -eq 0 ] && [ $sres -eq 0 ] && [ $rc -eq 0 ] && grep -q "^identical [1-9]" "$tmp/out"'
+SIGRANK=0 sigrun "$tmp/int" INT --set epochs=50
+t "Ctrl-C (SIGINT) to rank 0 alone: exit 130, one message and a resumable checkpoint" \
+  '[ $rc -eq 130 ] && [ "$(grep -c "interrupted at epoch" "$tmp/out")" -eq 1 ] && [ -s "$tmp/int/models/last.safetensors" ]'
 sigrun "$tmp/k9" KILL --set epochs=50
 cp "$tmp/out" "$tmp/k9out"
 t "SIGKILL of rank 1: the job ends, not a hang (non-zero, before the 120 s timeout)" '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $secs -lt 60 ]'
