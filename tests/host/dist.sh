@@ -625,6 +625,29 @@ t "SIGKILL of rank 1: mpirun names the rank and the signal" 'grep -q "process ra
 mtrain "$tmp/k9" --set hidden_size=96 --set epochs=3 --resume "$tmp/k9/models/last.safetensors"
 t "after SIGKILL the last checkpoint resumes" '[ $rc -eq 0 ] && grep -q "epoch 3/3" "$tmp/k9/logs/training.log"'
 
+# The periodic checkpoint (checkpoint_minutes) under mpirun: the ranks'
+# clocks differ (here rank 1's runs 10 minutes ahead at every read), but
+# the save is collective, so rank 0's clock decides for all: both ranks
+# checkpoint at the same steps (rank 0's: none) and the run ends.
+cat >"$tmp/ckclock.lua" <<'LUA'
+local root, data = arg[1], arg[2]
+local loop = require "drlmem.loop"
+dm.dist.init{timeout = 20}
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, epochs = 1, max_samples = 80,
+  checkpoint_minutes = 5})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+local now, saves = 0, {}
+local status = loop.run(st, d, {
+  clock = function() if dm.dist.rank() == 1 then now = now + 600 end return now end,
+  on_checkpoint = function(pos) saves[#saves + 1] = dm.dist.allgather(tostring(pos.batch))[1] end,
+})
+print(("ckclock %d %s %d"):format(dm.dist.rank(), status, #saves))
+LUA
+mpi "$E" "$tmp/ckclock.lua" "$root" "$tmp/tiny.txt"
+t "checkpoint_minutes under mpirun: rank 0's clock decides for both ranks (no mismatched collective)" \
+  '[ $rc -eq 0 ] && grep -q "^ckclock 0 done 0$" "$tmp/out" && grep -q "^ckclock 1 done 0$" "$tmp/out"'
+
 # The scaling benchmark's step (scripts/bench_mpi.lua, not timed here): 2
 # ranks run it and rank 0 alone prints one JSON line with the bytes each
 # rank allreduces per step (the float32 gradients and 261 numbers), and
