@@ -625,6 +625,20 @@ t "SIGKILL of rank 1: mpirun names the rank and the signal" 'grep -q "process ra
 mtrain "$tmp/k9" --set hidden_size=96 --set epochs=3 --resume "$tmp/k9/models/last.safetensors"
 t "after SIGKILL the last checkpoint resumes" '[ $rc -eq 0 ] && grep -q "epoch 3/3" "$tmp/k9/logs/training.log"'
 
+# A rank that is alive but stuck (SIGSTOP to rank 1 after epoch 1) while
+# rank 0's collectives have a 2 s deadline: rank 0 stops with one line
+# naming the collective, the deadline and the last good checkpoint, no
+# traceback, and the job ends. And at the start (every file rank 0 writes
+# pauses 2 s, the test hook, and rank 1's deadline is 1 s): rank 1's first
+# barrier fails, in one line as well.
+DRLMEM_DIST_TIMEOUT=2 sigrun "$tmp/stop" STOP --set epochs=50
+grep "stopped: dist" "$tmp/out" | sed 's/^/# /'
+t "a stuck rank during training: the other stops after its deadline with one line and the last checkpoint, no traceback" \
+  '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $secs -lt 60 ] && grep -q "^train.lua: rank 0 of 2 stopped: dist: .* did not complete within 2 s on rank 0 of 2" "$tmp/out" && grep -q "^train.lua: the last good checkpoint is .*last.safetensors" "$tmp/out" && ! grep -q traceback "$tmp/out"'
+DRLMEM_TEST_WRITE_DELAY_MS=2000 DRLMEM_DIST_TIMEOUT=1 mtrain "$tmp/stall1" --set epochs=3
+t "a stalled rank at the start: one line naming the barrier and the deadline, no traceback" \
+  '[ $rc -eq 1 ] && grep -q "error: dist: barrier did not complete within 1 s on rank 1 of 2" "$tmp/out" && ! grep -q traceback "$tmp/out"'
+
 # The periodic checkpoint (checkpoint_minutes) under mpirun: the ranks'
 # clocks differ (here rank 1's runs 10 minutes ahead at every read), but
 # the save is collective, so rank 0's clock decides for all: both ranks
