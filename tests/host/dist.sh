@@ -430,6 +430,25 @@ loopeq "reinforce, a last batch of 1 row (rank 1's shard empty)" 1 "write_policy
 t "a last global batch of 1 row: rank 1's empty shard joins the step; weights, memory and statistics are one process's" \
   '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out" && grep -q "^memory_equivalent ok" "$tmp/out"'
 
+# write_policy content has no sums to add (it writes where each token
+# read): across processes rank 0 writes from its shard and broadcasts the
+# memory, so the ranks hold the same memory after every step.
+cat >"$tmp/content.lua" <<'LUA'
+local root, data = arg[1], arg[2]
+local loop = require "drlmem.loop"
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, write_policy = "content", dropout = 0,
+  max_samples = 64})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+local r = loop.train_epoch({net = st.net, opt = st.opt, cfg = cfg, split = d.train}, 1)
+dm.dist.assert_same("the memory", table.concat(st.net:param("memory.keys"):view(-1):totable(), ",")
+  .. table.concat(st.net:param("memory.values"):view(-1):totable(), ","))
+print("content ok " .. r.steps)
+LUA
+mpi "$E" "$tmp/content.lua" "$root" "$tmp/tiny.txt"
+t "write_policy content across processes: rank 0's write, broadcast; both ranks hold the same memory" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^content ok [1-9]" "$tmp/out")" -eq 2 ]'
+
 cat >"$tmp/rl.lua" <<'LUA'
 -- The sampled (hard) reinforce step across ranks against one process on
 -- the whole batch. The reference draws its 8 x T actions from a generator;
