@@ -468,7 +468,7 @@ function loop.guard(fn, opts)
         if coroutine.status(co) == "dead" then return end
       end
     end)
-    if ok then break end
+    if ok or inner_err ~= nil then break end -- (fn's error wins over a signal with it)
     if not loop.is_interrupt(err) then error(err, 0) end
     -- Under mpirun fn goes on to its next safe point, where the ranks agree
     -- to stop together (loop.safe_point).
