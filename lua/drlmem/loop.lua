@@ -36,6 +36,7 @@ local dm = require "drlmem"
 local train = require "drlmem.train"
 local evaluation = require "drlmem.evaluation"
 local progress = require "drlmem.progress"
+local tasks = require "drlmem.tasks"
 local log = require "drlmem.log"
 
 local loop = {}
@@ -200,6 +201,12 @@ function loop.train_epoch(ctx, epoch, opts)
   local t0 = progress.now()
   local steps = 0
   local ignore = cfg.loss_ignore_pad and 0 or -1
+  -- loss_positions answers: only the task's answers are trained on (the
+  -- policy's rewards still come from every target)
+  local answers_only = cfg.loss_positions == "answers"
+  if answers_only and not ctx.vocab then
+    error("loop.train_epoch: loss_positions answers needs ctx.vocab (the answer positions)", 2)
+  end
   local clip_groups = train.clip_groups(net, cfg)
   local function sums_copy()
     local w
@@ -218,6 +225,7 @@ function loop.train_epoch(ctx, epoch, opts)
     if i > start then
       local xs, ys = x, y
       if dist then xs, ys = dist.shard(x, y) end
+      if answers_only and ys then ys = tasks.answer_targets(cfg.task, ys, ctx.vocab, ignore) end
       local loss, dlogits, count = 0 / 0, nil, 0
       if xs then
         if criterion then
@@ -294,7 +302,8 @@ function loop.epoch(st, data, opts)
   local epoch = run.epoch
   local t0, carried = progress.now(), run.sums and run.sums.seconds or 0 -- (carried: a resumed epoch's time)
   local lr = opt:get_lr()
-  local tr = loop.train_epoch({ net = net, opt = opt, cfg = cfg, split = data.train, criterion = opts.criterion },
+  local tr = loop.train_epoch({ net = net, opt = opt, cfg = cfg, split = data.train, criterion = opts.criterion,
+      vocab = data.vocab },
     epoch, {
       start_batch = run.batch, sums = run.sums, -- 0 and nil unless resuming inside this epoch
       progress = opts.progress, label = string.format("epoch %d/%d", epoch, cfg.epochs),

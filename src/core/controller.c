@@ -46,6 +46,7 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.rl = dm_reinforce_config_default();
     cfg.write_actions = DM_WRITE_ACTIONS_POLICY;
     cfg.random_write_rate = 0.1;
+    cfg.episodic_scale_init = 5.0;
     return cfg;
 }
 
@@ -116,6 +117,14 @@ static const dm_config_field fields[] = {
       "Bernoulli(random_write_rate) (ablation controls)"),
     F("random_write_rate", DM_FIELD_DOUBLE, random_write_rate, "[0,1]", DM_FIELD_POLICY,
       "reinforce, write_actions random: the write probability"),
+    F("episodic_similarity", DM_FIELD_ENUM, episodic_similarity, "dot|cosine", DM_FIELD_POLICY,
+      "reinforce: the read's score: dot (q.k / sqrt(Dk)) or cosine (scale * cos(q, k) of "
+      "L2-normalised query and key, with a learned sharpness scale)"),
+    F("episodic_key", DM_FIELD_ENUM, episodic_key, "state|previous", DM_FIELD_POLICY,
+      "reinforce: the key written at step t projects the state of step t, or of step t-1 "
+      "(previous: at a value token the key carries the key token before it)"),
+    F("episodic_scale_init", DM_FIELD_DOUBLE, episodic_scale_init, "(0,inf)", DM_FIELD_POLICY,
+      "reinforce, episodic_similarity cosine: initial sharpness of the read"),
 };
 #undef F
 
@@ -187,6 +196,15 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
             return dm_fail(err, "Controller: random_write_rate must be in [0, 1], got %g",
                            cfg->random_write_rate);
         if (dm_reinforce_config_check(&cfg->rl, err) != 0) return -1;
+        if ((int)cfg->episodic_similarity < 0 || (int)cfg->episodic_similarity > 1)
+            return dm_fail(err, "Controller: episodic_similarity must be dot or cosine, got %d",
+                           (int)cfg->episodic_similarity);
+        if ((int)cfg->episodic_key < 0 || (int)cfg->episodic_key > 1)
+            return dm_fail(err, "Controller: episodic_key must be state or previous, got %d",
+                           (int)cfg->episodic_key);
+        if (!(cfg->episodic_scale_init > 0.0 && isfinite(cfg->episodic_scale_init)))
+            return dm_fail(err, "Controller: episodic_scale_init must be a finite number > 0, got %g",
+                           cfg->episodic_scale_init);
     }
     return 0;
 }
@@ -237,7 +255,10 @@ static int compose(dm_controller *c, dm_error *err)
     /* The write policy, after every other part: the blend model's layout
      * and draws stay whatever the policy adds. */
     dm_wp_part_cfg pc_extra = {(size_t)g->memory_embedding_dim, g->rl, (float)g->policy_bias_init,
-                               (int)g->write_actions, (float)g->random_write_rate};
+                               (int)g->write_actions, (float)g->random_write_rate,
+                               g->episodic_similarity == DM_EPISODIC_COSINE,
+                               g->episodic_key == DM_EPISODIC_KEY_PREVIOUS,
+                               (float)g->episodic_scale_init};
     dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
     if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
         return -1;

@@ -57,6 +57,13 @@ typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_RANDOM = 2
 } dm_write_actions;
 
+typedef enum dm_episodic_similarity {
+    DM_EPISODIC_DOT = 0,
+    DM_EPISODIC_COSINE = 1
+} dm_episodic_similarity;
+
+typedef enum dm_episodic_key { DM_EPISODIC_KEY_STATE = 0, DM_EPISODIC_KEY_PREVIOUS = 1 } dm_episodic_key;
+
 #define DM_KIND_NAME_MAX 16
 
 typedef struct dm_controller_config {
@@ -80,6 +87,12 @@ typedef struct dm_controller_config {
     dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
     dm_write_actions write_actions;
     double random_write_rate;     /* [0,1], for write_actions = random */
+    /* The episodic read (episodic.h's options): the score (dot, or cosine
+     * with a learned sharpness starting at episodic_scale_init) and what
+     * the key is made from (the state of this step, or of the previous). */
+    dm_episodic_similarity episodic_similarity;
+    dm_episodic_key episodic_key;
+    double episodic_scale_init;   /* > 0 */
     /* The ablation's "GRU without memory": 0 bypasses the learned memory
      * (the cell reads the query itself; no read, no usage counts,
      * write_memory does nothing, memory.keys/values get no gradient). The

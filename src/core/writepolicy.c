@@ -16,7 +16,7 @@
 const char *const dm_wp_names[DM_WP_NPARAMS] = {
     "episodic.query.weight", "episodic.key.weight", "episodic.value.weight",
     "episodic.gate.weight",  "episodic.gate.bias",  "policy.weight",
-    "policy.bias",           "baseline.weight",     "baseline.bias"};
+    "policy.bias",           "baseline.weight",     "baseline.bias",        "episodic.scale"};
 
 int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2])
 {
@@ -45,11 +45,23 @@ void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy
     dm_init_fill(p->t[DM_WP_BB], 1, 0.0f);
 }
 
+void dm_wp_init_scale(const dm_wp_tensors *p, float scale_init)
+{
+    if (p->t[DM_WP_SCALE]) dm_init_fill(p->t[DM_WP_SCALE], 1, scale_init);
+}
+
+/* The episodic memory's dims for a (B,T) batch, with this unit's options. */
+static dm_episodic_dims epi_dims(const dm_writepolicy *w, size_t B, size_t T)
+{
+    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K, w->cosine, w->key_prev};
+    return d;
+}
+
 int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
                         const dm_reinforce_config *rl, dm_error *err)
 {
     memset(w, 0, sizeof *w);
-    dm_episodic_dims d = {1, 1, H, Dk, K};
+    dm_episodic_dims d = {1, 1, H, Dk, K, 0, 0};
     if (dm_episodic_dims_check(&d, err) != 0) return -1;
     if (dm_reinforce_config_check(rl, err) != 0) return -1;
     w->H = H;
@@ -68,7 +80,7 @@ enum { WP_ROW_BUFFERS = 11 };
 
 size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T)
 {
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+    dm_episodic_dims d = epi_dims(w, B, T);
     return dm_episodic_cache_numel(&d) + dm_episodic_scratch_numel(&d) +
            dm_episodic_src_numel(&d) + WP_ROW_BUFFERS * B * T;
 }
@@ -76,7 +88,7 @@ size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T)
 /* Points the buffers into work; src is int32, one float-sized cell each. */
 static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_error *err)
 {
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+    dm_episodic_dims d = epi_dims(w, B, T);
     if (dm_episodic_dims_check(&d, err) != 0) return -1;
     if (!work) return dm_fail(err, "writepolicy: no working memory");
     const size_t n = B * T;
@@ -99,7 +111,7 @@ static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_erro
 static dm_episodic_params epi_params(const dm_wp_tensors *p)
 {
     dm_episodic_params e = {p->t[DM_WP_WQ], p->t[DM_WP_WK], p->t[DM_WP_WV], p->t[DM_WP_WG],
-                            p->t[DM_WP_BG]};
+                            p->t[DM_WP_BG], p->t[DM_WP_SCALE]};
     return e;
 }
 
@@ -126,7 +138,9 @@ int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const 
         w->wr[i] = soft ? w->p[i] : w->a[i];
         s += w->wr[i];
     }
-    dm_episodic_dims d = {B, T, H, w->Dk, w->K};
+    dm_episodic_dims d = epi_dims(w, B, T);
+    if (w->cosine && !params->t[DM_WP_SCALE])
+        return dm_fail(err, "writepolicy: the cosine read has no sharpness parameter");
     dm_episodic_params ep = epi_params(params);
     dm_episodic_forward(out, w->cache, w->src, h, w->wr, &ep, &d);
     w->slot_usage = dm_episodic_slot_usage(w->src, w->wr, &d);
@@ -171,10 +185,12 @@ int dm_writepolicy_backward(dm_writepolicy *w, float *dh, const float *dout, con
     if (!w->has_forward)
         return dm_fail(err, "writepolicy.backward: no forward (call forward first)");
     const size_t B = w->B, T = w->T, n = B * T;
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+    dm_episodic_dims d = epi_dims(w, B, T);
     dm_episodic_params ep = epi_params(params);
     dm_episodic_grads eg = {grads->t[DM_WP_WQ], grads->t[DM_WP_WK], grads->t[DM_WP_WV],
-                            grads->t[DM_WP_WG], grads->t[DM_WP_BG]};
+                            grads->t[DM_WP_WG], grads->t[DM_WP_BG], grads->t[DM_WP_SCALE]};
+    if (w->cosine && !(ep.scale && eg.scale))
+        return dm_fail(err, "writepolicy: the cosine read has no sharpness parameter");
     int soft = w->mode == DM_WRITE_SOFT && w->training_forward && w->actions == 0;
     if (soft) memset(w->dwr, 0, n * sizeof(float));
     dm_episodic_backward(dh, soft ? w->dwr : NULL, &eg, dout, w->cache, w->src, h, w->wr, &ep, &d,
@@ -193,7 +209,7 @@ static dm_wp_tensors part_tensors(const dm_part *p, const dm_arena *a, int grads
 {
     dm_wp_tensors t;
     for (int i = 0; i < DM_WP_NPARAMS; i++)
-        t.t[i] = grads ? dm_part_grad(p, a, i) : dm_part_param(p, a, i);
+        t.t[i] = i >= p->np ? NULL : grads ? dm_part_grad(p, a, i) : dm_part_param(p, a, i);
     return t;
 }
 
@@ -209,8 +225,11 @@ static int wp_part_create(dm_part *p, dm_error *err)
     }
     w->actions = pc->actions;
     w->random_rate = pc->random_rate;
+    w->cosine = pc->cosine;
+    w->key_prev = pc->key_prev;
     p->state = w;
     p->cfg.p = pc->policy_bias; /* the config need not outlive create */
+    w->scale_init = pc->scale_init;
     p->cfg.extra = NULL;
     return 0;
 }
@@ -225,7 +244,9 @@ static int wp_part_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_ar
                          dm_error *err)
 {
     const dm_writepolicy *w = p->state;
-    for (int i = 0; params && i < DM_WP_NPARAMS; i++) {
+    /* The sharpness is last, and only with the cosine read. */
+    const int np = w->cosine ? DM_WP_NPARAMS : DM_WP_SCALE;
+    for (int i = 0; params && i < np; i++) {
         int64_t shape[2];
         int nd = dm_wp_shape(w->H, w->Dk, i, shape);
         /* The detached policy and baseline learn from REINFORCE, not from
@@ -234,7 +255,7 @@ static int wp_part_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_ar
         if (dm_part_add(p, params, 1, dm_wp_names[i], nd, shape[0], shape[1], own, err) < 0) return -1;
     }
     if (acts) {
-        dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+        dm_episodic_dims d = epi_dims(w, B, T);
         if (dm_episodic_dims_check(&d, err) != 0) return -1;
         if (dm_part_add(p, acts, 0, "write_policy.work", 1,
                         (int64_t)dm_writepolicy_work_numel(w, B, T), 0, 0, err) < 0)
@@ -248,6 +269,7 @@ static void wp_part_init(dm_part *p, dm_arena *params, dm_rng *rng)
     const dm_writepolicy *w = p->state;
     dm_wp_tensors t = part_tensors(p, params, 0);
     dm_wp_init_params(&t, w->H, w->Dk, (float)p->cfg.p, rng);
+    dm_wp_init_scale(&t, w->scale_init);
 }
 
 static int wp_part_forward(dm_part *p, const dm_part_run *r, const float *in, float *out,

@@ -36,13 +36,16 @@
 typedef enum dm_write_mode { DM_WRITE_HARD = 0, DM_WRITE_SOFT = 1 } dm_write_mode;
 
 /* Parameter order and names (shapes: Dk x H, Dk x H, H x H, 1 x H, 1, 1 x H,
- * 1, 1 x H, 1). */
-#define DM_WP_NPARAMS 9
+ * 1, 1 x H, 1, 1). The last, the cosine read's sharpness, exists only with
+ * the cosine read (a model without it keeps the nine-tensor layout); a
+ * dm_wp_tensors without it holds NULL there. */
+#define DM_WP_NPARAMS 10
 extern const char *const dm_wp_names[DM_WP_NPARAMS];
-enum { DM_WP_WQ, DM_WP_WK, DM_WP_WV, DM_WP_WG, DM_WP_BG, DM_WP_WP, DM_WP_BP, DM_WP_WB, DM_WP_BB };
+enum { DM_WP_WQ, DM_WP_WK, DM_WP_WV, DM_WP_WG, DM_WP_BG, DM_WP_WP, DM_WP_BP, DM_WP_WB, DM_WP_BB,
+       DM_WP_SCALE };
 
-/* Pointers to the nine parameters (or their gradients), indexed by the
- * enum above. */
+/* Pointers to the parameters (or their gradients), indexed by the enum
+ * above. */
 typedef struct dm_wp_tensors {
     float *t[DM_WP_NPARAMS];
 } dm_wp_tensors;
@@ -52,8 +55,11 @@ int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2]);
 /* Initial values, drawn from rng in parameter order: query/key/value
  * weights U(+-1/sqrt(H)) (torch's Linear default), gate weights and bias 0
  * (g = 0.5), policy weights U(+-1/sqrt(H)) and bias policy_bias (e.g. -2:
- * p ~ 0.12, writes start rare), baseline weights and bias 0. */
+ * p ~ 0.12, writes start rare), baseline weights and bias 0; the cosine
+ * sharpness (when p->t[DM_WP_SCALE] is set) the episodic options'
+ * scale_init, drawing nothing. */
 void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy_bias, dm_rng *rng);
+void dm_wp_init_scale(const dm_wp_tensors *p, float scale_init);
 
 typedef struct dm_writepolicy {
     size_t H, Dk, K;
@@ -65,6 +71,10 @@ typedef struct dm_writepolicy {
      * adds no gradient. */
     int actions;
     float random_rate;
+    /* The episodic read's options (episodic.h's dims.cosine and
+     * dims.key_prev); set before the first forward. */
+    int cosine, key_prev;
+    float scale_init;           /* the cosine sharpness the part's init draws */
     dm_reinforce_config rl;
     dm_reinforce_state rs;      /* running advantage scale */
     /* Pointers into the last forward's working memory; its (B,T). */
@@ -121,6 +131,8 @@ typedef struct dm_wp_part_cfg {
     float policy_bias;
     int actions;        /* dm_writepolicy.actions */
     float random_rate;
+    int cosine, key_prev; /* dm_writepolicy.cosine, key_prev */
+    float scale_init;     /* the cosine read's initial sharpness */
 } dm_wp_part_cfg;
 
 #endif
