@@ -47,6 +47,7 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.write_actions = DM_WRITE_ACTIONS_POLICY;
     cfg.random_write_rate = 0.1;
     cfg.episodic_scale_init = 5.0;
+    cfg.write_every = 2;
     return cfg;
 }
 
@@ -112,9 +113,12 @@ static const dm_config_field fields[] = {
       "reinforce: decay of the running advantage scale"),
     F("normalize_advantage", DM_FIELD_BOOL, rl.normalize, NULL, DM_FIELD_POLICY,
       "reinforce: divide advantages by their running standard deviation"),
-    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random", DM_FIELD_POLICY,
-      "reinforce: who decides writes: the policy, every step (always) or "
-      "Bernoulli(random_write_rate) (ablation controls)"),
+    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random|uniform",
+      DM_FIELD_POLICY,
+      "reinforce: who decides writes: the policy, every step (always), "
+      "Bernoulli(random_write_rate) or every write_every-th step (uniform) (ablation controls)"),
+    F("write_every", DM_FIELD_INT, write_every, "[1,inf)", DM_FIELD_POLICY,
+      "reinforce, write_actions uniform: write at steps k, 2k, ... (step 0 is <sos>)"),
     F("random_write_rate", DM_FIELD_DOUBLE, random_write_rate, "[0,1]", DM_FIELD_POLICY,
       "reinforce, write_actions random: the write probability"),
     F("episodic_similarity", DM_FIELD_ENUM, episodic_similarity, "dot|cosine", DM_FIELD_POLICY,
@@ -189,9 +193,13 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
         if (!isfinite(cfg->policy_bias_init))
             return dm_fail(err, "Controller: policy_bias_init must be finite, got %g",
                            cfg->policy_bias_init);
-        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 2)
-            return dm_fail(err, "Controller: write_actions must be policy, always or random, got %d",
+        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 3)
+            return dm_fail(err,
+                           "Controller: write_actions must be policy, always, random or uniform, got %d",
                            (int)cfg->write_actions);
+        if (cfg->write_every < 1 || cfg->write_every > big)
+            return dm_fail(err, "Controller: write_every must be in 1..%" PRId64 ", got %" PRId64, big,
+                           cfg->write_every);
         if (!(cfg->random_write_rate >= 0.0 && cfg->random_write_rate <= 1.0))
             return dm_fail(err, "Controller: random_write_rate must be in [0, 1], got %g",
                            cfg->random_write_rate);
@@ -258,7 +266,7 @@ static int compose(dm_controller *c, dm_error *err)
                                (int)g->write_actions, (float)g->random_write_rate,
                                g->episodic_similarity == DM_EPISODIC_COSINE,
                                g->episodic_key == DM_EPISODIC_KEY_PREVIOUS,
-                               (float)g->episodic_scale_init};
+                               (float)g->episodic_scale_init, (size_t)g->write_every};
     dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
     if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
         return -1;

@@ -54,7 +54,10 @@ typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_
 typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_POLICY = 0,
     DM_WRITE_ACTIONS_ALWAYS = 1,
-    DM_WRITE_ACTIONS_RANDOM = 2
+    DM_WRITE_ACTIONS_RANDOM = 2,
+    /* every write_every-th step after the first (steps k, 2k, ...): the
+     * non-learned uniform writing of Le et al. 2019 */
+    DM_WRITE_ACTIONS_UNIFORM = 3
 } dm_write_actions;
 
 typedef enum dm_episodic_similarity {
@@ -93,6 +96,7 @@ typedef struct dm_controller_config {
     dm_episodic_similarity episodic_similarity;
     dm_episodic_key episodic_key;
     double episodic_scale_init;   /* > 0 */
+    int64_t write_every;          /* k >= 1, for write_actions = uniform */
     /* The ablation's "GRU without memory": 0 bypasses the learned memory
      * (the cell reads the query itself; no read, no usage counts,
      * write_memory does nothing, memory.keys/values get no gradient). The

@@ -129,6 +129,12 @@ int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const 
         for (size_t i = 0; i < n; i++) w->a[i] = 1.0f;
     } else if (w->actions == 2) {
         for (size_t i = 0; i < n; i++) w->a[i] = dm_rng_uniform(r) < w->random_rate ? 1.0f : 0.0f;
+    } else if (w->actions == 3) {
+        const size_t k = w->write_every ? w->write_every : 1;
+        for (size_t i = 0; i < n; i++) {
+            const size_t t = i % T;
+            w->a[i] = t > 0 && t % k == 0 ? 1.0f : 0.0f;
+        }
     } else {
         dm_policy_act(w->a, w->p, NULL, n, training || w->sample_eval, r);
     }
@@ -225,6 +231,7 @@ static int wp_part_create(dm_part *p, dm_error *err)
     }
     w->actions = pc->actions;
     w->random_rate = pc->random_rate;
+    w->write_every = pc->write_every;
     w->cosine = pc->cosine;
     w->key_prev = pc->key_prev;
     p->state = w;

@@ -66,11 +66,13 @@ typedef struct dm_writepolicy {
     dm_write_mode mode;
     int sample_eval;            /* eval draws actions instead of thresholding */
     /* Who decides (ablation controls): 0 the policy; 1 every step writes;
-     * 2 Bernoulli(random_rate) draws in training and eval. With 1 and 2
+     * 2 Bernoulli(random_rate) draws in training and eval; 3 the steps
+     * t = k, 2k, ... of each sequence (k = write_every; no draw). With 1-3
      * the policy's logits are still computed (and logged) but REINFORCE
      * adds no gradient. */
     int actions;
     float random_rate;
+    size_t write_every;
     /* The episodic read's options (episodic.h's dims.cosine and
      * dims.key_prev); set before the first forward. */
     int cosine, key_prev;
@@ -133,6 +135,7 @@ typedef struct dm_wp_part_cfg {
     float random_rate;
     int cosine, key_prev; /* dm_writepolicy.cosine, key_prev */
     float scale_init;     /* the cosine read's initial sharpness */
+    size_t write_every;   /* dm_writepolicy.write_every */
 } dm_wp_part_cfg;
 
 #endif

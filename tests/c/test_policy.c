@@ -794,6 +794,28 @@ static double wp_soft_loss(void *p)
     return dotd(c->out, c->R, c->B * c->T * c->H);
 }
 
+/* write_actions uniform: steps k, 2k, ... of every sequence write, in
+ * training and eval alike, with no draw. */
+static void test_writepolicy_uniform(void **state)
+{
+    wp_ctx c;
+    const size_t B = 2, T = 7;
+    wp_setup(&c, B, T, 4, 3, 3);
+    dm_error err;
+    c.w.actions = 3;
+    c.w.write_every = 3;
+    for (int training = 0; training <= 1; training++) {
+        dm_rng before = c.rng;
+        assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, training, &c.rng, c.work, &err), 0);
+        assert_memory_equal(&before, &c.rng, sizeof before);
+        for (size_t b = 0; b < B; b++)
+            for (size_t t = 0; t < T; t++)
+                assert_true(c.w.a[b * T + t] == ((t == 3 || t == 6) ? 1.0f : 0.0f));
+        assert_float_equal(c.w.write_rate_all, 2.0 / 7.0, 1e-6);
+    }
+    wp_teardown(&c);
+}
+
 static void test_writepolicy_unit(void **state)
 {
     wp_ctx c;
@@ -890,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_reinforce_config_and_empty),
         cmocka_unit_test(test_exact_gradient),
         cmocka_unit_test(test_writepolicy_unit),
+        cmocka_unit_test(test_writepolicy_uniform),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -87,6 +87,17 @@ describe("config keys of the episodic read", function()
     assert.equal(#names - 1, #param_names(dot))
   end)
 
+  it("write_actions uniform and write_every reach the controller", function()
+    local cfg = dm.config.load(nil, { "write_policy=reinforce", "write_actions=uniform", "write_every=3",
+      "embedding_dim=4", "memory_size=3", "hidden_size=4" })
+    local c = dm.Controller(train.model_config(cfg, 10)):config()
+    assert.equal("uniform", c.write_actions)
+    assert.equal(3, c.write_every)
+    local ok, err = pcall(dm.config.load, nil, { "write_every=0" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("key 'write_every'", 1, true), tostring(err))
+  end)
+
   it("train the sharpness and keep it in the checkpoint", function()
     local cfg = tiny_cfg { episodic_similarity = "cosine", episodic_key = "previous" }
     local st, data = helpers.setup_run(cfg)
