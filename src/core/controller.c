@@ -117,6 +117,9 @@ static const dm_config_field fields[] = {
       DM_FIELD_POLICY,
       "reinforce: who decides writes: the policy, every step (always), "
       "Bernoulli(random_write_rate) or every write_every-th step (uniform) (ablation controls)"),
+    F("episodic_address", DM_FIELD_ENUM, episodic_address, "state|token", DM_FIELD_POLICY,
+      "reinforce: queries and keys project the top cell state (state) or are learned rows of the "
+      "step's token (token: the address free of the history the state mixes in)"),
     F("write_every", DM_FIELD_INT, write_every, "[1,inf)", DM_FIELD_POLICY,
       "reinforce, write_actions uniform: write at steps k, 2k, ... (step 0 is <sos>)"),
     F("random_write_rate", DM_FIELD_DOUBLE, random_write_rate, "[0,1]", DM_FIELD_POLICY,
@@ -197,6 +200,9 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
             return dm_fail(err,
                            "Controller: write_actions must be policy, always, random or uniform, got %d",
                            (int)cfg->write_actions);
+        if ((int)cfg->episodic_address < 0 || (int)cfg->episodic_address > 1)
+            return dm_fail(err, "Controller: episodic_address must be state or token, got %d",
+                           (int)cfg->episodic_address);
         if (cfg->write_every < 1 || cfg->write_every > big)
             return dm_fail(err, "Controller: write_every must be in 1..%" PRId64 ", got %" PRId64, big,
                            cfg->write_every);
@@ -266,7 +272,8 @@ static int compose(dm_controller *c, dm_error *err)
                                (int)g->write_actions, (float)g->random_write_rate,
                                g->episodic_similarity == DM_EPISODIC_COSINE,
                                g->episodic_key == DM_EPISODIC_KEY_PREVIOUS,
-                               (float)g->episodic_scale_init, (size_t)g->write_every};
+                               (float)g->episodic_scale_init, (size_t)g->write_every,
+                               g->episodic_address == DM_EPISODIC_ADDRESS_TOKEN, V};
     dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
     if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
         return -1;

@@ -67,6 +67,11 @@ typedef enum dm_episodic_similarity {
 
 typedef enum dm_episodic_key { DM_EPISODIC_KEY_STATE = 0, DM_EPISODIC_KEY_PREVIOUS = 1 } dm_episodic_key;
 
+typedef enum dm_episodic_address {
+    DM_EPISODIC_ADDRESS_STATE = 0,
+    DM_EPISODIC_ADDRESS_TOKEN = 1
+} dm_episodic_address;
+
 #define DM_KIND_NAME_MAX 16
 
 typedef struct dm_controller_config {
@@ -97,6 +102,7 @@ typedef struct dm_controller_config {
     dm_episodic_key episodic_key;
     double episodic_scale_init;   /* > 0 */
     int64_t write_every;          /* k >= 1, for write_actions = uniform */
+    dm_episodic_address episodic_address;
     /* The ablation's "GRU without memory": 0 bypasses the learned memory
      * (the cell reads the query itself; no read, no usage counts,
      * write_memory does nothing, memory.keys/values get no gradient). The

@@ -52,9 +52,12 @@ int dm_episodic_dims_check(const dm_episodic_dims *d, dm_error *err)
         {"B", d->B}, {"T", d->T}, {"H", d->H}, {"Dk", d->Dk}, {"K", d->K}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].v == 0) return dm_fail(err, "episodic: %s must be >= 1, got 0", f[i].name);
-    if ((d->cosine != 0 && d->cosine != 1) || (d->key_prev != 0 && d->key_prev != 1))
-        return dm_fail(err, "episodic: cosine and key_prev must be 0 or 1, got %d and %d", d->cosine,
-                       d->key_prev);
+    if ((d->cosine != 0 && d->cosine != 1) || (d->key_prev != 0 && d->key_prev != 1) ||
+        (d->address_token != 0 && d->address_token != 1))
+        return dm_fail(err, "episodic: cosine, key_prev and address_token must be 0 or 1, got %d, %d and %d",
+                       d->cosine, d->key_prev, d->address_token);
+    if (d->address_token && (d->V == 0 || d->V > (size_t)INT32_MAX))
+        return dm_fail(err, "episodic: address_token needs V in 1..%d, got %zu", INT32_MAX, d->V);
     /* Steps are stored in int32 src and exactly in float last-use times. */
     if (d->T > ((size_t)1 << 24))
         return dm_fail(err, "episodic: T must be <= %zu, got %zu", (size_t)1 << 24, d->T);
@@ -174,8 +177,16 @@ void dm_episodic_forward(float *out, float *cache, int32_t *src, const float *h,
           *lu = cache + L.lu;
     const float scale = read_scale(p, d);
 
-    dm_linear_forward(q, h, p->w_q, NULL, N, H, Dk);
-    dm_linear_forward(keys, h, p->w_k, NULL, N, H, Dk);
+    if (d->address_token) {
+        for (size_t i = 0; i < N; i++) {
+            const size_t v = (size_t)p->tokens[i];
+            memcpy(q + i * Dk, p->w_q + v * Dk, Dk * sizeof *q);
+            memcpy(keys + i * Dk, p->w_k + v * Dk, Dk * sizeof *keys);
+        }
+    } else {
+        dm_linear_forward(q, h, p->w_q, NULL, N, H, Dk);
+        dm_linear_forward(keys, h, p->w_k, NULL, N, H, Dk);
+    }
     dm_linear_forward(vals, h, p->w_v, NULL, N, H, H);
     if (d->key_prev) rows_shift_down(keys, B, T, Dk);
     if (d->cosine) {
@@ -322,8 +333,19 @@ void dm_episodic_backward(float *dh, float *dwr, const dm_episodic_grads *gr, co
         rows_normalise_backward(dk, keys, cache + L.kn, N, Dk);
     }
     if (d->key_prev) rows_shift_up(dk, B, T, Dk);
-    dm_linear_backward(dh, gr->w_q, NULL, dq, h, p->w_q, N, H, Dk);
-    dm_linear_backward(dh, gr->w_k, NULL, dk, h, p->w_k, N, H, Dk);
+    if (d->address_token) {
+        /* Each row's gradient goes to its token's table row. */
+        for (size_t i = 0; i < N; i++) {
+            const size_t v = (size_t)p->tokens[i];
+            for (size_t c = 0; c < Dk; c++) {
+                gr->w_q[v * Dk + c] += dq[i * Dk + c];
+                gr->w_k[v * Dk + c] += dk[i * Dk + c];
+            }
+        }
+    } else {
+        dm_linear_backward(dh, gr->w_q, NULL, dq, h, p->w_q, N, H, Dk);
+        dm_linear_backward(dh, gr->w_k, NULL, dk, h, p->w_k, N, H, Dk);
+    }
     dm_linear_backward(dh, gr->w_v, NULL, dv, h, p->w_v, N, H, H);
 }
 

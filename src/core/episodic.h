@@ -57,17 +57,26 @@ typedef struct dm_episodic_dims {
      *             the value W_v h_t: at a value token the key carries the
      *             state of the key token before it, so the query of that
      *             key token later matches it directly (no need for h_t to
-     *             hold two tokens at once). */
+     *             hold two tokens at once).
+     *   address_token  queries and keys are rows of two learned tables
+     *             indexed by the step's token id (V rows of Dk each, in
+     *             place of W_q and W_k): the address is the token alone,
+     *             free of the history the state mixes in; values still
+     *             project the state. With key_prev the key written at t
+     *             is the row of token t-1. */
     int cosine, key_prev;
+    int address_token;
+    size_t V; /* token ids are < V; read only with address_token */
 } dm_episodic_dims;
 
 typedef struct dm_episodic_params {
-    const float *w_q; /* (Dk,H) query projection, no bias */
-    const float *w_k; /* (Dk,H) key projection, no bias */
+    const float *w_q; /* (Dk,H) query projection, no bias; (V,Dk) table with address_token */
+    const float *w_k; /* (Dk,H) key projection, no bias; (V,Dk) table with address_token */
     const float *w_v; /* (H,H) value projection, no bias */
     const float *w_g; /* (H) gate weights */
     const float *b_g; /* (1) gate bias */
     const float *scale; /* (1) the cosine read's sharpness; read only when dims.cosine */
+    const int32_t *tokens; /* (B,T) ids in [0,V); read only with dims.address_token */
 } dm_episodic_params;
 
 typedef struct dm_episodic_grads {

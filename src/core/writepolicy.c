@@ -33,9 +33,15 @@ int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2])
 
 void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy_bias, dm_rng *rng)
 {
+    dm_wp_init_params_sized(p, H, Dk * H, dm_init_default_bound(H), policy_bias, rng);
+}
+
+void dm_wp_init_params_sized(const dm_wp_tensors *p, size_t H, size_t qk_numel, float qk_bound,
+                             float policy_bias, dm_rng *rng)
+{
     float bound = dm_init_default_bound(H);
-    dm_init_uniform(p->t[DM_WP_WQ], Dk * H, bound, rng);
-    dm_init_uniform(p->t[DM_WP_WK], Dk * H, bound, rng);
+    dm_init_uniform(p->t[DM_WP_WQ], qk_numel, qk_bound, rng);
+    dm_init_uniform(p->t[DM_WP_WK], qk_numel, qk_bound, rng);
     dm_init_uniform(p->t[DM_WP_WV], H * H, bound, rng);
     dm_init_fill(p->t[DM_WP_WG], H, 0.0f);
     dm_init_fill(p->t[DM_WP_BG], 1, 0.0f);
@@ -53,7 +59,7 @@ void dm_wp_init_scale(const dm_wp_tensors *p, float scale_init)
 /* The episodic memory's dims for a (B,T) batch, with this unit's options. */
 static dm_episodic_dims epi_dims(const dm_writepolicy *w, size_t B, size_t T)
 {
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K, w->cosine, w->key_prev};
+    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K, w->cosine, w->key_prev, w->address_token, w->V};
     return d;
 }
 
@@ -61,7 +67,7 @@ int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
                         const dm_reinforce_config *rl, dm_error *err)
 {
     memset(w, 0, sizeof *w);
-    dm_episodic_dims d = {1, 1, H, Dk, K, 0, 0};
+    dm_episodic_dims d = {1, 1, H, Dk, K, 0, 0, 0, 0};
     if (dm_episodic_dims_check(&d, err) != 0) return -1;
     if (dm_reinforce_config_check(rl, err) != 0) return -1;
     w->H = H;
@@ -108,10 +114,10 @@ static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_erro
     return 0;
 }
 
-static dm_episodic_params epi_params(const dm_wp_tensors *p)
+static dm_episodic_params epi_params(const dm_writepolicy *w, const dm_wp_tensors *p)
 {
     dm_episodic_params e = {p->t[DM_WP_WQ], p->t[DM_WP_WK], p->t[DM_WP_WV], p->t[DM_WP_WG],
-                            p->t[DM_WP_BG], p->t[DM_WP_SCALE]};
+                            p->t[DM_WP_BG], p->t[DM_WP_SCALE], w->tokens};
     return e;
 }
 
@@ -147,7 +153,9 @@ int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const 
     dm_episodic_dims d = epi_dims(w, B, T);
     if (w->cosine && !params->t[DM_WP_SCALE])
         return dm_fail(err, "writepolicy: the cosine read has no sharpness parameter");
-    dm_episodic_params ep = epi_params(params);
+    if (w->address_token && !w->tokens)
+        return dm_fail(err, "writepolicy: token addressing needs the batch's token ids");
+    dm_episodic_params ep = epi_params(w, params);
     dm_episodic_forward(out, w->cache, w->src, h, w->wr, &ep, &d);
     w->slot_usage = dm_episodic_slot_usage(w->src, w->wr, &d);
     w->write_rate_all = s / (double)n;
@@ -192,7 +200,9 @@ int dm_writepolicy_backward(dm_writepolicy *w, float *dh, const float *dout, con
         return dm_fail(err, "writepolicy.backward: no forward (call forward first)");
     const size_t B = w->B, T = w->T, n = B * T;
     dm_episodic_dims d = epi_dims(w, B, T);
-    dm_episodic_params ep = epi_params(params);
+    if (w->address_token && !w->tokens)
+        return dm_fail(err, "writepolicy: token addressing needs the batch's token ids");
+    dm_episodic_params ep = epi_params(w, params);
     dm_episodic_grads eg = {grads->t[DM_WP_WQ], grads->t[DM_WP_WK], grads->t[DM_WP_WV],
                             grads->t[DM_WP_WG], grads->t[DM_WP_BG], grads->t[DM_WP_SCALE]};
     if (w->cosine && !(ep.scale && eg.scale))
@@ -232,6 +242,8 @@ static int wp_part_create(dm_part *p, dm_error *err)
     w->actions = pc->actions;
     w->random_rate = pc->random_rate;
     w->write_every = pc->write_every;
+    w->address_token = pc->address_token;
+    w->V = pc->V;
     w->cosine = pc->cosine;
     w->key_prev = pc->key_prev;
     p->state = w;
@@ -256,6 +268,10 @@ static int wp_part_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_ar
     for (int i = 0; params && i < np; i++) {
         int64_t shape[2];
         int nd = dm_wp_shape(w->H, w->Dk, i, shape);
+        if (w->address_token && (i == DM_WP_WQ || i == DM_WP_WK)) {
+            shape[0] = (int64_t)w->V; /* a table row per token */
+            shape[1] = (int64_t)w->Dk;
+        }
         /* The detached policy and baseline learn from REINFORCE, not from
          * the loss: their gradients are clipped on their own. */
         unsigned own = i >= DM_WP_WP ? DM_ENTRY_OWN_CLIP : 0;
@@ -275,7 +291,10 @@ static void wp_part_init(dm_part *p, dm_arena *params, dm_rng *rng)
 {
     const dm_writepolicy *w = p->state;
     dm_wp_tensors t = part_tensors(p, params, 0);
-    dm_wp_init_params(&t, w->H, w->Dk, (float)p->cfg.p, rng);
+    if (w->address_token)
+        dm_wp_init_params_sized(&t, w->H, w->V * w->Dk, 1.0f, (float)p->cfg.p, rng);
+    else
+        dm_wp_init_params(&t, w->H, w->Dk, (float)p->cfg.p, rng);
     dm_wp_init_scale(&t, w->scale_init);
 }
 
@@ -283,6 +302,7 @@ static int wp_part_forward(dm_part *p, const dm_part_run *r, const float *in, fl
                            dm_error *err)
 {
     dm_wp_tensors t = part_tensors(p, r->params, 0);
+    ((dm_writepolicy *)p->state)->tokens = r->tokens;
     return dm_writepolicy_forward(p->state, out, in, &t, r->B, r->T, r->training, r->rng,
                                   dm_part_act(p, r->acts, 0), err);
 }
@@ -291,6 +311,7 @@ static int wp_part_backward(dm_part *p, const dm_part_run *r, const float *dout,
                             const float *in, const float *out, dm_error *err)
 {
     dm_wp_tensors t = part_tensors(p, r->params, 0), g = part_tensors(p, r->grads, 1);
+    ((dm_writepolicy *)p->state)->tokens = r->tokens;
     return dm_writepolicy_backward(p->state, din, dout, in, &t, &g, err);
 }
 

@@ -59,6 +59,10 @@ int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2]);
  * sharpness (when p->t[DM_WP_SCALE] is set) the episodic options'
  * scale_init, drawing nothing. */
 void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy_bias, dm_rng *rng);
+/* The same with the query and key tensors of qk_numel floats each drawn
+ * U(+-qk_bound) (the token tables of address_token: V x Dk, bound 1). */
+void dm_wp_init_params_sized(const dm_wp_tensors *p, size_t H, size_t qk_numel, float qk_bound,
+                             float policy_bias, dm_rng *rng);
 void dm_wp_init_scale(const dm_wp_tensors *p, float scale_init);
 
 typedef struct dm_writepolicy {
@@ -76,6 +80,12 @@ typedef struct dm_writepolicy {
     /* The episodic read's options (episodic.h's dims.cosine and
      * dims.key_prev); set before the first forward. */
     int cosine, key_prev;
+    /* episodic.h's dims.address_token: query and key tables of V rows;
+     * tokens (B,T) are the ids of the batch, set by the caller before
+     * forward and backward. */
+    int address_token;
+    size_t V;
+    const int32_t *tokens;
     float scale_init;           /* the cosine sharpness the part's init draws */
     dm_reinforce_config rl;
     dm_reinforce_state rs;      /* running advantage scale */
@@ -136,6 +146,8 @@ typedef struct dm_wp_part_cfg {
     int cosine, key_prev; /* dm_writepolicy.cosine, key_prev */
     float scale_init;     /* the cosine read's initial sharpness */
     size_t write_every;   /* dm_writepolicy.write_every */
+    int address_token;    /* dm_writepolicy.address_token */
+    size_t V;             /* the vocabulary (address_token's table rows) */
 } dm_wp_part_cfg;
 
 #endif

@@ -58,13 +58,14 @@ typedef struct {
     float *h, *wr, *out, *cache, *scratch, *R;
     int32_t *src;
     float *w_q, *w_k, *w_v, *w_g, *b_g, *scale;
+    int32_t *tokens;
     dm_episodic_params p;
 } epi_ctx;
 
 static void epi_setup(epi_ctx *c, size_t B, size_t T, size_t H, size_t Dk, size_t K, dm_rng *r)
 {
     memset(c, 0, sizeof *c);
-    c->d = (dm_episodic_dims){B, T, H, Dk, K, 0, 0};
+    c->d = (dm_episodic_dims){B, T, H, Dk, K, 0, 0, 0, 0};
     dm_error err;
     assert_int_equal(dm_episodic_dims_check(&c->d, &err), 0);
     size_t N = B * T;
@@ -82,7 +83,7 @@ static void epi_setup(epi_ctx *c, size_t B, size_t T, size_t H, size_t Dk, size_
     c->b_g = randv(1, 1.0f, r);
     c->scale = zeros(1);
     c->scale[0] = 3.0f;
-    c->p = (dm_episodic_params){c->w_q, c->w_k, c->w_v, c->w_g, c->b_g, c->scale};
+    c->p = (dm_episodic_params){c->w_q, c->w_k, c->w_v, c->w_g, c->b_g, c->scale, NULL};
 }
 
 /* Turns the read's options on; the cache grows with cosine. */
@@ -96,11 +97,29 @@ static void epi_options(epi_ctx *c, int cosine, int key_prev)
     c->cache = zeros(dm_episodic_cache_numel(&c->d));
 }
 
+/* Token addressing: W_q and W_k become (V,Dk) tables and each step gets a
+ * token id (repeats included, so table rows collect several steps). */
+static void epi_token_address(epi_ctx *c, size_t V, dm_rng *r)
+{
+    const size_t N = c->d.B * c->d.T, Dk = c->d.Dk;
+    c->d.address_token = 1;
+    c->d.V = V;
+    free(c->w_q), free(c->w_k), free(c->tokens);
+    c->w_q = randv(V * Dk, 1.0f, r);
+    c->w_k = randv(V * Dk, 1.0f, r);
+    c->tokens = calloc(N, sizeof *c->tokens);
+    for (size_t i = 0; i < N; i++) c->tokens[i] = (int32_t)(dm_rng_uniform(r) * (float)V) % (int32_t)V;
+    c->p.w_q = c->w_q;
+    c->p.w_k = c->w_k;
+    c->p.tokens = c->tokens;
+    epi_options(c, c->d.cosine, c->d.key_prev);
+}
+
 static void epi_teardown(epi_ctx *c)
 {
     free(c->h), free(c->wr), free(c->out), free(c->cache), free(c->scratch), free(c->src);
     free(c->R), free(c->w_q), free(c->w_k), free(c->w_v), free(c->w_g), free(c->b_g);
-    free(c->scale);
+    free(c->scale), free(c->tokens);
 }
 
 static double epi_loss(void *p)
@@ -250,7 +269,8 @@ static void epi_grad_check(epi_ctx *c, int soft)
 {
     const dm_episodic_dims *d = &c->d;
     size_t N = d->B * d->T, H = d->H, Dk = d->Dk;
-    float *dh = zeros(N * H), *dwr = zeros(N), *gq = zeros(Dk * H), *gk = zeros(Dk * H),
+    const size_t QK = d->address_token ? d->V * Dk : Dk * H; /* W_q, W_k (or tables) */
+    float *dh = zeros(N * H), *dwr = zeros(N), *gq = zeros(QK), *gk = zeros(QK),
           *gv = zeros(H * H), *gg = zeros(H), *gb = zeros(1), *gs = zeros(1);
     dm_episodic_grads g = {gq, gk, gv, gg, gb, gs};
     epi_loss(c);
@@ -263,18 +283,18 @@ static void epi_grad_check(epi_ctx *c, int soft)
      * 1/eps, so it is rounding). Their weights take eps = 1e-2 (error
      * ~2e-5); the states and write weights, whose curvature through the
      * normalisation is larger, keep 1e-3. */
-    const float weps = d->cosine || d->key_prev ? 1e-2f : 1e-3f;
+    const float weps = d->cosine || d->key_prev || d->address_token ? 1e-2f : 1e-3f;
     snprintf(nm, sizeof nm, "episodic %s dh", m);
     check_grad(nm, c->h, N * H, dh, epi_loss, c, 1e-3f);
     snprintf(nm, sizeof nm, "episodic %s dW_q", m);
-    check_grad(nm, c->w_q, Dk * H, gq, epi_loss, c, weps);
+    check_grad(nm, c->w_q, QK, gq, epi_loss, c, weps);
     snprintf(nm, sizeof nm, "episodic %s dW_k", m);
-    check_grad(nm, c->w_k, Dk * H, gk, epi_loss, c, weps);
+    check_grad(nm, c->w_k, QK, gk, epi_loss, c, weps);
     snprintf(nm, sizeof nm, "episodic %s dW_v", m);
     check_grad(nm, c->w_v, H * H, gv, epi_loss, c, weps);
     /* The gate does not see the options (its path is checked by the
      * runs without them; with them its gradient can sit below the noise). */
-    if (!d->cosine && !d->key_prev) {
+    if (!d->cosine && !d->key_prev && !d->address_token) {
         snprintf(nm, sizeof nm, "episodic %s dw_g", m);
         check_grad(nm, c->w_g, H, gg, epi_loss, c, 1e-3f);
         snprintf(nm, sizeof nm, "episodic %s db_g", m);
@@ -289,14 +309,14 @@ static void epi_grad_check(epi_ctx *c, int soft)
     }
 
     /* Backward accumulates: a second run doubles every gradient. */
-    float *dh2 = zeros(N * H), *gq2 = zeros(Dk * H), *gb2 = zeros(1), *dwr2 = zeros(N);
-    dm_episodic_grads g2 = {gq2, zeros(Dk * H), zeros(H * H), zeros(H), gb2, zeros(1)};
+    float *dh2 = zeros(N * H), *gq2 = zeros(QK), *gb2 = zeros(1), *dwr2 = zeros(N);
+    dm_episodic_grads g2 = {gq2, zeros(QK), zeros(H * H), zeros(H), gb2, zeros(1)};
     epi_loss(c);
     for (int k = 0; k < 2; k++)
         dm_episodic_backward(dh2, dwr2, &g2, c->R, c->cache, c->src, c->h, c->wr, &c->p, d,
                              c->scratch);
     for (size_t i = 0; i < N * H; i++) assert_float_equal(dh2[i], 2 * dh[i], 1e-5 * (1 + fabs(dh[i])));
-    for (size_t i = 0; i < Dk * H; i++) assert_float_equal(gq2[i], 2 * gq[i], 1e-5 * (1 + fabs(gq[i])));
+    for (size_t i = 0; i < QK; i++) assert_float_equal(gq2[i], 2 * gq[i], 1e-5 * (1 + fabs(gq[i])));
     assert_float_equal(gb2[0], 2 * gb[0], 1e-5 * (1 + fabs(gb[0])));
     /* NULL dh / dwr are skipped. */
     dm_episodic_backward(NULL, NULL, &g2, c->R, c->cache, c->src, c->h, c->wr, &c->p, d, c->scratch);
@@ -324,11 +344,12 @@ static void test_episodic_gradients(void **state)
     epi_teardown(&c);
 }
 
-/* The options' gradients: each alone and both, hard and soft writes. */
+/* The options' gradients: each alone and together, hard and soft writes;
+ * the last two runs address by token (with and without cosine). */
 static void test_episodic_option_gradients(void **state)
 {
-    const int opts[3][2] = {{1, 0}, {0, 1}, {1, 1}};
-    for (int o = 0; o < 3; o++) {
+    const int opts[5][3] = {{1, 0, 0}, {0, 1, 0}, {1, 1, 0}, {1, 1, 1}, {0, 1, 1}};
+    for (int o = 0; o < 5; o++) {
         dm_rng r;
         dm_rng_seed(&r, 60 + (uint64_t)o);
         epi_ctx c;
@@ -337,6 +358,7 @@ static void test_episodic_option_gradients(void **state)
         /* Larger projections: the query and key gradients grow out of
          * the float noise of the differences (as in the soft-mode test). */
         for (size_t k = 0; k < 3 * 4; k++) c.w_q[k] *= 3.0f, c.w_k[k] *= 3.0f;
+        if (opts[o][2]) epi_token_address(&c, 5, &r);
         for (size_t i = 0; i < 14; i++) c.wr[i] = (i % 4 != 2) ? 1.0f : 0.0f;
         epi_grad_check(&c, 0);
         for (size_t i = 0; i < 14; i++) c.wr[i] = 0.05f + 0.9f * dm_rng_uniform(&r);
@@ -384,18 +406,21 @@ static void test_episodic_key_prev_lookup(void **state)
 static void test_episodic_bad_dims(void **state)
 {
     dm_error err;
-    dm_episodic_dims d = {2, 3, 4, 5, 0, 0, 0};
+    dm_episodic_dims d = {2, 3, 4, 5, 0, 0, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
     assert_non_null(strstr(err.msg, "K must be >= 1"));
-    d = (dm_episodic_dims){2, 0, 4, 5, 3, 0, 0};
+    d = (dm_episodic_dims){2, 0, 4, 5, 3, 0, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
     assert_non_null(strstr(err.msg, "T must be >= 1"));
-    d = (dm_episodic_dims){SIZE_MAX / 2, 4, 4, 5, 3, 0, 0};
+    d = (dm_episodic_dims){SIZE_MAX / 2, 4, 4, 5, 3, 0, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
     assert_non_null(strstr(err.msg, "too large"));
-    d = (dm_episodic_dims){2, 3, 4, 5, 3, 2, 0};
+    d = (dm_episodic_dims){2, 3, 4, 5, 3, 2, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
-    assert_non_null(strstr(err.msg, "cosine and key_prev must be 0 or 1"));
+    assert_non_null(strstr(err.msg, "cosine, key_prev and address_token must be 0 or 1"));
+    d = (dm_episodic_dims){2, 3, 4, 5, 3, 0, 0, 1, 0};
+    assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
+    assert_non_null(strstr(err.msg, "address_token needs V"));
 }
 
 /* ---- policy pieces ---- */

@@ -87,6 +87,31 @@ describe("config keys of the episodic read", function()
     assert.equal(#names - 1, #param_names(dot))
   end)
 
+  it("episodic_address token makes the query and key tables of a row per token", function()
+    local cfg = dm.config.load(nil, { "write_policy=reinforce", "episodic_address=token",
+      "embedding_dim=4", "memory_embedding_dim=6", "memory_size=3", "hidden_size=4" })
+    local net = dm.Controller(train.model_config(cfg, 10))
+    assert.equal("token", net:config().episodic_address)
+    assert.same({ 10, 6 }, net:param("episodic.query.weight"):shape())
+    assert.same({ 10, 6 }, net:param("episodic.key.weight"):shape())
+    local st = dm.Controller(train.model_config(dm.config.load(nil, { "write_policy=reinforce",
+      "embedding_dim=4", "memory_embedding_dim=6", "memory_size=3", "hidden_size=4" }), 10))
+    assert.same({ 6, 4 }, st:param("episodic.query.weight"):shape())
+    local ok, err = pcall(dm.config.load, nil, { "episodic_address=embedding" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("expected one of state|token", 1, true), tostring(err))
+  end)
+
+  it("token addressing trains: the table rows of the tokens seen move", function()
+    local cfg = tiny_cfg { episodic_address = "token", episodic_similarity = "cosine", episodic_key = "previous",
+      loss_positions = "answers" }
+    local st, data = helpers.setup_run(cfg)
+    local q0 = st.net:param("episodic.query.weight"):clone()
+    assert.equal("done", dm.loop.run(st, data, {}))
+    local q1 = st.net:param("episodic.query.weight")
+    assert.is_true((q1 - q0):abs():max() > 0)
+  end)
+
   it("write_actions uniform and write_every reach the controller", function()
     local cfg = dm.config.load(nil, { "write_policy=reinforce", "write_actions=uniform", "write_every=3",
       "embedding_dim=4", "memory_size=3", "hidden_size=4" })
