@@ -149,7 +149,7 @@ end
 -- ---- the capacity-bound benchmark (--capacity) -----------------------------
 -- The episodic read that solves recall given slots (configs/recall-8.yaml).
 local CAPACITY_READ = { "use_memory=false", "write_policy=reinforce", "episodic_similarity=cosine",
-  "episodic_key=previous", "loss_positions=answers" }
+  "episodic_key=previous", "episodic_address=token", "loss_positions=answers" }
 if args.capacity then
   if args.memory_arms then dm.cli.die("--capacity and --memory-arms are two different ablations: give one") end
   if args.only == "default" then dm.cli.die("--capacity runs on recall only") end

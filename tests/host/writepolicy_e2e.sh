@@ -122,7 +122,7 @@ local want = { full = { 9, "always" }, always = { 3, "always" }, uniform = { 3, 
   random = { 3, "random" } }
 for arm, w in pairs(want) do
   local c = dm.checkpoint.load(string.format("%s/recall/%s/seed1/models/memory_model.safetensors", arg[1], arm)).net:config()
-  if c.episodic_slots ~= w[1] or c.write_actions ~= w[2] or c.episodic_similarity ~= "cosine" or (arm == "uniform" and c.write_every ~= 3) then
+  if c.episodic_slots ~= w[1] or c.write_actions ~= w[2] or c.episodic_similarity ~= "cosine" or c.episodic_address ~= "token" or (arm == "uniform" and c.write_every ~= 3) then
     print(string.format("%s: slots %s, actions %s, similarity %s", arm, tostring(c.episodic_slots),
       tostring(c.write_actions), tostring(c.episodic_similarity)))
     os.exit(1)
