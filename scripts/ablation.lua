@@ -53,7 +53,8 @@
 --   always   write at every step, K = n (LRU eviction)
 --   uniform  write at steps k, 2k, ... with k = floor((2n + 4) / n), K = n
 --            (Le et al. 2019's uniform writing; 2 for n = 8: every value token)
---   rl       the REINFORCE policy, K = n
+--   rl       the REINFORCE policy, K = n, rewarded at the answers only
+--            (reward_positions answers: the reads its writes serve)
 --   random   Bernoulli at the rl arm's training write rate, K = n
 local dm = require "drlmem"
 local log, now = dm.log, dm.progress.now
@@ -167,7 +168,7 @@ if args.capacity then
     arm("always", string.format("write every step, K = %d (LRU)", K), { "write_actions=always", "episodic_slots=" .. K }),
     arm("uniform", string.format("uniform, every k-th step (k = %d), K = %d", every, K),
       { "write_actions=uniform", "write_every=" .. every, "episodic_slots=" .. K }),
-    arm("rl", string.format("REINFORCE policy, K = %d", K), { "episodic_slots=" .. K }),
+    arm("rl", string.format("REINFORCE policy, K = %d", K), { "episodic_slots=" .. K, "reward_positions=answers" }),
     arm("random", string.format("random at RL's rate, K = %d", K), { "write_actions=random", "episodic_slots=" .. K }),
   }
   for i = #DATASETS, 1, -1 do

@@ -204,8 +204,9 @@ function loop.train_epoch(ctx, epoch, opts)
   -- loss_positions answers: only the task's answers are trained on (the
   -- policy's rewards still come from every target)
   local answers_only = cfg.loss_positions == "answers"
-  if answers_only and not ctx.vocab then
-    error("loop.train_epoch: loss_positions answers needs ctx.vocab (the answer positions)", 2)
+  local answer_rewards = rl and cfg.reward_positions == "answers"
+  if (answers_only or answer_rewards) and not ctx.vocab then
+    error("loop.train_epoch: loss_positions or reward_positions answers needs ctx.vocab (the answer positions)", 2)
   end
   local clip_groups = train.clip_groups(net, cfg)
   local function sums_copy()
@@ -247,7 +248,8 @@ function loop.train_epoch(ctx, epoch, opts)
               epoch, i, n) }, NonFinite), 0)
         end
         if rl then
-          local ws = net:reinforce(y, ignore)
+          local ws = net:reinforce(y, ignore,
+            answer_rewards and tasks.answer_targets(cfg.task, y, ctx.vocab, ignore) or nil)
           if ws.count > 0 then
             for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] + ws[k] end
             wsum.n = wsum.n + 1

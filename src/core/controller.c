@@ -623,6 +623,13 @@ int dm_controller_has_policy(const dm_controller *c) { return c->parts[c->policy
 int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ignore_index,
                             dm_reinforce_stats *stats, dm_error *err)
 {
+    return dm_controller_reinforce_at(c, targets, NULL, ignore_index, stats, err);
+}
+
+int dm_controller_reinforce_at(dm_controller *c, const int32_t *targets,
+                               const int32_t *reward_targets, int32_t ignore_index,
+                               dm_reinforce_stats *stats, dm_error *err)
+{
     if (!dm_controller_has_policy(c))
         return dm_fail(err, "Controller.reinforce: write_policy is %s (set write_policy = "
                             "reinforce for the episodic memory and its policy)", c->cfg.write_policy);
@@ -631,8 +638,12 @@ int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ig
                             "forward's logits)");
     dm_part *p = &c->parts[c->policy];
     dm_part_run r = make_run(c, c->last_B, c->last_T);
-    return p->ops->update(p, &r, A(c, c->chain_out[c->policy_step - 1]), dm_controller_logits(c),
-                          c->V, targets, ignore_index, stats, err);
+    dm_writepolicy *w = policy_state(c);
+    if (w) w->reward_targets = reward_targets;
+    int rc = p->ops->update(p, &r, A(c, c->chain_out[c->policy_step - 1]), dm_controller_logits(c),
+                            c->V, targets, ignore_index, stats, err);
+    if (w) w->reward_targets = NULL;
+    return rc;
 }
 
 int dm_controller_set_write_options(dm_controller *c, int soft, double eta, int sample_eval,

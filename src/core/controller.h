@@ -280,6 +280,11 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err);
  * Errors: seed policy, no forward, a target out of range. */
 int dm_controller_reinforce(dm_controller *c, const int32_t *targets /* (B,T) */,
                             int32_t ignore_index, dm_reinforce_stats *stats, dm_error *err);
+/* The same with rewards only where reward_targets (B,T) is not
+ * ignore_index (writepolicy.h's reward_targets; NULL: every target). */
+int dm_controller_reinforce_at(dm_controller *c, const int32_t *targets /* (B,T) */,
+                               const int32_t *reward_targets /* (B,T) or NULL */,
+                               int32_t ignore_index, dm_reinforce_stats *stats, dm_error *err);
 /* Curriculum and schedule knobs of the write policy (reinforce only):
  * soft != 0 makes training forwards write with weight p_t (no sampling
  * into the memory); eta replaces the entropy weight (decayed per epoch by

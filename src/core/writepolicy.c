@@ -7,6 +7,7 @@
  * so that a controller keeps it in its activation arena. */
 #include "core/writepolicy.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
@@ -175,6 +176,18 @@ int dm_writepolicy_reinforce(dm_writepolicy *w, dm_reinforce_stats *stats, const
     const size_t B = w->B, T = w->T, n = B * T, H = w->H;
     if (dm_policy_token_rewards(w->rew, w->valid, logits, targets, n, V, ignore_index, err) != 0)
         return -1;
+    if (w->reward_targets) {
+        for (size_t i = 0; i < n; i++) {
+            if (w->reward_targets[i] == ignore_index) {
+                w->rew[i] = 0.0f;
+            } else if (w->reward_targets[i] != targets[i]) {
+                return dm_fail(err,
+                               "writepolicy.reinforce: reward target %" PRId32 " at row %zu is "
+                               "neither the target (%" PRId32 ") nor ignore_index",
+                               w->reward_targets[i], i, targets[i]);
+            }
+        }
+    }
     dm_reinforce_config rl = w->rl;
     /* Soft writes are trained through the read; the policy term would
      * score actions that were never taken. */

@@ -86,6 +86,12 @@ typedef struct dm_writepolicy {
     int address_token;
     size_t V;
     const int32_t *tokens;
+    /* (B,T) or NULL, set by the caller around reinforce(): where it holds
+     * the ignore_index the reward is 0 while the action there still counts
+     * (its reward-to-go carries later rewards); elsewhere it must equal the
+     * targets. Rewards only at the positions the reads serve (a task's
+     * answers) leave out the per-token rewards no write can change. */
+    const int32_t *reward_targets;
     float scale_init;           /* the cosine sharpness the part's init draws */
     dm_reinforce_config rl;
     dm_reinforce_state rs;      /* running advantage scale */

@@ -841,6 +841,37 @@ static void test_writepolicy_uniform(void **state)
     wp_teardown(&c);
 }
 
+/* reward_targets: rewards only where they are not ignored, every action
+ * still counted; a reward target that is neither is refused. */
+static void test_writepolicy_reward_targets(void **state)
+{
+    wp_ctx c;
+    const size_t B = 2, T = 6, V = 5, N = B * T;
+    wp_setup(&c, B, T, 4, 3, 3);
+    dm_error err;
+    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 1, &c.rng, c.work, &err), 0);
+    float *logits = randv(N * V, 2.0f, &c.rng);
+    int32_t tg[12], rt[12];
+    for (size_t i = 0; i < N; i++) tg[i] = (int32_t)(1 + i % (V - 1)), rt[i] = i % T == T - 1 ? tg[i] : 0;
+    dm_reinforce_stats all, at;
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, &all, logits, tg, V, 0, c.h, NULL, &err), 0);
+    float rew_all[12];
+    memcpy(rew_all, c.w.rew, sizeof rew_all);
+    c.w.reward_targets = rt;
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, &at, logits, tg, V, 0, c.h, NULL, &err), 0);
+    assert_int_equal(at.count, all.count); /* every action still counts */
+    for (size_t i = 0; i < N; i++) {
+        assert_true(c.w.valid[i] == 1.0f);
+        assert_true(c.w.rew[i] == (i % T == T - 1 ? rew_all[i] : 0.0f));
+    }
+    rt[2] = tg[2] == 1 ? 2 : 1;
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, NULL, logits, tg, V, 0, c.h, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "at row 2 is neither the target"));
+    c.w.reward_targets = NULL;
+    free(logits);
+    wp_teardown(&c);
+}
+
 static void test_writepolicy_unit(void **state)
 {
     wp_ctx c;
@@ -938,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_exact_gradient),
         cmocka_unit_test(test_writepolicy_unit),
         cmocka_unit_test(test_writepolicy_uniform),
+        cmocka_unit_test(test_writepolicy_reward_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,6 +164,29 @@ describe("loss_positions answers", function()
     assert.equal(counts.answers.samples, counts.answers.tokens)
   end)
 
+  it("reward_positions answers rewards the policy at the answers only", function()
+    local ok, err = pcall(dm.config.load, nil, { "reward_positions=answers" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("reward_positions answers rewards the answer positions of a task", 1, true),
+      tostring(err))
+    local cfg = tiny_cfg { write_actions = "policy" }
+    local st, data = helpers.setup_run(cfg)
+    local x, y
+    for bx, by in data.train:batches(4, 1) do x, y = bx, by; break end
+    st.net:train()
+    st.net:forward(x, false)
+    local all = st.net:reinforce(y, 0)
+    local at = st.net:reinforce(y, 0, tasks.answer_targets("recall", y, data.vocab, 0))
+    assert.equal(all.count, at.count)             -- every action is still scored
+    assert.is_true(math.abs(at.mean_reward) < math.abs(all.mean_reward)) -- 1 reward in 10 targets
+    assert.has_error(function() st.net:reinforce(y, 0, dm.zeros(2, 2, "int32")) end)
+    -- the loop passes them when asked: it trains and logs a policy
+    local st2, data2 = helpers.setup_run(tiny_cfg { write_actions = "policy", reward_positions = "answers",
+      loss_positions = "answers" })
+    assert.equal("done", dm.loop.run(st2, data2, {}))
+    assert.is_number(st2.run.history[1].mean_reward)
+  end)
+
   it("is refused by a loop that was not given the vocabulary", function()
     local cfg = tiny_cfg { loss_positions = "answers" }
     local st, data = helpers.setup_run(cfg)
