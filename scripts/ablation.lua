@@ -30,7 +30,8 @@
 --            epochs learns (answer accuracy 0.42 to 1.0 by seed, GRU
 --            without memory about 0.2); n = 8 stays at chance even with
 --            40000 samples x 5 epochs, with H = 128, or lr 0.003-0.03
---            (the long plateau of learning to match key and query)
+--            (the long plateau of learning to match key and query; the
+--            read options of configs/recall-8.yaml end it, see --capacity)
 --   default  the default stories (scripts/make_data.lua), max_samples of
 --            them; "answer" accuracy is the all-token test accuracy
 -- Every number is the LAST epoch's test metric (no best-epoch picking):
