@@ -30,7 +30,8 @@
 --            epochs learns (answer accuracy 0.42 to 1.0 by seed, GRU
 --            without memory about 0.2); n = 8 stays at chance even with
 --            40000 samples x 5 epochs, with H = 128, or lr 0.003-0.03
---            (the long plateau of learning to match key and query)
+--            (the long plateau of learning to match key and query; the
+--            read options of configs/recall-8.yaml end it, see --capacity)
 --   default  the default stories (scripts/make_data.lua), max_samples of
 --            them; "answer" accuracy is the all-token test accuracy
 -- Every number is the LAST epoch's test metric (no best-epoch picking):
@@ -41,6 +42,21 @@
 -- checkpoints, stdout), results.json and table.md; the table is printed.
 -- --set items are passed to every run after the ablation's own settings
 -- (e.g. --set threads=1). --quick is a seconds-long smoke run for tests.
+--
+-- --capacity: the capacity-bound benchmark instead, on recall only: K = n
+-- episodic slots for the 2n + 3 tokens of a sample, so writing at every
+-- step evicts pairs (least recently used first) before the question, with
+-- the read that solves recall when slots are enough (CAPACITY_READ below,
+-- as configs/recall-8.yaml). Arms, each on the GRU without the learned
+-- memory:
+--   full     write at every step with K = 2n + 3 (slots to spare: the
+--            reference the scarce-slot arms aim at)
+--   always   write at every step, K = n (LRU eviction)
+--   uniform  write at steps k, 2k, ... with k = floor((2n + 4) / n), K = n
+--            (Le et al. 2019's uniform writing; 2 for n = 8: every value token)
+--   rl       the REINFORCE policy, K = n, rewarded at the answers only
+--            (reward_positions answers: the reads its writes serve)
+--   random   Bernoulli at the rl arm's training write rate, K = n
 local dm = require "drlmem"
 local log, now = dm.log, dm.progress.now
 
@@ -58,6 +74,7 @@ local args = dm.cli.parse {
     p:option("--recall-epochs", "Recall: epochs (default 8)."):convert(math.tointeger):default("8")
     p:flag("--quick", "A tiny smoke run (1 epoch, few samples) for tests.")
     p:flag("--memory-arms", "Only the learned-memory arms: nomem, seed and content.")
+    p:flag("--capacity", "The capacity-bound benchmark (recall, K = n slots): full, always, uniform, rl, random.")
   end,
 }
 
@@ -127,6 +144,36 @@ if args.memory_arms then
   local keep = { nomem = true, seed = true, content = true }
   for i = #ARMS, 1, -1 do
     if not keep[ARMS[i].name] then table.remove(ARMS, i) end
+  end
+end
+-- ---------------------------------------------------------------------------
+
+-- ---- the capacity-bound benchmark (--capacity) -----------------------------
+-- The episodic read that solves recall given slots (configs/recall-8.yaml).
+local CAPACITY_READ = { "use_memory=false", "write_policy=reinforce", "episodic_similarity=cosine",
+  "episodic_key=previous", "episodic_address=token", "loss_positions=answers" }
+if args.capacity then
+  if args.memory_arms then dm.cli.die("--capacity and --memory-arms are two different ablations: give one") end
+  if args.only == "default" then dm.cli.die("--capacity runs on recall only") end
+  local K, full = npairs, 2 * npairs + 3
+  local every = math.max(1, (2 * npairs + 4) // npairs)
+  local function arm(name, label, sets)
+    local all = {}
+    for _, kv in ipairs(CAPACITY_READ) do all[#all + 1] = kv end
+    for _, kv in ipairs(sets) do all[#all + 1] = kv end
+    return { name = name, label = label, sets = all }
+  end
+  ARMS = {
+    arm("full", string.format("write every step, K = %d (slots to spare)", full),
+      { "write_actions=always", "episodic_slots=" .. full }),
+    arm("always", string.format("write every step, K = %d (LRU)", K), { "write_actions=always", "episodic_slots=" .. K }),
+    arm("uniform", string.format("uniform, every k-th step (k = %d), K = %d", every, K),
+      { "write_actions=uniform", "write_every=" .. every, "episodic_slots=" .. K }),
+    arm("rl", string.format("REINFORCE policy, K = %d", K), { "episodic_slots=" .. K, "reward_positions=answers" }),
+    arm("random", string.format("random at RL's rate, K = %d", K), { "write_actions=random", "episodic_slots=" .. K }),
+  }
+  for i = #DATASETS, 1, -1 do
+    if DATASETS[i].name ~= "recall" then table.remove(DATASETS, i) end
   end
 end
 -- ---------------------------------------------------------------------------

@@ -170,6 +170,12 @@ F("max_memory", "number", 0.0, "[0,inf)", "GiB a run may take by the estimate of
 F("entropy_decay", "number", 0.9, "[0,1]", "reinforce: the entropy weight of epoch e is entropy_eta * entropy_decay^e")
 F("curriculum_epochs", "int", 0, "[0,inf)", "reinforce: first epochs with soft writes (weight p_t), then sampled hard writes")
 F("task", "enum", "none", "none|recall|copy|babi", "data_path holds this synthetic task: evaluation adds answer-token accuracy (sample_mode babi sets babi)")
+F("loss_positions", "enum", "all", "all|answers",
+  "the training loss is over every target (all) or only the task's answer positions (answers: the targets "
+  .. "no memory can predict, such as recall's random keys and values, add no gradient; needs task)")
+F("reward_positions", "enum", "all", "all|answers",
+  "reinforce: the policy's reward log p(target) at every target (all) or only at the task's answer positions "
+  .. "(answers: the reads a write serves; every action is still credited with the reward-to-go; needs task)")
 
 -- bAbI question answering (lua/drlmem/babi.lua).
 F("babi_context", "int", 50, "[0,inf)", "sample_mode babi: the most recent statements of a story kept as a question's context (50 as MemN2N; 0 = all)")
@@ -199,6 +205,18 @@ config.checks[#config.checks + 1] = function(cfg)
   if cfg.sample_mode == "babi" and cfg.task ~= "babi" then
     return { "sample_mode", "task" }, "sample_mode babi is scored as task babi (the answer after each question), "
       .. "not " .. cfg.task .. ": leave task out"
+  end
+end
+
+-- Only a task knows its answer positions.
+config.checks[#config.checks + 1] = function(cfg)
+  if cfg.loss_positions == "answers" and cfg.task == "none" then
+    return { "task", "loss_positions" }, "loss_positions answers trains on the answer positions of a task: "
+      .. "set task (recall, copy or babi)"
+  end
+  if cfg.reward_positions == "answers" and cfg.task == "none" then
+    return { "task", "reward_positions" }, "reward_positions answers rewards the answer positions of a task: "
+      .. "set task (recall, copy or babi)"
   end
 end
 

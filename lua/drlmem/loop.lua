@@ -40,6 +40,7 @@ local dm = require "drlmem"
 local train = require "drlmem.train"
 local evaluation = require "drlmem.evaluation"
 local progress = require "drlmem.progress"
+local tasks = require "drlmem.tasks"
 local log = require "drlmem.log"
 
 local loop = {}
@@ -236,6 +237,13 @@ function loop.train_epoch(ctx, epoch, opts)
   local t0 = progress.now()
   local steps = 0
   local ignore = cfg.loss_ignore_pad and 0 or -1
+  -- loss_positions answers: only the task's answers are trained on (the
+  -- policy's rewards still come from every target)
+  local answers_only = cfg.loss_positions == "answers"
+  local answer_rewards = rl and cfg.reward_positions == "answers"
+  if (answers_only or answer_rewards) and not ctx.vocab then
+    error("loop.train_epoch: loss_positions or reward_positions answers needs ctx.vocab (the answer positions)", 2)
+  end
   local clip_groups = train.clip_groups(net, cfg)
   local function sums_copy()
     local w
@@ -254,6 +262,8 @@ function loop.train_epoch(ctx, epoch, opts)
     if i > start then
       local xs, ys = x, y
       if dist then xs, ys = dist.shard(x, y) end
+      local yr = ys -- every target: what the write policy's reward reads
+      if answers_only and ys then ys = tasks.answer_targets(cfg.task, ys, ctx.vocab, ignore) end
       local loss, dlogits, count = 0 / 0, nil, 0
       -- weight: this rank's share of the global batch's mean loss; loss
       -- and total become the global batch's (the same on every rank)
@@ -287,7 +297,8 @@ function loop.train_epoch(ctx, epoch, opts)
               epoch, i, n) }, NonFinite), 0)
         end
         if rl then
-          local ws = net:reinforce(xs and ys, ignore) -- nil: an empty shard
+          local ws = net:reinforce(xs and yr, ignore, -- nil: an empty shard
+            answer_rewards and yr and tasks.answer_targets(cfg.task, yr, ctx.vocab, ignore) or nil)
           if dist then
             -- the policy's statistics are the global batch's already; the
             -- slot usage (a mean over this rank's sequences) is weighted here
@@ -351,7 +362,8 @@ function loop.epoch(st, data, opts)
   local epoch = run.epoch
   local t0, carried = progress.now(), run.sums and run.sums.seconds or 0 -- (carried: a resumed epoch's time)
   local lr = opt:get_lr()
-  local tr = loop.train_epoch({ net = net, opt = opt, cfg = cfg, split = data.train, criterion = opts.criterion },
+  local tr = loop.train_epoch({ net = net, opt = opt, cfg = cfg, split = data.train, criterion = opts.criterion,
+      vocab = data.vocab },
     epoch, {
       start_batch = run.batch, sums = run.sums, -- 0 and nil unless resuming inside this epoch
       progress = opts.progress, label = string.format("epoch %d/%d", epoch, cfg.epochs),

@@ -200,6 +200,26 @@ function tasks.count(task, logits, y, vocab)
   return correct, total
 end
 
+--- The targets y (n,T) int32 with every column that is not an answer of
+-- its row set to ignore (the loss's ignore_index): training on these puts
+-- the whole loss on the answers (config loss_positions: answers). A new
+-- tensor; y is unchanged.
+function tasks.answer_targets(task, y, vocab, ignore)
+  check_scored(task, "tasks.answer_targets")
+  if math.type(ignore) ~= "integer" then
+    error("tasks.answer_targets: ignore must be an integer, got " .. tostring(ignore), 2)
+  end
+  local rows, cols = y:totable(), tasks.answer_columns(task, y, vocab)
+  for r, row in ipairs(rows) do
+    local keep = {}
+    for _, c in ipairs(cols[r]) do keep[c] = true end
+    for c = 1, #row do
+      if not keep[c] then row[c] = ignore end
+    end
+  end
+  return dm.tensor(rows, "int32")
+end
+
 local Accumulator = {}
 Accumulator.__index = Accumulator
 

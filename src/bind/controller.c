@@ -784,7 +784,9 @@ static int c_config(lua_State *L)
     return 1;
 }
 
-/* net:reinforce(targets [, ignore_index]) -> stats table: the REINFORCE
+/* net:reinforce(targets [, ignore_index [, reward_targets]]) -> stats
+ * table (reward_targets: rewards only where it is not ignore_index, see
+ * dm_controller_reinforce_at): the REINFORCE
  * step of the last forward's write decisions (adds into the policy's and
  * baseline's gradients). ignore_index defaults to -1 (none). nil
  * targets: this rank's shard is empty (net:set_reduce(true) only). */
@@ -802,10 +804,25 @@ static int c_reinforce(lua_State *L)
     dm_error err;
     dm_reinforce_stats st;
     if (empty) {
+        if (!lua_isnoneornil(L, 4))
+            dm_bind_errorf(L, "%s: reward_targets without targets", fn);
         if (dm_controller_reinforce_empty(&u->c, &st, &err) != 0) dm_bind_error(L, &err);
     } else {
         dm_tensor *yc = check_targets(L, u, fn, y, ig);
-        if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
+        /* Optional reward targets: rewards only where they are not ignored. */
+        const int32_t *rt = NULL;
+        if (!lua_isnoneornil(L, 4)) {
+            dm_tensor *r = dm_bind_checktensor(L, 4, fn, "reward_targets");
+            char sb[96];
+            if (r->dtype != DM_I32 || r->ndim != 2 || r->shape[0] != y->shape[0] ||
+                r->shape[1] != y->shape[1])
+                dm_bind_errorf(L, "%s: reward_targets must be an int32 tensor of the targets' shape "
+                                  "%lldx%lld, got %s %s",
+                               fn, (long long)y->shape[0], (long long)y->shape[1],
+                               dm_dtype_name(r->dtype), dm_tensor_shape_str(r, sb, sizeof sb));
+            rt = dm_tensor_i32(push_contiguous(L, 4, r));
+        }
+        if (dm_controller_reinforce_at(&u->c, dm_tensor_i32(yc), rt, (int32_t)ig, &st, &err) != 0)
             dm_bind_error(L, &err);
     }
     double slot_usage = 0.0, write_rate_all = 0.0;

@@ -46,6 +46,8 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.rl = dm_reinforce_config_default();
     cfg.write_actions = DM_WRITE_ACTIONS_POLICY;
     cfg.random_write_rate = 0.1;
+    cfg.episodic_scale_init = 5.0;
+    cfg.write_every = 2;
     return cfg;
 }
 
@@ -111,11 +113,25 @@ static const dm_config_field fields[] = {
       "reinforce: decay of the running advantage scale"),
     F("normalize_advantage", DM_FIELD_BOOL, rl.normalize, NULL, DM_FIELD_POLICY,
       "reinforce: divide advantages by their running standard deviation"),
-    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random", DM_FIELD_POLICY,
-      "reinforce: who decides writes: the policy, every step (always) or "
-      "Bernoulli(random_write_rate) (ablation controls)"),
+    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random|uniform",
+      DM_FIELD_POLICY,
+      "reinforce: who decides writes: the policy, every step (always), "
+      "Bernoulli(random_write_rate) or every write_every-th step (uniform) (ablation controls)"),
+    F("episodic_address", DM_FIELD_ENUM, episodic_address, "state|token", DM_FIELD_POLICY,
+      "reinforce: queries and keys project the top cell state (state) or are learned rows of the "
+      "step's token (token: the address free of the history the state mixes in)"),
+    F("write_every", DM_FIELD_INT, write_every, "[1,inf)", DM_FIELD_POLICY,
+      "reinforce, write_actions uniform: write at steps k, 2k, ... (step 0 is <sos>)"),
     F("random_write_rate", DM_FIELD_DOUBLE, random_write_rate, "[0,1]", DM_FIELD_POLICY,
       "reinforce, write_actions random: the write probability"),
+    F("episodic_similarity", DM_FIELD_ENUM, episodic_similarity, "dot|cosine", DM_FIELD_POLICY,
+      "reinforce: the read's score: dot (q.k / sqrt(Dk)) or cosine (scale * cos(q, k) of "
+      "L2-normalised query and key, with a learned sharpness scale)"),
+    F("episodic_key", DM_FIELD_ENUM, episodic_key, "state|previous", DM_FIELD_POLICY,
+      "reinforce: the key written at step t projects the state of step t, or of step t-1 "
+      "(previous: at a value token the key carries the key token before it)"),
+    F("episodic_scale_init", DM_FIELD_DOUBLE, episodic_scale_init, "(0,inf)", DM_FIELD_POLICY,
+      "reinforce, episodic_similarity cosine: initial sharpness of the read"),
 };
 #undef F
 
@@ -180,13 +196,29 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
         if (!isfinite(cfg->policy_bias_init))
             return dm_fail(err, "Controller: policy_bias_init must be finite, got %g",
                            cfg->policy_bias_init);
-        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 2)
-            return dm_fail(err, "Controller: write_actions must be policy, always or random, got %d",
+        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 3)
+            return dm_fail(err,
+                           "Controller: write_actions must be policy, always, random or uniform, got %d",
                            (int)cfg->write_actions);
+        if ((int)cfg->episodic_address < 0 || (int)cfg->episodic_address > 1)
+            return dm_fail(err, "Controller: episodic_address must be state or token, got %d",
+                           (int)cfg->episodic_address);
+        if (cfg->write_every < 1 || cfg->write_every > big)
+            return dm_fail(err, "Controller: write_every must be in 1..%" PRId64 ", got %" PRId64, big,
+                           cfg->write_every);
         if (!(cfg->random_write_rate >= 0.0 && cfg->random_write_rate <= 1.0))
             return dm_fail(err, "Controller: random_write_rate must be in [0, 1], got %g",
                            cfg->random_write_rate);
         if (dm_reinforce_config_check(&cfg->rl, err) != 0) return -1;
+        if ((int)cfg->episodic_similarity < 0 || (int)cfg->episodic_similarity > 1)
+            return dm_fail(err, "Controller: episodic_similarity must be dot or cosine, got %d",
+                           (int)cfg->episodic_similarity);
+        if ((int)cfg->episodic_key < 0 || (int)cfg->episodic_key > 1)
+            return dm_fail(err, "Controller: episodic_key must be state or previous, got %d",
+                           (int)cfg->episodic_key);
+        if (!(cfg->episodic_scale_init > 0.0 && isfinite(cfg->episodic_scale_init)))
+            return dm_fail(err, "Controller: episodic_scale_init must be a finite number > 0, got %g",
+                           cfg->episodic_scale_init);
     }
     return 0;
 }
@@ -237,7 +269,11 @@ static int compose(dm_controller *c, dm_error *err)
     /* The write policy, after every other part: the blend model's layout
      * and draws stay whatever the policy adds. */
     dm_wp_part_cfg pc_extra = {(size_t)g->memory_embedding_dim, g->rl, (float)g->policy_bias_init,
-                               (int)g->write_actions, (float)g->random_write_rate};
+                               (int)g->write_actions, (float)g->random_write_rate,
+                               g->episodic_similarity == DM_EPISODIC_COSINE,
+                               g->episodic_key == DM_EPISODIC_KEY_PREVIOUS,
+                               (float)g->episodic_scale_init, (size_t)g->write_every,
+                               g->episodic_address == DM_EPISODIC_ADDRESS_TOKEN, V};
     dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
     if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
         return -1;
@@ -587,6 +623,13 @@ int dm_controller_has_policy(const dm_controller *c) { return c->parts[c->policy
 int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ignore_index,
                             dm_reinforce_stats *stats, dm_error *err)
 {
+    return dm_controller_reinforce_at(c, targets, NULL, ignore_index, stats, err);
+}
+
+int dm_controller_reinforce_at(dm_controller *c, const int32_t *targets,
+                               const int32_t *reward_targets, int32_t ignore_index,
+                               dm_reinforce_stats *stats, dm_error *err)
+{
     if (!dm_controller_has_policy(c))
         return dm_fail(err, "Controller.reinforce: write_policy is %s (set write_policy = "
                             "reinforce for the episodic memory and its policy)", c->cfg.write_policy);
@@ -595,8 +638,12 @@ int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ig
                             "forward's logits)");
     dm_part *p = &c->parts[c->policy];
     dm_part_run r = make_run(c, c->last_B, c->last_T);
-    return p->ops->update(p, &r, A(c, c->chain_out[c->policy_step - 1]), dm_controller_logits(c),
-                          c->V, targets, ignore_index, stats, err);
+    dm_writepolicy *w = policy_state(c);
+    if (w) w->reward_targets = reward_targets;
+    int rc = p->ops->update(p, &r, A(c, c->chain_out[c->policy_step - 1]), dm_controller_logits(c),
+                            c->V, targets, ignore_index, stats, err);
+    if (w) w->reward_targets = NULL;
+    return rc;
 }
 
 int dm_controller_reinforce_empty(dm_controller *c, dm_reinforce_stats *stats, dm_error *err)

@@ -54,8 +54,23 @@ typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_
 typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_POLICY = 0,
     DM_WRITE_ACTIONS_ALWAYS = 1,
-    DM_WRITE_ACTIONS_RANDOM = 2
+    DM_WRITE_ACTIONS_RANDOM = 2,
+    /* every write_every-th step after the first (steps k, 2k, ...): the
+     * non-learned uniform writing of Le et al. 2019 */
+    DM_WRITE_ACTIONS_UNIFORM = 3
 } dm_write_actions;
+
+typedef enum dm_episodic_similarity {
+    DM_EPISODIC_DOT = 0,
+    DM_EPISODIC_COSINE = 1
+} dm_episodic_similarity;
+
+typedef enum dm_episodic_key { DM_EPISODIC_KEY_STATE = 0, DM_EPISODIC_KEY_PREVIOUS = 1 } dm_episodic_key;
+
+typedef enum dm_episodic_address {
+    DM_EPISODIC_ADDRESS_STATE = 0,
+    DM_EPISODIC_ADDRESS_TOKEN = 1
+} dm_episodic_address;
 
 #define DM_KIND_NAME_MAX 16
 
@@ -80,6 +95,14 @@ typedef struct dm_controller_config {
     dm_reinforce_config rl;       /* gamma, write cost, alpha, beta, eta, ... */
     dm_write_actions write_actions;
     double random_write_rate;     /* [0,1], for write_actions = random */
+    /* The episodic read (episodic.h's options): the score (dot, or cosine
+     * with a learned sharpness starting at episodic_scale_init) and what
+     * the key is made from (the state of this step, or of the previous). */
+    dm_episodic_similarity episodic_similarity;
+    dm_episodic_key episodic_key;
+    double episodic_scale_init;   /* > 0 */
+    int64_t write_every;          /* k >= 1, for write_actions = uniform */
+    dm_episodic_address episodic_address;
     /* The ablation's "GRU without memory": 0 bypasses the learned memory
      * (the cell reads the query itself; no read, no usage counts,
      * write_memory does nothing, memory.keys/values get no gradient). The
@@ -281,6 +304,11 @@ int dm_controller_reinforce(dm_controller *c, const int32_t *targets /* (B,T) */
  * dm_controller_set_reduce): no gradient, its part of the reduction, the
  * global statistics. Errors: no reduce set, seed policy. */
 int dm_controller_reinforce_empty(dm_controller *c, dm_reinforce_stats *stats, dm_error *err);
+/* The same with rewards only where reward_targets (B,T) is not
+ * ignore_index (writepolicy.h's reward_targets; NULL: every target). */
+int dm_controller_reinforce_at(dm_controller *c, const int32_t *targets /* (B,T) */,
+                               const int32_t *reward_targets /* (B,T) or NULL */,
+                               int32_t ignore_index, dm_reinforce_stats *stats, dm_error *err);
 /* Curriculum and schedule knobs of the write policy (reinforce only):
  * soft != 0 makes training forwards write with weight p_t (no sampling
  * into the memory); eta replaces the entropy weight (decayed per epoch by

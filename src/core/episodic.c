@@ -7,7 +7,14 @@
  * replays the recorded slot sources row by row, gathering gradients for the
  * projections of all steps into (N,.) scratch buffers, and ends with one
  * dm_linear_backward per projection. Scores are recomputed in backward with
- * the same expression as in forward, so the replay is exact. */
+ * the same expression as in forward, so the replay is exact.
+ *
+ * The options change only the ends of that pipeline: key_prev shifts the
+ * key rows one step down each sequence after the sgemm (and the key
+ * gradient one step up before its backward), and cosine normalises the
+ * query and key rows in place after it (and projects their gradients
+ * through the normalisation before theirs), so the time loop is the same
+ * code for every variant. */
 #include "core/episodic.h"
 
 #include <math.h>
@@ -17,7 +24,7 @@
 
 /* Cache layout, in floats from the start. */
 typedef struct layout {
-    size_t q, k, v, e, g, w, mx, z, lu, total;
+    size_t q, k, v, e, g, w, mx, z, lu, qn, kn, total;
 } layout;
 
 static layout cache_layout(const dm_episodic_dims *d)
@@ -33,7 +40,9 @@ static layout cache_layout(const dm_episodic_dims *d)
     L.mx = L.w + N * d->K;
     L.z = L.mx + N;
     L.lu = L.z + N;     /* (K) last-use step of each slot, forward workspace */
-    L.total = L.lu + d->K;
+    L.qn = L.lu + d->K; /* (N) query norms, cosine only */
+    L.kn = L.qn + (d->cosine ? N : 0); /* (N) key norms, cosine only */
+    L.total = L.kn + (d->cosine ? N : 0);
     return L;
 }
 
@@ -43,6 +52,12 @@ int dm_episodic_dims_check(const dm_episodic_dims *d, dm_error *err)
         {"B", d->B}, {"T", d->T}, {"H", d->H}, {"Dk", d->Dk}, {"K", d->K}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].v == 0) return dm_fail(err, "episodic: %s must be >= 1, got 0", f[i].name);
+    if ((d->cosine != 0 && d->cosine != 1) || (d->key_prev != 0 && d->key_prev != 1) ||
+        (d->address_token != 0 && d->address_token != 1))
+        return dm_fail(err, "episodic: cosine, key_prev and address_token must be 0 or 1, got %d, %d and %d",
+                       d->cosine, d->key_prev, d->address_token);
+    if (d->address_token && (d->V == 0 || d->V > (size_t)INT32_MAX))
+        return dm_fail(err, "episodic: address_token needs V in 1..%d, got %zu", INT32_MAX, d->V);
     /* Steps are stored in int32 src and exactly in float last-use times. */
     if (d->T > ((size_t)1 << 24))
         return dm_fail(err, "episodic: T must be <= %zu, got %zu", (size_t)1 << 24, d->T);
@@ -89,6 +104,62 @@ static float dotf(const float *a, const float *b, size_t n)
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* Keeps a zero row (the key before a sequence's first step) finite: its
+ * unit vector is 0 and so is every score against it. */
+#define NORM_EPS 1e-6f
+
+/* Divides each of the n rows of x (n,w) by its norm sqrt(|x|^2 + eps^2),
+ * recording the norm in nrm (n). */
+static void rows_normalise(float *x, float *nrm, size_t n, size_t w)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *xi = x + i * w;
+        float s = sqrtf(dotf(xi, xi, w) + NORM_EPS * NORM_EPS);
+        nrm[i] = s;
+        for (size_t c = 0; c < w; c++) xi[c] /= s;
+    }
+}
+
+/* Backward of rows_normalise in place: with u = x / n (u given, n the
+ * recorded norm), dx = (du - (du . u) u) / n. */
+static void rows_normalise_backward(float *du, const float *u, const float *nrm, size_t n, size_t w)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *di = du + i * w;
+        const float *ui = u + i * w;
+        float a = dotf(di, ui, w);
+        for (size_t c = 0; c < w; c++) di[c] = (di[c] - a * ui[c]) / nrm[i];
+    }
+}
+
+/* key_prev: row t of each sequence takes row t-1's key, row 0 a zero key. */
+static void rows_shift_down(float *x, size_t B, size_t T, size_t w)
+{
+    for (size_t b = 0; b < B; b++) {
+        float *xb = x + b * T * w;
+        if (T > 1) memmove(xb + w, xb, (T - 1) * w * sizeof *xb);
+        memset(xb, 0, w * sizeof *xb);
+    }
+}
+
+/* Its adjoint: the gradient of row t goes to row t-1; the last row's
+ * projection fed no key, so it gets none. */
+static void rows_shift_up(float *x, size_t B, size_t T, size_t w)
+{
+    for (size_t b = 0; b < B; b++) {
+        float *xb = x + b * T * w;
+        if (T > 1) memmove(xb, xb + w, (T - 1) * w * sizeof *xb);
+        memset(xb + (T - 1) * w, 0, w * sizeof *xb);
+    }
+}
+
+/* The score's multiplier: the learned sharpness of the cosine read, or
+ * 1/sqrt(Dk) of the dot product. */
+static float read_scale(const dm_episodic_params *p, const dm_episodic_dims *d)
+{
+    return d->cosine ? p->scale[0] : 1.0f / sqrtf((float)d->Dk);
+}
+
 /* The score of slot source row j for query row i; forward and backward
  * share it so that the backward's replay is bit-identical. */
 static float score(const float *q, const float *keys, size_t i, size_t j, size_t Dk, float scale)
@@ -104,11 +175,24 @@ void dm_episodic_forward(float *out, float *cache, int32_t *src, const float *h,
     float *q = cache + L.q, *keys = cache + L.k, *vals = cache + L.v, *e = cache + L.e,
           *g = cache + L.g, *w = cache + L.w, *mx = cache + L.mx, *z = cache + L.z,
           *lu = cache + L.lu;
-    const float scale = 1.0f / sqrtf((float)Dk);
+    const float scale = read_scale(p, d);
 
-    dm_linear_forward(q, h, p->w_q, NULL, N, H, Dk);
-    dm_linear_forward(keys, h, p->w_k, NULL, N, H, Dk);
+    if (d->address_token) {
+        for (size_t i = 0; i < N; i++) {
+            const size_t v = (size_t)p->tokens[i];
+            memcpy(q + i * Dk, p->w_q + v * Dk, Dk * sizeof *q);
+            memcpy(keys + i * Dk, p->w_k + v * Dk, Dk * sizeof *keys);
+        }
+    } else {
+        dm_linear_forward(q, h, p->w_q, NULL, N, H, Dk);
+        dm_linear_forward(keys, h, p->w_k, NULL, N, H, Dk);
+    }
     dm_linear_forward(vals, h, p->w_v, NULL, N, H, H);
+    if (d->key_prev) rows_shift_down(keys, B, T, Dk);
+    if (d->cosine) {
+        rows_normalise(q, cache + L.qn, N, Dk);
+        rows_normalise(keys, cache + L.kn, N, Dk);
+    }
     for (size_t i = 0; i < N; i++) g[i] = sigmoidf(dotf(h + i * H, p->w_g, H) + p->b_g[0]);
 
     for (size_t b = 0; b < B; b++) {
@@ -193,8 +277,9 @@ void dm_episodic_backward(float *dh, float *dwr, const dm_episodic_grads *gr, co
     const layout L = cache_layout(d);
     const float *q = cache + L.q, *keys = cache + L.k, *vals = cache + L.v, *e = cache + L.e,
                 *g = cache + L.g, *w = cache + L.w, *mx = cache + L.mx, *z = cache + L.z;
-    const float scale = 1.0f / sqrtf((float)Dk);
+    const float scale = read_scale(p, d);
     float *dq = scratch, *dk = dq + N * Dk, *dv = dk + N * Dk;
+    double dscale = 0.0; /* cosine: d loss / d scale = sum of ds * cos */
     memset(scratch, 0, dm_episodic_scratch_numel(d) * sizeof *scratch);
 
     for (size_t i = 0; i < N; i++) {
@@ -234,6 +319,7 @@ void dm_episodic_backward(float *dh, float *dwr, const dm_episodic_grads *gr, co
             }
             const float *kj = keys + j * Dk, *qi = q + i * Dk;
             float *dqi = dq + i * Dk, *dkj = dk + j * Dk;
+            if (d->cosine) dscale += (double)ds * dotf(qi, kj, Dk);
             for (size_t c = 0; c < Dk; c++) {
                 dqi[c] += ds * scale * kj[c];
                 dkj[c] += ds * scale * qi[c];
@@ -241,8 +327,25 @@ void dm_episodic_backward(float *dh, float *dwr, const dm_episodic_grads *gr, co
         }
     }
     (void)wr;
-    dm_linear_backward(dh, gr->w_q, NULL, dq, h, p->w_q, N, H, Dk);
-    dm_linear_backward(dh, gr->w_k, NULL, dk, h, p->w_k, N, H, Dk);
+    if (d->cosine) {
+        gr->scale[0] += (float)dscale;
+        rows_normalise_backward(dq, q, cache + L.qn, N, Dk);
+        rows_normalise_backward(dk, keys, cache + L.kn, N, Dk);
+    }
+    if (d->key_prev) rows_shift_up(dk, B, T, Dk);
+    if (d->address_token) {
+        /* Each row's gradient goes to its token's table row. */
+        for (size_t i = 0; i < N; i++) {
+            const size_t v = (size_t)p->tokens[i];
+            for (size_t c = 0; c < Dk; c++) {
+                gr->w_q[v * Dk + c] += dq[i * Dk + c];
+                gr->w_k[v * Dk + c] += dk[i * Dk + c];
+            }
+        }
+    } else {
+        dm_linear_backward(dh, gr->w_q, NULL, dq, h, p->w_q, N, H, Dk);
+        dm_linear_backward(dh, gr->w_k, NULL, dk, h, p->w_k, N, H, Dk);
+    }
     dm_linear_backward(dh, gr->w_v, NULL, dv, h, p->w_v, N, H, H);
 }
 

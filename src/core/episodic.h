@@ -26,6 +26,9 @@
  * policy.h). In soft mode (curriculum) the write weights wr_t are the policy
  * probabilities and their gradient (dwr) is returned.
  *
+ * Options (dims.cosine, dims.key_prev, below) change the score and what
+ * the key is made from; with both off the memory is as described here.
+ *
  * Storage for backward: instead of slot contents, the cache records for
  * every read (b,t) which step's key/value each slot held (src, -1 = empty),
  * so keys/values are the rows of the projections of all steps computed by
@@ -41,14 +44,39 @@ typedef struct dm_episodic_dims {
     size_t H;    /* state width (top GRU output) = value width */
     size_t Dk;   /* key / query width */
     size_t K;    /* slots per sequence */
+    /* Read and write options (0 = the original memory, so positional
+     * initialisers that stop at K keep it):
+     *   cosine    score = scale * cos(q_t, key_k) of the L2-normalised
+     *             query and key, with a learned sharpness `scale`, instead
+     *             of q . key / sqrt(Dk). A dot product of small projections
+     *             gives near-uniform attention whose gradient into keys and
+     *             queries is the difference of nearly equal values, so it
+     *             stays flat; the normalised score keeps its range set by
+     *             `scale` whatever the projections' size.
+     *   key_prev  the key written at step t is W_k h_{t-1} (zero at t = 0),
+     *             the value W_v h_t: at a value token the key carries the
+     *             state of the key token before it, so the query of that
+     *             key token later matches it directly (no need for h_t to
+     *             hold two tokens at once).
+     *   address_token  queries and keys are rows of two learned tables
+     *             indexed by the step's token id (V rows of Dk each, in
+     *             place of W_q and W_k): the address is the token alone,
+     *             free of the history the state mixes in; values still
+     *             project the state. With key_prev the key written at t
+     *             is the row of token t-1. */
+    int cosine, key_prev;
+    int address_token;
+    size_t V; /* token ids are < V; read only with address_token */
 } dm_episodic_dims;
 
 typedef struct dm_episodic_params {
-    const float *w_q; /* (Dk,H) query projection, no bias */
-    const float *w_k; /* (Dk,H) key projection, no bias */
+    const float *w_q; /* (Dk,H) query projection, no bias; (V,Dk) table with address_token */
+    const float *w_k; /* (Dk,H) key projection, no bias; (V,Dk) table with address_token */
     const float *w_v; /* (H,H) value projection, no bias */
     const float *w_g; /* (H) gate weights */
     const float *b_g; /* (1) gate bias */
+    const float *scale; /* (1) the cosine read's sharpness; read only when dims.cosine */
+    const int32_t *tokens; /* (B,T) ids in [0,V); read only with dims.address_token */
 } dm_episodic_params;
 
 typedef struct dm_episodic_grads {
@@ -57,6 +85,7 @@ typedef struct dm_episodic_grads {
     float *w_v; /* (H,H) acc */
     float *w_g; /* (H) acc */
     float *b_g; /* (1) acc */
+    float *scale; /* (1) acc; used only when dims.cosine */
 } dm_episodic_grads;
 
 /* 0, or -1 naming the bad field (a zero size, a product that overflows, a
@@ -65,7 +94,8 @@ int dm_episodic_dims_check(const dm_episodic_dims *d, dm_error *err);
 
 /* Floats of the forward cache: q, keys (N,Dk) each, values, reads (N,H)
  * each, gate (N), attention (N,K), and per read the max score and the
- * normaliser (N) each; N = B*T. */
+ * normaliser (N) each; N = B*T. With cosine, q and keys hold the unit
+ * vectors and two more (N) hold the norms they were divided by. */
 size_t dm_episodic_cache_numel(const dm_episodic_dims *d);
 /* int32 entries of src: (B,T,K), the step whose write filled slot k when
  * step t read (-1: empty). */

@@ -7,6 +7,7 @@
  * so that a controller keeps it in its activation arena. */
 #include "core/writepolicy.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
@@ -16,7 +17,7 @@
 const char *const dm_wp_names[DM_WP_NPARAMS] = {
     "episodic.query.weight", "episodic.key.weight", "episodic.value.weight",
     "episodic.gate.weight",  "episodic.gate.bias",  "policy.weight",
-    "policy.bias",           "baseline.weight",     "baseline.bias"};
+    "policy.bias",           "baseline.weight",     "baseline.bias",        "episodic.scale"};
 
 int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2])
 {
@@ -33,9 +34,15 @@ int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2])
 
 void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy_bias, dm_rng *rng)
 {
+    dm_wp_init_params_sized(p, H, Dk * H, dm_init_default_bound(H), policy_bias, rng);
+}
+
+void dm_wp_init_params_sized(const dm_wp_tensors *p, size_t H, size_t qk_numel, float qk_bound,
+                             float policy_bias, dm_rng *rng)
+{
     float bound = dm_init_default_bound(H);
-    dm_init_uniform(p->t[DM_WP_WQ], Dk * H, bound, rng);
-    dm_init_uniform(p->t[DM_WP_WK], Dk * H, bound, rng);
+    dm_init_uniform(p->t[DM_WP_WQ], qk_numel, qk_bound, rng);
+    dm_init_uniform(p->t[DM_WP_WK], qk_numel, qk_bound, rng);
     dm_init_uniform(p->t[DM_WP_WV], H * H, bound, rng);
     dm_init_fill(p->t[DM_WP_WG], H, 0.0f);
     dm_init_fill(p->t[DM_WP_BG], 1, 0.0f);
@@ -45,11 +52,23 @@ void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy
     dm_init_fill(p->t[DM_WP_BB], 1, 0.0f);
 }
 
+void dm_wp_init_scale(const dm_wp_tensors *p, float scale_init)
+{
+    if (p->t[DM_WP_SCALE]) dm_init_fill(p->t[DM_WP_SCALE], 1, scale_init);
+}
+
+/* The episodic memory's dims for a (B,T) batch, with this unit's options. */
+static dm_episodic_dims epi_dims(const dm_writepolicy *w, size_t B, size_t T)
+{
+    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K, w->cosine, w->key_prev, w->address_token, w->V};
+    return d;
+}
+
 int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
                         const dm_reinforce_config *rl, dm_error *err)
 {
     memset(w, 0, sizeof *w);
-    dm_episodic_dims d = {1, 1, H, Dk, K};
+    dm_episodic_dims d = {1, 1, H, Dk, K, 0, 0, 0, 0};
     if (dm_episodic_dims_check(&d, err) != 0) return -1;
     if (dm_reinforce_config_check(rl, err) != 0) return -1;
     w->H = H;
@@ -68,7 +87,7 @@ enum { WP_ROW_BUFFERS = 11 };
 
 size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T)
 {
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+    dm_episodic_dims d = epi_dims(w, B, T);
     return dm_episodic_cache_numel(&d) + dm_episodic_scratch_numel(&d) +
            dm_episodic_src_numel(&d) + WP_ROW_BUFFERS * B * T;
 }
@@ -76,7 +95,7 @@ size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T)
 /* Points the buffers into work; src is int32, one float-sized cell each. */
 static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_error *err)
 {
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+    dm_episodic_dims d = epi_dims(w, B, T);
     if (dm_episodic_dims_check(&d, err) != 0) return -1;
     if (!work) return dm_fail(err, "writepolicy: no working memory");
     const size_t n = B * T;
@@ -96,10 +115,10 @@ static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_erro
     return 0;
 }
 
-static dm_episodic_params epi_params(const dm_wp_tensors *p)
+static dm_episodic_params epi_params(const dm_writepolicy *w, const dm_wp_tensors *p)
 {
     dm_episodic_params e = {p->t[DM_WP_WQ], p->t[DM_WP_WK], p->t[DM_WP_WV], p->t[DM_WP_WG],
-                            p->t[DM_WP_BG]};
+                            p->t[DM_WP_BG], p->t[DM_WP_SCALE], w->tokens};
     return e;
 }
 
@@ -117,6 +136,12 @@ int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const 
         for (size_t i = 0; i < n; i++) w->a[i] = 1.0f;
     } else if (w->actions == 2) {
         for (size_t i = 0; i < n; i++) w->a[i] = dm_rng_uniform(r) < w->random_rate ? 1.0f : 0.0f;
+    } else if (w->actions == 3) {
+        const size_t k = w->write_every ? w->write_every : 1;
+        for (size_t i = 0; i < n; i++) {
+            const size_t t = i % T;
+            w->a[i] = t > 0 && t % k == 0 ? 1.0f : 0.0f;
+        }
     } else {
         dm_policy_act(w->a, w->p, NULL, n, training || w->sample_eval, r);
     }
@@ -126,8 +151,12 @@ int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const 
         w->wr[i] = soft ? w->p[i] : w->a[i];
         s += w->wr[i];
     }
-    dm_episodic_dims d = {B, T, H, w->Dk, w->K};
-    dm_episodic_params ep = epi_params(params);
+    dm_episodic_dims d = epi_dims(w, B, T);
+    if (w->cosine && !params->t[DM_WP_SCALE])
+        return dm_fail(err, "writepolicy: the cosine read has no sharpness parameter");
+    if (w->address_token && !w->tokens)
+        return dm_fail(err, "writepolicy: token addressing needs the batch's token ids");
+    dm_episodic_params ep = epi_params(w, params);
     dm_episodic_forward(out, w->cache, w->src, h, w->wr, &ep, &d);
     w->slot_usage = dm_episodic_slot_usage(w->src, w->wr, &d);
     w->write_rate_all = s / (double)n;
@@ -147,6 +176,18 @@ int dm_writepolicy_reinforce(dm_writepolicy *w, dm_reinforce_stats *stats, const
     const size_t B = w->B, T = w->T, n = B * T, H = w->H;
     if (dm_policy_token_rewards(w->rew, w->valid, logits, targets, n, V, ignore_index, err) != 0)
         return -1;
+    if (w->reward_targets) {
+        for (size_t i = 0; i < n; i++) {
+            if (w->reward_targets[i] == ignore_index) {
+                w->rew[i] = 0.0f;
+            } else if (w->reward_targets[i] != targets[i]) {
+                return dm_fail(err,
+                               "writepolicy.reinforce: reward target %" PRId32 " at row %zu is "
+                               "neither the target (%" PRId32 ") nor ignore_index",
+                               w->reward_targets[i], i, targets[i]);
+            }
+        }
+    }
     dm_reinforce_config rl = w->rl;
     /* Soft writes are trained through the read; the policy term would
      * score actions that were never taken. */
@@ -187,10 +228,14 @@ int dm_writepolicy_backward(dm_writepolicy *w, float *dh, const float *dout, con
     if (!w->has_forward)
         return dm_fail(err, "writepolicy.backward: no forward (call forward first)");
     const size_t B = w->B, T = w->T, n = B * T;
-    dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
-    dm_episodic_params ep = epi_params(params);
+    dm_episodic_dims d = epi_dims(w, B, T);
+    if (w->address_token && !w->tokens)
+        return dm_fail(err, "writepolicy: token addressing needs the batch's token ids");
+    dm_episodic_params ep = epi_params(w, params);
     dm_episodic_grads eg = {grads->t[DM_WP_WQ], grads->t[DM_WP_WK], grads->t[DM_WP_WV],
-                            grads->t[DM_WP_WG], grads->t[DM_WP_BG]};
+                            grads->t[DM_WP_WG], grads->t[DM_WP_BG], grads->t[DM_WP_SCALE]};
+    if (w->cosine && !(ep.scale && eg.scale))
+        return dm_fail(err, "writepolicy: the cosine read has no sharpness parameter");
     int soft = w->mode == DM_WRITE_SOFT && w->training_forward && w->actions == 0;
     if (soft) memset(w->dwr, 0, n * sizeof(float));
     dm_episodic_backward(dh, soft ? w->dwr : NULL, &eg, dout, w->cache, w->src, h, w->wr, &ep, &d,
@@ -209,7 +254,7 @@ static dm_wp_tensors part_tensors(const dm_part *p, const dm_arena *a, int grads
 {
     dm_wp_tensors t;
     for (int i = 0; i < DM_WP_NPARAMS; i++)
-        t.t[i] = grads ? dm_part_grad(p, a, i) : dm_part_param(p, a, i);
+        t.t[i] = i >= p->np ? NULL : grads ? dm_part_grad(p, a, i) : dm_part_param(p, a, i);
     return t;
 }
 
@@ -225,8 +270,14 @@ static int wp_part_create(dm_part *p, dm_error *err)
     }
     w->actions = pc->actions;
     w->random_rate = pc->random_rate;
+    w->write_every = pc->write_every;
+    w->address_token = pc->address_token;
+    w->V = pc->V;
+    w->cosine = pc->cosine;
+    w->key_prev = pc->key_prev;
     p->state = w;
     p->cfg.p = pc->policy_bias; /* the config need not outlive create */
+    w->scale_init = pc->scale_init;
     p->cfg.extra = NULL;
     return 0;
 }
@@ -241,16 +292,22 @@ static int wp_part_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_ar
                          dm_error *err)
 {
     const dm_writepolicy *w = p->state;
-    for (int i = 0; params && i < DM_WP_NPARAMS; i++) {
+    /* The sharpness is last, and only with the cosine read. */
+    const int np = w->cosine ? DM_WP_NPARAMS : DM_WP_SCALE;
+    for (int i = 0; params && i < np; i++) {
         int64_t shape[2];
         int nd = dm_wp_shape(w->H, w->Dk, i, shape);
+        if (w->address_token && (i == DM_WP_WQ || i == DM_WP_WK)) {
+            shape[0] = (int64_t)w->V; /* a table row per token */
+            shape[1] = (int64_t)w->Dk;
+        }
         /* The detached policy and baseline learn from REINFORCE, not from
          * the loss: their gradients are clipped on their own. */
         unsigned own = i >= DM_WP_WP ? DM_ENTRY_OWN_CLIP : 0;
         if (dm_part_add(p, params, 1, dm_wp_names[i], nd, shape[0], shape[1], own, err) < 0) return -1;
     }
     if (acts) {
-        dm_episodic_dims d = {B, T, w->H, w->Dk, w->K};
+        dm_episodic_dims d = epi_dims(w, B, T);
         if (dm_episodic_dims_check(&d, err) != 0) return -1;
         if (dm_part_add(p, acts, 0, "write_policy.work", 1,
                         (int64_t)dm_writepolicy_work_numel(w, B, T), 0, 0, err) < 0)
@@ -263,13 +320,18 @@ static void wp_part_init(dm_part *p, dm_arena *params, dm_rng *rng)
 {
     const dm_writepolicy *w = p->state;
     dm_wp_tensors t = part_tensors(p, params, 0);
-    dm_wp_init_params(&t, w->H, w->Dk, (float)p->cfg.p, rng);
+    if (w->address_token)
+        dm_wp_init_params_sized(&t, w->H, w->V * w->Dk, 1.0f, (float)p->cfg.p, rng);
+    else
+        dm_wp_init_params(&t, w->H, w->Dk, (float)p->cfg.p, rng);
+    dm_wp_init_scale(&t, w->scale_init);
 }
 
 static int wp_part_forward(dm_part *p, const dm_part_run *r, const float *in, float *out,
                            dm_error *err)
 {
     dm_wp_tensors t = part_tensors(p, r->params, 0);
+    ((dm_writepolicy *)p->state)->tokens = r->tokens;
     return dm_writepolicy_forward(p->state, out, in, &t, r->B, r->T, r->training, r->rng,
                                   dm_part_act(p, r->acts, 0), err);
 }
@@ -278,6 +340,7 @@ static int wp_part_backward(dm_part *p, const dm_part_run *r, const float *dout,
                             const float *in, const float *out, dm_error *err)
 {
     dm_wp_tensors t = part_tensors(p, r->params, 0), g = part_tensors(p, r->grads, 1);
+    ((dm_writepolicy *)p->state)->tokens = r->tokens;
     return dm_writepolicy_backward(p->state, din, dout, in, &t, &g, err);
 }
 

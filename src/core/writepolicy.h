@@ -36,13 +36,16 @@
 typedef enum dm_write_mode { DM_WRITE_HARD = 0, DM_WRITE_SOFT = 1 } dm_write_mode;
 
 /* Parameter order and names (shapes: Dk x H, Dk x H, H x H, 1 x H, 1, 1 x H,
- * 1, 1 x H, 1). */
-#define DM_WP_NPARAMS 9
+ * 1, 1 x H, 1, 1). The last, the cosine read's sharpness, exists only with
+ * the cosine read (a model without it keeps the nine-tensor layout); a
+ * dm_wp_tensors without it holds NULL there. */
+#define DM_WP_NPARAMS 10
 extern const char *const dm_wp_names[DM_WP_NPARAMS];
-enum { DM_WP_WQ, DM_WP_WK, DM_WP_WV, DM_WP_WG, DM_WP_BG, DM_WP_WP, DM_WP_BP, DM_WP_WB, DM_WP_BB };
+enum { DM_WP_WQ, DM_WP_WK, DM_WP_WV, DM_WP_WG, DM_WP_BG, DM_WP_WP, DM_WP_BP, DM_WP_WB, DM_WP_BB,
+       DM_WP_SCALE };
 
-/* Pointers to the nine parameters (or their gradients), indexed by the
- * enum above. */
+/* Pointers to the parameters (or their gradients), indexed by the enum
+ * above. */
 typedef struct dm_wp_tensors {
     float *t[DM_WP_NPARAMS];
 } dm_wp_tensors;
@@ -52,19 +55,44 @@ int dm_wp_shape(size_t H, size_t Dk, int i, int64_t shape[2]);
 /* Initial values, drawn from rng in parameter order: query/key/value
  * weights U(+-1/sqrt(H)) (torch's Linear default), gate weights and bias 0
  * (g = 0.5), policy weights U(+-1/sqrt(H)) and bias policy_bias (e.g. -2:
- * p ~ 0.12, writes start rare), baseline weights and bias 0. */
+ * p ~ 0.12, writes start rare), baseline weights and bias 0; the cosine
+ * sharpness (when p->t[DM_WP_SCALE] is set) the episodic options'
+ * scale_init, drawing nothing. */
 void dm_wp_init_params(const dm_wp_tensors *p, size_t H, size_t Dk, float policy_bias, dm_rng *rng);
+/* The same with the query and key tensors of qk_numel floats each drawn
+ * U(+-qk_bound) (the token tables of address_token: V x Dk, bound 1). */
+void dm_wp_init_params_sized(const dm_wp_tensors *p, size_t H, size_t qk_numel, float qk_bound,
+                             float policy_bias, dm_rng *rng);
+void dm_wp_init_scale(const dm_wp_tensors *p, float scale_init);
 
 typedef struct dm_writepolicy {
     size_t H, Dk, K;
     dm_write_mode mode;
     int sample_eval;            /* eval draws actions instead of thresholding */
     /* Who decides (ablation controls): 0 the policy; 1 every step writes;
-     * 2 Bernoulli(random_rate) draws in training and eval. With 1 and 2
+     * 2 Bernoulli(random_rate) draws in training and eval; 3 the steps
+     * t = k, 2k, ... of each sequence (k = write_every; no draw). With 1-3
      * the policy's logits are still computed (and logged) but REINFORCE
      * adds no gradient. */
     int actions;
     float random_rate;
+    size_t write_every;
+    /* The episodic read's options (episodic.h's dims.cosine and
+     * dims.key_prev); set before the first forward. */
+    int cosine, key_prev;
+    /* episodic.h's dims.address_token: query and key tables of V rows;
+     * tokens (B,T) are the ids of the batch, set by the caller before
+     * forward and backward. */
+    int address_token;
+    size_t V;
+    const int32_t *tokens;
+    /* (B,T) or NULL, set by the caller around reinforce(): where it holds
+     * the ignore_index the reward is 0 while the action there still counts
+     * (its reward-to-go carries later rewards); elsewhere it must equal the
+     * targets. Rewards only at the positions the reads serve (a task's
+     * answers) leave out the per-token rewards no write can change. */
+    const int32_t *reward_targets;
+    float scale_init;           /* the cosine sharpness the part's init draws */
     dm_reinforce_config rl;
     dm_reinforce_state rs;      /* running advantage scale */
     /* Pointers into the last forward's working memory; its (B,T). */
@@ -127,6 +155,11 @@ typedef struct dm_wp_part_cfg {
     float policy_bias;
     int actions;        /* dm_writepolicy.actions */
     float random_rate;
+    int cosine, key_prev; /* dm_writepolicy.cosine, key_prev */
+    float scale_init;     /* the cosine read's initial sharpness */
+    size_t write_every;   /* dm_writepolicy.write_every */
+    int address_token;    /* dm_writepolicy.address_token */
+    size_t V;             /* the vocabulary (address_token's table rows) */
 } dm_wp_part_cfg;
 
 #endif

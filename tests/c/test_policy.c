@@ -27,7 +27,11 @@
  * future writes leave every earlier read, slot assignment and output
  * bit-identical), the slot rule (empty first, then least recently used),
  * empty-memory reads, finite differences of every differentiable path
- * (projections, gate, input states, soft write weights) and accumulation. */
+ * (projections, gate, input states, soft write weights) and accumulation,
+ * for the original read and for its options (the cosine read with its
+ * learned sharpness, keys from the previous state), and a lookup by hand
+ * that shows what key_prev changes: the value stored after a key is found
+ * by that key. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,14 +57,15 @@ typedef struct {
     dm_episodic_dims d;
     float *h, *wr, *out, *cache, *scratch, *R;
     int32_t *src;
-    float *w_q, *w_k, *w_v, *w_g, *b_g;
+    float *w_q, *w_k, *w_v, *w_g, *b_g, *scale;
+    int32_t *tokens;
     dm_episodic_params p;
 } epi_ctx;
 
 static void epi_setup(epi_ctx *c, size_t B, size_t T, size_t H, size_t Dk, size_t K, dm_rng *r)
 {
     memset(c, 0, sizeof *c);
-    c->d = (dm_episodic_dims){B, T, H, Dk, K};
+    c->d = (dm_episodic_dims){B, T, H, Dk, K, 0, 0, 0, 0};
     dm_error err;
     assert_int_equal(dm_episodic_dims_check(&c->d, &err), 0);
     size_t N = B * T;
@@ -76,13 +81,45 @@ static void epi_setup(epi_ctx *c, size_t B, size_t T, size_t H, size_t Dk, size_
     c->w_v = randv(H * H, 1.0f, r);
     c->w_g = randv(H, 0.5f, r);
     c->b_g = randv(1, 1.0f, r);
-    c->p = (dm_episodic_params){c->w_q, c->w_k, c->w_v, c->w_g, c->b_g};
+    c->scale = zeros(1);
+    c->scale[0] = 3.0f;
+    c->p = (dm_episodic_params){c->w_q, c->w_k, c->w_v, c->w_g, c->b_g, c->scale, NULL};
+}
+
+/* Turns the read's options on; the cache grows with cosine. */
+static void epi_options(epi_ctx *c, int cosine, int key_prev)
+{
+    c->d.cosine = cosine;
+    c->d.key_prev = key_prev;
+    dm_error err;
+    assert_int_equal(dm_episodic_dims_check(&c->d, &err), 0);
+    free(c->cache);
+    c->cache = zeros(dm_episodic_cache_numel(&c->d));
+}
+
+/* Token addressing: W_q and W_k become (V,Dk) tables and each step gets a
+ * token id (repeats included, so table rows collect several steps). */
+static void epi_token_address(epi_ctx *c, size_t V, dm_rng *r)
+{
+    const size_t N = c->d.B * c->d.T, Dk = c->d.Dk;
+    c->d.address_token = 1;
+    c->d.V = V;
+    free(c->w_q), free(c->w_k), free(c->tokens);
+    c->w_q = randv(V * Dk, 1.0f, r);
+    c->w_k = randv(V * Dk, 1.0f, r);
+    c->tokens = calloc(N, sizeof *c->tokens);
+    for (size_t i = 0; i < N; i++) c->tokens[i] = (int32_t)(dm_rng_uniform(r) * (float)V) % (int32_t)V;
+    c->p.w_q = c->w_q;
+    c->p.w_k = c->w_k;
+    c->p.tokens = c->tokens;
+    epi_options(c, c->d.cosine, c->d.key_prev);
 }
 
 static void epi_teardown(epi_ctx *c)
 {
     free(c->h), free(c->wr), free(c->out), free(c->cache), free(c->scratch), free(c->src);
     free(c->R), free(c->w_q), free(c->w_k), free(c->w_v), free(c->w_g), free(c->b_g);
+    free(c->scale), free(c->tokens);
 }
 
 static double epi_loss(void *p)
@@ -232,41 +269,64 @@ static void epi_grad_check(epi_ctx *c, int soft)
 {
     const dm_episodic_dims *d = &c->d;
     size_t N = d->B * d->T, H = d->H, Dk = d->Dk;
-    float *dh = zeros(N * H), *dwr = zeros(N), *gq = zeros(Dk * H), *gk = zeros(Dk * H),
-          *gv = zeros(H * H), *gg = zeros(H), *gb = zeros(1);
-    dm_episodic_grads g = {gq, gk, gv, gg, gb};
+    const size_t QK = d->address_token ? d->V * Dk : Dk * H; /* W_q, W_k (or tables) */
+    float *dh = zeros(N * H), *dwr = zeros(N), *gq = zeros(QK), *gk = zeros(QK),
+          *gv = zeros(H * H), *gg = zeros(H), *gb = zeros(1), *gs = zeros(1);
+    dm_episodic_grads g = {gq, gk, gv, gg, gb, gs};
     epi_loss(c);
     dm_episodic_backward(dh, dwr, &g, c->R, c->cache, c->src, c->h, c->wr, &c->p, d, c->scratch);
     const char *m = soft ? "soft" : "hard";
     char nm[64];
+    /* A difference quotient carries the float rounding of the whole loss
+     * (~5e-7) over 2 eps: up to ~2e-4 at eps = 1e-3, at the tolerance of
+     * the options' smaller weight gradients (measured: the error falls as
+     * 1/eps, so it is rounding). Their weights take eps = 1e-2 (error
+     * ~2e-5); the states and write weights, whose curvature through the
+     * normalisation is larger, keep 1e-3. */
+    const float weps = d->cosine || d->key_prev || d->address_token ? 1e-2f : 1e-3f;
     snprintf(nm, sizeof nm, "episodic %s dh", m);
     check_grad(nm, c->h, N * H, dh, epi_loss, c, 1e-3f);
     snprintf(nm, sizeof nm, "episodic %s dW_q", m);
-    check_grad(nm, c->w_q, Dk * H, gq, epi_loss, c, 1e-3f);
+    check_grad(nm, c->w_q, QK, gq, epi_loss, c, weps);
     snprintf(nm, sizeof nm, "episodic %s dW_k", m);
-    check_grad(nm, c->w_k, Dk * H, gk, epi_loss, c, 1e-3f);
+    check_grad(nm, c->w_k, QK, gk, epi_loss, c, weps);
     snprintf(nm, sizeof nm, "episodic %s dW_v", m);
-    check_grad(nm, c->w_v, H * H, gv, epi_loss, c, 1e-3f);
-    snprintf(nm, sizeof nm, "episodic %s dw_g", m);
-    check_grad(nm, c->w_g, H, gg, epi_loss, c, 1e-3f);
-    snprintf(nm, sizeof nm, "episodic %s db_g", m);
-    check_grad(nm, c->b_g, 1, gb, epi_loss, c, 1e-3f);
+    check_grad(nm, c->w_v, H * H, gv, epi_loss, c, weps);
+    /* The gate does not see the options (its path is checked by the
+     * runs without them; with them its gradient can sit below the noise). */
+    if (!d->cosine && !d->key_prev && !d->address_token) {
+        snprintf(nm, sizeof nm, "episodic %s dw_g", m);
+        check_grad(nm, c->w_g, H, gg, epi_loss, c, 1e-3f);
+        snprintf(nm, sizeof nm, "episodic %s db_g", m);
+        check_grad(nm, c->b_g, 1, gb, epi_loss, c, 1e-3f);
+    }
     if (soft) check_grad("episodic soft dwr", c->wr, N, dwr, epi_loss, c, 1e-3f);
+    if (d->cosine) {
+        snprintf(nm, sizeof nm, "episodic %s dscale", m);
+        check_grad(nm, c->scale, 1, gs, epi_loss, c, weps);
+    } else {
+        assert_true(gs[0] == 0.0f); /* the dot read has no sharpness */
+    }
 
     /* Backward accumulates: a second run doubles every gradient. */
-    float *dh2 = zeros(N * H), *gq2 = zeros(Dk * H), *gb2 = zeros(1), *dwr2 = zeros(N);
-    dm_episodic_grads g2 = {gq2, zeros(Dk * H), zeros(H * H), zeros(H), gb2};
+    float *dh2 = zeros(N * H), *gq2 = zeros(QK), *gb2 = zeros(1), *dwr2 = zeros(N);
+    dm_episodic_grads g2 = {gq2, zeros(QK), zeros(H * H), zeros(H), gb2, zeros(1)};
     epi_loss(c);
     for (int k = 0; k < 2; k++)
         dm_episodic_backward(dh2, dwr2, &g2, c->R, c->cache, c->src, c->h, c->wr, &c->p, d,
                              c->scratch);
     for (size_t i = 0; i < N * H; i++) assert_float_equal(dh2[i], 2 * dh[i], 1e-5 * (1 + fabs(dh[i])));
-    for (size_t i = 0; i < Dk * H; i++) assert_float_equal(gq2[i], 2 * gq[i], 1e-5 * (1 + fabs(gq[i])));
+    for (size_t i = 0; i < QK; i++) assert_float_equal(gq2[i], 2 * gq[i], 1e-5 * (1 + fabs(gq[i])));
     assert_float_equal(gb2[0], 2 * gb[0], 1e-5 * (1 + fabs(gb[0])));
     /* NULL dh / dwr are skipped. */
     dm_episodic_backward(NULL, NULL, &g2, c->R, c->cache, c->src, c->h, c->wr, &c->p, d, c->scratch);
-    free(dh), free(dwr), free(gq), free(gk), free(gv), free(gg), free(gb);
+    if (d->cosine) {
+        /* (the NULL-skipping call above added a third share) */
+        assert_float_equal(g2.scale[0], 3 * gs[0], 1e-5 * (1 + fabs(gs[0])));
+    }
+    free(dh), free(dwr), free(gq), free(gk), free(gv), free(gg), free(gb), free(gs);
     free(dh2), free(gq2), free(gb2), free(dwr2), free(g2.w_k), free(g2.w_v), free(g2.w_g);
+    free(g2.scale);
 }
 
 static void test_episodic_gradients(void **state)
@@ -284,18 +344,83 @@ static void test_episodic_gradients(void **state)
     epi_teardown(&c);
 }
 
+/* The options' gradients: each alone and together, hard and soft writes;
+ * the last two runs address by token (with and without cosine). */
+static void test_episodic_option_gradients(void **state)
+{
+    const int opts[5][3] = {{1, 0, 0}, {0, 1, 0}, {1, 1, 0}, {1, 1, 1}, {0, 1, 1}};
+    for (int o = 0; o < 5; o++) {
+        dm_rng r;
+        dm_rng_seed(&r, 60 + (uint64_t)o);
+        epi_ctx c;
+        epi_setup(&c, 2, 7, 4, 3, 7, &r);
+        epi_options(&c, opts[o][0], opts[o][1]);
+        /* Larger projections: the query and key gradients grow out of
+         * the float noise of the differences (as in the soft-mode test). */
+        for (size_t k = 0; k < 3 * 4; k++) c.w_q[k] *= 3.0f, c.w_k[k] *= 3.0f;
+        if (opts[o][2]) epi_token_address(&c, 5, &r);
+        for (size_t i = 0; i < 14; i++) c.wr[i] = (i % 4 != 2) ? 1.0f : 0.0f;
+        epi_grad_check(&c, 0);
+        for (size_t i = 0; i < 14; i++) c.wr[i] = 0.05f + 0.9f * dm_rng_uniform(&r);
+        epi_grad_check(&c, 1);
+        epi_teardown(&c);
+    }
+}
+
+/* A lookup by hand. States are one-hot tokens (H = Dk = 4, identity
+ * projections, gate bias large so g ~ 1), the sequence a x b y a writes at
+ * every step, and the last step's query is token a. With keys from the
+ * state, the best match is the slot written AT a (its value: a); with
+ * key_prev it is the slot written at x, whose key is the state before it,
+ * a: the read returns x, the value paired with a. The cosine read with a
+ * sharp scale makes the match near-exclusive either way. */
+static void test_episodic_key_prev_lookup(void **state)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 61);
+    epi_ctx c;
+    const size_t T = 5, H = 4;
+    epi_setup(&c, 1, T, H, H, T, &r);
+    const int tok[5] = {0, 1, 2, 3, 0}; /* a x b y a */
+    memset(c.h, 0, T * H * sizeof(float));
+    for (size_t t = 0; t < T; t++) c.h[t * H + (size_t)tok[t]] = 1.0f;
+    memset(c.w_q, 0, H * H * sizeof(float));
+    memset(c.w_k, 0, H * H * sizeof(float));
+    memset(c.w_v, 0, H * H * sizeof(float));
+    for (size_t k = 0; k < H; k++) c.w_q[k * H + k] = c.w_k[k * H + k] = c.w_v[k * H + k] = 1.0f;
+    memset(c.w_g, 0, H * sizeof(float));
+    c.b_g[0] = 20.0f;
+    c.scale[0] = 20.0f;
+    for (size_t t = 0; t < T; t++) c.wr[t] = 1.0f;
+    for (int prev = 0; prev <= 1; prev++) {
+        epi_options(&c, 1, prev);
+        epi_loss(&c);
+        const float *e = dm_episodic_reads(c.cache, &c.d) + (T - 1) * H;
+        const int want = prev ? 1 : 0; /* x, or a itself */
+        for (size_t k = 0; k < H; k++)
+            assert_float_equal(e[k], k == (size_t)want ? 1.0 : 0.0, 1e-3);
+    }
+    epi_teardown(&c);
+}
+
 static void test_episodic_bad_dims(void **state)
 {
     dm_error err;
-    dm_episodic_dims d = {2, 3, 4, 5, 0};
+    dm_episodic_dims d = {2, 3, 4, 5, 0, 0, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
     assert_non_null(strstr(err.msg, "K must be >= 1"));
-    d = (dm_episodic_dims){2, 0, 4, 5, 3};
+    d = (dm_episodic_dims){2, 0, 4, 5, 3, 0, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
     assert_non_null(strstr(err.msg, "T must be >= 1"));
-    d = (dm_episodic_dims){SIZE_MAX / 2, 4, 4, 5, 3};
+    d = (dm_episodic_dims){SIZE_MAX / 2, 4, 4, 5, 3, 0, 0, 0, 0};
     assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
     assert_non_null(strstr(err.msg, "too large"));
+    d = (dm_episodic_dims){2, 3, 4, 5, 3, 2, 0, 0, 0};
+    assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
+    assert_non_null(strstr(err.msg, "cosine, key_prev and address_token must be 0 or 1"));
+    d = (dm_episodic_dims){2, 3, 4, 5, 3, 0, 0, 1, 0};
+    assert_int_equal(dm_episodic_dims_check(&d, &err), -1);
+    assert_non_null(strstr(err.msg, "address_token needs V"));
 }
 
 /* ---- policy pieces ---- */
@@ -788,6 +913,59 @@ static double wp_soft_loss(void *p)
     return dotd(c->out, c->R, c->B * c->T * c->H);
 }
 
+/* write_actions uniform: steps k, 2k, ... of every sequence write, in
+ * training and eval alike, with no draw. */
+static void test_writepolicy_uniform(void **state)
+{
+    wp_ctx c;
+    const size_t B = 2, T = 7;
+    wp_setup(&c, B, T, 4, 3, 3);
+    dm_error err;
+    c.w.actions = 3;
+    c.w.write_every = 3;
+    for (int training = 0; training <= 1; training++) {
+        dm_rng before = c.rng;
+        assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, training, &c.rng, c.work, &err), 0);
+        assert_memory_equal(&before, &c.rng, sizeof before);
+        for (size_t b = 0; b < B; b++)
+            for (size_t t = 0; t < T; t++)
+                assert_true(c.w.a[b * T + t] == ((t == 3 || t == 6) ? 1.0f : 0.0f));
+        assert_float_equal(c.w.write_rate_all, 2.0 / 7.0, 1e-6);
+    }
+    wp_teardown(&c);
+}
+
+/* reward_targets: rewards only where they are not ignored, every action
+ * still counted; a reward target that is neither is refused. */
+static void test_writepolicy_reward_targets(void **state)
+{
+    wp_ctx c;
+    const size_t B = 2, T = 6, V = 5, N = B * T;
+    wp_setup(&c, B, T, 4, 3, 3);
+    dm_error err;
+    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 1, &c.rng, c.work, &err), 0);
+    float *logits = randv(N * V, 2.0f, &c.rng);
+    int32_t tg[12], rt[12];
+    for (size_t i = 0; i < N; i++) tg[i] = (int32_t)(1 + i % (V - 1)), rt[i] = i % T == T - 1 ? tg[i] : 0;
+    dm_reinforce_stats all, at;
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, &all, logits, tg, V, 0, c.h, NULL, &err), 0);
+    float rew_all[12];
+    memcpy(rew_all, c.w.rew, sizeof rew_all);
+    c.w.reward_targets = rt;
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, &at, logits, tg, V, 0, c.h, NULL, &err), 0);
+    assert_int_equal(at.count, all.count); /* every action still counts */
+    for (size_t i = 0; i < N; i++) {
+        assert_true(c.w.valid[i] == 1.0f);
+        assert_true(c.w.rew[i] == (i % T == T - 1 ? rew_all[i] : 0.0f));
+    }
+    rt[2] = tg[2] == 1 ? 2 : 1;
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, NULL, logits, tg, V, 0, c.h, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "at row 2 is neither the target"));
+    c.w.reward_targets = NULL;
+    free(logits);
+    wp_teardown(&c);
+}
+
 static void test_writepolicy_unit(void **state)
 {
     wp_ctx c;
@@ -875,6 +1053,8 @@ int main(void)
         cmocka_unit_test(test_episodic_slot_rule),
         cmocka_unit_test(test_episodic_causality),
         cmocka_unit_test(test_episodic_gradients),
+        cmocka_unit_test(test_episodic_option_gradients),
+        cmocka_unit_test(test_episodic_key_prev_lookup),
         cmocka_unit_test(test_episodic_bad_dims),
         cmocka_unit_test(test_policy_returns),
         cmocka_unit_test(test_policy_act_and_probs),
@@ -883,6 +1063,8 @@ int main(void)
         cmocka_unit_test(test_reinforce_reduced),
         cmocka_unit_test(test_exact_gradient),
         cmocka_unit_test(test_writepolicy_unit),
+        cmocka_unit_test(test_writepolicy_uniform),
+        cmocka_unit_test(test_writepolicy_reward_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,10 +5,12 @@
 # 1 epoch + --resume (identical weights, advantage scale included);
 # use_memory=false trains; scripts/ablation.lua --quick runs all five arms
 # and prints the table, the random arm using the RL arm's write rate, and
-# only its seed arm keeps the seed memory.
+# only its seed arm keeps the seed memory; ablation.lua --capacity --quick
+# runs the five capacity arms with K = n slots (2n + 3 for the full arm)
+# and uniform writes at every k-th step.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
-echo "1..13"
+echo "1..15"
 train() {
   local d=$1; shift
   "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/recall.txt" \
@@ -111,3 +113,21 @@ end
 LUA
 "$E" "$tmp/arms.lua" "$tmp/abl" >"$tmp/out" 2>&1; rc=$?
 t "ablation: only the seed arm keeps the seed memory (the episodic arms run with use_memory=false)" '[ $rc -eq 0 ]'
+
+"$E" scripts/ablation.lua --quick --capacity --n 3 --seeds 1 --out "$tmp/cap" --set threads=1 >"$tmp/out" 2>&1; rc=$?
+t "ablation.lua --capacity --quick runs the five capacity arms on recall only" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^| write every step, K = 9 \|^| write every step, K = 3 (LRU) \|^| uniform, every k-th step (k = 3), K = 3 \|^| REINFORCE policy, K = 3 \|^| random at RL" "$tmp/out")" -eq 5 ] && ! grep -q "^Default data" "$tmp/out"'
+cat >"$tmp/cap.lua" <<'LUA'
+local want = { full = { 9, "always" }, always = { 3, "always" }, uniform = { 3, "uniform" }, rl = { 3, "policy" },
+  random = { 3, "random" } }
+for arm, w in pairs(want) do
+  local c = dm.checkpoint.load(string.format("%s/recall/%s/seed1/models/memory_model.safetensors", arg[1], arm)).net:config()
+  if c.episodic_slots ~= w[1] or c.write_actions ~= w[2] or c.episodic_similarity ~= "cosine" or c.episodic_address ~= "token" or (arm == "uniform" and c.write_every ~= 3) then
+    print(string.format("%s: slots %s, actions %s, similarity %s", arm, tostring(c.episodic_slots),
+      tostring(c.write_actions), tostring(c.episodic_similarity)))
+    os.exit(1)
+  end
+end
+LUA
+"$E" "$tmp/cap.lua" "$tmp/cap" >"$tmp/out" 2>&1; rc=$?
+t "ablation --capacity: each arm's model has its slots, write actions and the cosine read" '[ $rc -eq 0 ]'
