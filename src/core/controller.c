@@ -450,6 +450,11 @@ void dm_controller_free(dm_controller *c)
     dm_free(c->state_c);
     c->state_h = c->state_c = NULL;
     c->state_B = 0;
+    dm_free(c->fwd_h);
+    dm_free(c->fwd_c);
+    c->fwd_h = c->fwd_c = NULL;
+    c->fwd_cap = 0;
+    c->fwd_state = 0;
     c->cap_B = c->cap_T = 0;
     c->has_forward = c->has_loss = 0;
 }
@@ -493,10 +498,10 @@ static dm_part_run make_run(dm_controller *c, size_t B, size_t T)
 {
     dm_part_run r = {&c->params, &c->grads, &c->acts, B, T, c->training, c->rng,
                      (const int32_t *)A(c, c->act_tokens), NULL, NULL, NULL};
-    /* Only the cell reads h0 and c0; only a forward of the state's B gets here. */
-    if (c->state_B == B) {
-        r.h0 = c->state_h;
-        r.c0 = c->state_c;
+    /* Only the cell reads h0 and c0: the last forward's state. */
+    if (c->fwd_state) {
+        r.h0 = c->fwd_h;
+        r.c0 = dm_controller_has_cell_state(c) ? c->fwd_c : NULL;
     }
     return r;
 }
@@ -530,6 +535,21 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
                        "tokens are %zux%zu (set the state again, or clear it)",
                        c->state_B, B, T);
     if (ensure_acts(c, B, T, err) != 0) return -1;
+    c->fwd_state = 0;
+    if (c->state_B) {
+        const size_t n = c->L * B * c->H;
+        if (c->fwd_cap < n) {
+            dm_free(c->fwd_h);
+            dm_free(c->fwd_c);
+            c->fwd_h = dm_alloc(n * sizeof(float));
+            c->fwd_c = dm_alloc(n * sizeof(float));
+            c->fwd_cap = c->fwd_h && c->fwd_c ? n : 0;
+            if (!c->fwd_cap) return dm_fail(err, "Controller.forward: out of memory (%zu floats)", n);
+        }
+        memcpy(c->fwd_h, c->state_h, n * sizeof(float));
+        if (c->state_c) memcpy(c->fwd_c, c->state_c, n * sizeof(float));
+        c->fwd_state = 1;
+    }
     memcpy(A(c, c->act_tokens), tokens, N * sizeof(int32_t));
     dm_part_run r = make_run(c, B, T);
     const float *in = NULL;

@@ -195,6 +195,11 @@ typedef struct dm_controller {
      * the LSTM, c, (L,state_B,H) each; state_B = 0: none (zeros). */
     float *state_h, *state_c;
     size_t state_B;
+    /* The state the last forward started from (a copy, so that setting
+     * the next one before backward changes nothing backward sees). */
+    float *fwd_h, *fwd_c;
+    size_t fwd_cap;            /* floats of each */
+    int fwd_state;             /* the last forward had a state */
 } dm_controller;
 
 /* Lays out the parameter and activation size tables of cfg for a (B,T)
@@ -299,7 +304,9 @@ int dm_controller_has_cell_state(const dm_controller *c);
  * h (L,B,H) and, for an LSTM, c (L,B,H) (NULL: zeros); copied. The state
  * is a constant: backward gives it no gradient, so carrying it from one
  * window to the next truncates backpropagation there. A forward of
- * another batch size B fails. h NULL clears it (zeros again). */
+ * another batch size B fails. h NULL clears it (zeros again). The last
+ * forward keeps the state it started from: setting the next one right
+ * after a forward (to its final state) leaves its backward unchanged. */
 int dm_controller_set_state(dm_controller *c, const float *h, const float *cs, size_t B,
                             dm_error *err);
 /* The batch size of the state set (0: none). */

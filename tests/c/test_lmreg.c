@@ -348,6 +348,25 @@ static void check_state(const char *cell)
     float *R = weights_R(B * T * V);
     fd_ctx f = {.c = &c, .x = xb, .B = B, .T = T, .R = R};
     check_gradients(&f, "rnn.weight_hh_l0");
+    /* the backward is of the state the forward started from, whatever is
+     * set for the next forward in between */
+    loss_of(&f);
+    dm_controller_zero_grad(&c);
+    assert_int_equal(dm_controller_backward(&c, R, B, T, &err), 0);
+    const int whh = dm_controller_entry_find(&c, "rnn.weight_hh_l0");
+    const size_t nw = c.params.entries[whh].numel;
+    float *g1 = malloc(nw * sizeof *g1);
+    memcpy(g1, dm_arena_ptr(&c.grads, whh), nw * sizeof *g1);
+    loss_of(&f);
+    float *hn = calloc(n, sizeof *hn);
+    assert_int_equal(dm_controller_final_state(&c, hn, NULL, &err), 0);
+    assert_int_equal(dm_controller_set_state(&c, hn, NULL, B, &err), 0);
+    dm_controller_zero_grad(&c);
+    assert_int_equal(dm_controller_backward(&c, R, B, T, &err), 0);
+    assert_memory_equal(g1, dm_arena_ptr(&c.grads, whh), nw * sizeof *g1);
+    free(g1);
+    free(hn);
+    assert_int_equal(dm_controller_set_state(&c, h, cs, B, &err), 0);
     /* another batch size is refused while the state is set */
     assert_int_equal(dm_controller_forward(&c, xb, 1, T, &err), -1);
     assert_non_null(strstr(err.msg, "the initial state set is for a batch of 2, the tokens are 1x4"));
