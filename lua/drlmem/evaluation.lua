@@ -75,4 +75,37 @@ function evaluation.run(net, split, cfg, opts)
   return r
 end
 
+--- The loss over every position of one token stream, as a language model
+-- reads running text: ids (token ids) in windows of T (the last one
+-- shorter), each window's input ids[i..] and targets ids[i+1..], one row,
+-- the recurrent state carried from each window into the next, in eval
+-- mode. ids[1] is context only; every later id is a target once. Returns
+-- {nll = mean negative log-likelihood in nats, n = targets, ppl = exp(nll),
+-- bits = nll / ln 2, windows=}. Leaves net in training mode, its state
+-- cleared.
+function evaluation.stream(net, ids, T)
+  assert(#ids >= 2, "evaluation.stream: at least two tokens")
+  local nll_sum, n, windows = 0.0, 0, 0
+  net:eval()
+  net:set_state(nil)
+  local ok, err = pcall(function()
+    local i = 1
+    while i < #ids do
+      local len = math.min(T, #ids - i)
+      local x, y = dm.tensor({ table.move(ids, i, i + len - 1, 1, {}) }, "int32"),
+        dm.tensor({ table.move(ids, i + 1, i + len, 1, {}) }, "int32")
+      net:forward(x, false)
+      net:set_state(net:final_state())
+      local loss, count = net:loss(y, { ignore_index = -1, grad = false })
+      nll_sum, n, windows = nll_sum + loss * count, n + count, windows + 1
+      i = i + len
+    end
+  end)
+  net:set_state(nil)
+  net:train()
+  if not ok then error(err, 0) end
+  local nll = nll_sum / n
+  return { nll = nll, n = n, ppl = dm.metrics.perplexity(nll), bits = nll / math.log(2), windows = windows }
+end
+
 return evaluation
