@@ -206,6 +206,43 @@ describe("carry_state (truncated BPTT over a stream)", function()
     end)
   end
 
+  it("starts each epoch from zeros and leaves no state behind it", function()
+    local cfg = cfg_of { carry_state = true }
+    local st, data = helpers.setup_run(cfg)
+    local x = dm.tensor({ { 4, 5, 6, 7, 8, 9 }, { 5, 6, 7, 8, 9, 4 }, { 6, 7, 8, 9, 4, 5 } }, "int32")
+    local ctx = { net = st.net, opt = st.opt, cfg = cfg, split = data.train }
+    -- a state left over from elsewhere is not where an epoch starts
+    st.net:forward(x, false)
+    st.net:set_state(st.net:final_state())
+    local net2 = dm.Controller(dm.train.model_config(cfg, data.vocab.size))
+    net2:load_state_dict(st.net:state_dict())
+    local first
+    for bx in data.train:batches(3, 1) do first = bx break end
+    net2:eval()
+    local from_zeros = net2:forward(first)
+    -- the state the epoch's first forward starts from, seen through the
+    -- loop's own call: an eval forward of the same tokens just before it
+    local seen
+    local mt = getmetatable(st.net).__index
+    local saved = mt.forward
+    mt.forward = function(self, tokens, ...)
+      if not seen and self == st.net then
+        self:eval()
+        seen = saved(self, tokens)
+        self:train()
+      end
+      return saved(self, tokens, ...)
+    end
+    local ok, err = pcall(loop.train_epoch, ctx, 1, {})
+    mt.forward = saved
+    assert(ok, err)
+    assert.equal(0, (seen - from_zeros):abs():max())
+    -- after the epoch: no state (a forward equals a fresh net's with the same weights)
+    net2:load_state_dict(st.net:state_dict())
+    st.net:eval()
+    assert.equal(0, (st.net:forward(x) - net2:forward(x)):abs():max())
+  end)
+
   it("a checkpoint from inside an epoch without the carried state is refused", function()
     local cfg = cfg_of { carry_state = true, checkpoint_steps = 2 }
     local b, data = helpers.setup_run(cfg)
