@@ -499,6 +499,9 @@ static dm_part_run make_run(dm_controller *c, size_t B, size_t T)
     dm_part_run r = {&c->params, &c->grads, &c->acts, B, T, c->training, c->rng,
                      (const int32_t *)A(c, c->act_tokens), NULL, NULL, NULL};
     /* Only the cell reads h0 and c0: the last forward's state. */
+    /* Backward, the write and the policy see the mode the forward ran in
+     * (whether it drew dropout masks), whatever was switched since. */
+    if (c->has_forward) r.training = c->fwd_training;
     if (c->fwd_state) {
         r.h0 = c->fwd_h;
         r.c0 = dm_controller_has_cell_state(c) ? c->fwd_c : NULL;
@@ -567,6 +570,7 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
     }
     c->last_B = B;
     c->last_T = T;
+    c->fwd_training = c->training;
     c->has_forward = 1;
     return 0;
 }

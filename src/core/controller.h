@@ -200,6 +200,7 @@ typedef struct dm_controller {
     float *fwd_h, *fwd_c;
     size_t fwd_cap;            /* floats of each */
     int fwd_state;             /* the last forward had a state */
+    int fwd_training;          /* the last forward ran in training mode (its masks) */
 } dm_controller;
 
 /* Lays out the parameter and activation size tables of cfg for a (B,T)

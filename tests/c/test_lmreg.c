@@ -158,6 +158,21 @@ static void check_dropouts(const char *cell, int variational)
     float *R = weights_R(B * T * V);
     fd_ctx f = {.c = &c, .x = X, .B = B, .T = T, .R = R};
     assert_true(check_gradients(&f, NULL) >= 4 * 15);
+    /* the backward is of the forward as it ran: switching to eval in
+     * between changes nothing (its masks stay those it drew) */
+    dm_error err;
+    loss_of(&f);
+    dm_controller_zero_grad(&c);
+    assert_int_equal(dm_controller_backward(&c, R, B, T, &err), 0);
+    float *g1 = malloc(c.grads.numel * sizeof *g1);
+    memcpy(g1, c.grads.data, c.grads.numel * sizeof *g1);
+    loss_of(&f);
+    dm_controller_eval(&c);
+    dm_controller_zero_grad(&c);
+    assert_int_equal(dm_controller_backward(&c, R, B, T, &err), 0);
+    assert_memory_equal(g1, c.grads.data, c.grads.numel * sizeof *g1);
+    dm_controller_train(&c);
+    free(g1);
     /* every mask drops something; variational ones repeat along time */
     loss_of(&f);
     const char *masks[3] = {"input_dropout.mask", "rnn.layer_mask", "output_dropout.mask"};
