@@ -856,6 +856,7 @@ function data.load(cfg)
   if carry then
     for p = 1, 3 do
       carry[p] = new_carry_split(names[p], parts[p], ids, carry[p].first, carry[p].last, T, sources[p])
+      carry[p]:layout(cfg.batch_size) -- (a part too short for batch_size streams fails here, in one line)
     end
   end
   local d = {

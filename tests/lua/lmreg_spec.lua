@@ -144,6 +144,10 @@ describe("carry_state (truncated BPTT over a stream)", function()
     -- the same order every epoch
     local a, b = data.train:batches(3, 1)(), data.train:batches(3, 2)()
     assert.same(a:totable(), b:totable())
+    -- a part too short for batch_size streams is refused when the data loads, in one line
+    local e = helpers.err_of(dm.data.load, cfg_of { carry_state = true, batch_size = 40 })
+    assert.truthy(e:find("^carry_state: the val part %(.-%) has %d+ tokens, too few for 40 parallel streams of "
+      .. "max_seq_length%+1 = 7 tokens each %(lower batch_size or max_seq_length%)$"), e)
   end)
 
   for _, cell in ipairs { "gru", "lstm" } do
