@@ -10,6 +10,15 @@
  *   vm = GELU(fc_value_memory(logits)), both (B,T,D), time-means (B,D), then
  *   dm_memory_write (the reference README's "Training step").
  *
+ * The language-model options add parts only when set (so the default
+ * model is the upstream one, entry for entry): input_dropout after the
+ * embedding, output_dropout after the cell (and the write policy),
+ * dropout between the cell's layers inside it, embedding dropout of whole
+ * rows inside the embedding, and with tie_weights fc_output reads
+ * embedding.weight (no fc_output.weight of its own) after tie_proj (H -> E)
+ * when H != E. An initial state set with dm_controller_set_state starts
+ * the cell of every following forward from it (truncated BPTT).
+ *
  * Which parts, with which sizes, in which order is decided in one place
  * (controller.c's compose); everything else walks the part list. The
  * parameters live in one arena laid out from the parts' size tables in

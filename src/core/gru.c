@@ -12,7 +12,9 @@
  * into space not yet written, the next layer's cache region or, for the
  * last layer, `out` (free until the final copy). Where the packed W_hh does
  * not fit (B*T below about 3H/7, or 3H for the last layer), forward keeps
- * the per-step sgemm. */
+ * the per-step sgemm. The _opts variants add a given initial state (its
+ * product with W_hh at step 0, and that pair in dW_hh) and a dropout mask
+ * on the input of every layer above the first, shared with the LSTM. */
 #include "core/gru.h"
 
 #include <cblas.h>
@@ -198,7 +200,7 @@ void dm_gru_backward_opts(float *din, const dm_gru_grads *g, const float *dout, 
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)B, 1.0f, dhg,
                         (int)(T * G), h0, (int)H, 1.0f, g->w_hh[l], (int)H);
         /* dW_hh pairs row i of dhg with row i-1 of h. With the t = 0 rows of
-         * dhg zeroed (done with above), the pairs that straddle two sequences
+         * dhg zeroed (h0's pairs are added above), the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. */
         for (size_t b = 0; b < B; b++) memset(dhg + b * T * G, 0, G * sizeof *dhg);
         if (BT > 1)
@@ -219,7 +221,10 @@ void dm_gru_backward_opts(float *din, const dm_gru_grads *g, const float *dout, 
 
 /* ---- the GRU as a part (part.h): cfg.in = In, cfg.out = H, cfg.layers = L;
  * entries weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> per
- * layer (PyTorch's names and order), activations "cache" and "scratch". */
+ * layer (PyTorch's names and order), activations "cache" and "scratch",
+ * and with dropout between layers (cfg.p > 0, cfg.variational for one mask
+ * per sequence) "layer_mask" and "layer_in". The run's h0 is the initial
+ * state. */
 
 enum { GRU_TENSORS = 4 }; /* per layer: w_ih, w_hh, b_ih, b_hh */
 

@@ -174,7 +174,9 @@ void dm_lstm_backward_opts(float *din, const dm_lstm_grads *g, const float *dout
     }
 }
 
-/* ---- the LSTM as a part: cfg.in = In, cfg.out = H, cfg.layers = L -------- */
+/* ---- the LSTM as a part: cfg.in = In, cfg.out = H, cfg.layers = L; with
+ * dropout between layers (cfg.p, cfg.variational) and the run's h0 and c0
+ * as gru.c's part has them (dm_rnn_part_opts) ------------------------------ */
 
 enum { LSTM_TENSORS = 4 }; /* per layer: w_ih, w_hh, b_ih, b_hh */
 
