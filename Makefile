@@ -71,7 +71,7 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 EXE := $(BUILD)/drlmem
 SO  := $(BUILD)/drlmem.so
 
-.PHONY: all deps test test-c test-lua test-host test-asan train train-mpi bench bench-counts blas-compare install clean fixtures fuzz fuzz-build
+.PHONY: all deps test test-c test-lua test-host test-asan train train-mpi bench bench-mpi bench-counts blas-compare install clean fixtures fuzz fuzz-build
 
 all: $(EXE) $(SO) drlmem
 
@@ -166,6 +166,11 @@ train-mpi: all
 	OMPI_MCA_odls_base_sigkill_timeout=30 mpirun --allow-run-as-root --oversubscribe -np $(NP) \
 	  --mca btl self,vader --mca oob_tcp_if_include lo --mca btl_tcp_if_include lo \
 	  ./drlmem scripts/train.lua $(ARGS)
+
+# The scaling figure of training across processes (README): 2 ranks x 1
+# thread against 1 process x 2 and x 1 threads, on this machine.
+bench-mpi: all
+	scripts/bench_mpi.sh $(BENCH_ARGS)
 
 # The benchmarks' sgemm timer loads each BLAS with dlopen (see its header),
 # so it links against none of them and builds wherever the core does.

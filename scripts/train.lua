@@ -70,15 +70,15 @@ if writer then
   local made, made_bytes = try(dm.stories.ensure, cfg)
   if made then print(string.format("wrote %s: %d stories, %d bytes", cfg.data_path, made, made_bytes)) end
 end
-if world > 1 then dm.dist.barrier() end
+if world > 1 then try(dm.dist.barrier) end
 if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
 try(dm.budget.check_data, cfg) -- sizes that cannot fit: one line, before anything is allocated
 local data = try(dm.data.load, cfg)
 try(dm.budget.check, cfg, data)
 if world > 1 then
   -- every rank derived them itself, from the file and the seed
-  dm.dist.assert_same("the vocabulary", table.concat(data.vocab:list(), "\n"))
-  dm.dist.assert_same("the training split", table.concat(data.train.index, ","))
+  try(dm.dist.assert_same, "the vocabulary", table.concat(data.vocab:list(), "\n"))
+  try(dm.dist.assert_same, "the training split", table.concat(data.train.index, ","))
 end
 
 -- Model, optimizer, schedule, early stopping; the position of a resumed run.
@@ -118,7 +118,9 @@ local function position()
 end
 local last_desc = args.resume == last_path and position() or nil
 local function save_last()
-  if writer then resume.save(last_path, st) end
+  -- every rank's generator, gathered by all, written by rank 0
+  local rngs = world > 1 and dm.dist.allgather(dm.get_rng_state()) or nil
+  if writer then resume.save(last_path, st, { rng_ranks = rngs }) end
   run.saved, last_desc = true, position()
 end
 
@@ -177,11 +179,26 @@ local function is_write_failure(err)
   return type(err) == "string" and (err:find("^checkpoint%.save: ") or err:find("^plot: ")
     or err:find("^log: ") or err:find("^write ") or err:find("^cannot write ")) ~= nil
 end
+-- A failed collective under mpirun (a rank that stopped, died or hangs;
+-- dm.dist's deadline): one line from the rank that saw it, whichever it is.
+local function dist_failure(err)
+  if type(err) ~= "string" then return nil end
+  local first = err:match("^[^\n]*"):gsub("^[^\n]-%.lua:%d+: ", "")
+  return first:find("^dist[%.%w_]*: ") and first or nil
+end
 -- What is printed now starts on its own line: not after a half-drawn bar,
 -- nor after the "^C" a terminal echoes where the cursor was.
 if not progress.end_line() and status == "interrupted" and dm.isatty("stderr") then io.stderr:write("\n") end
 if not ok then
   local err = status
+  local df = dist_failure(err)
+  if df then
+    io.stderr:write(string.format("train.lua: rank %d of %d stopped: %s\n", dm.dist.rank(), world, df))
+    if last_desc then
+      io.stderr:write(string.format("train.lua: the last good checkpoint is %s (%s)\n", last_path, last_desc))
+    end
+    os.exit(1)
+  end
   local nonfinite = loop.is_nonfinite(err)
   if not nonfinite and not is_write_failure(err) then error(err, 0) end
   -- The log may sit on the full disk too: a line it cannot take goes to
@@ -215,6 +232,7 @@ if status == "interrupted" and not run.finished then
   end
   lg:warn("%s at epoch %d after %d of %d batches; saved %s", what, run.epoch, run.batch,
     data.train:nbatches(cfg.batch_size * world), last_path)
-  lg:warn("resume with: %s", resume.command(last_path))
+  -- (under mpirun the ranks' launcher goes first; its other options are the user's own)
+  lg:warn("resume with: %s%s", world > 1 and ("mpirun -np " .. world .. " ") or "", resume.command(last_path))
   os.exit(loop.SIGNAL_STATUS[sig] or 130)
 end

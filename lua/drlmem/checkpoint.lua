@@ -268,12 +268,12 @@ function checkpoint.load(path)
   if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
   -- Names and tokens come from the file: control characters in them are
   -- escaped, so the message stays one line whatever the file holds.
-  local function fail(fmt, ...)
-    local msg = ("checkpoint.load: %s: " .. fmt):format(path, ...)
+  local function refuse(msg)
     error((msg:gsub("%c", function(c) return ("\\x%02x"):format(c:byte()) end)), 0)
   end
+  local function fail(fmt, ...) refuse(("checkpoint.load: %s: " .. fmt):format(path, ...)) end
   local ok, tensors, meta, names = pcall(dm.load_safetensors, path)
-  if not ok then error("checkpoint.load: " .. tostring(tensors), 0) end
+  if not ok then refuse("checkpoint.load: " .. tostring(tensors)) end
 
   if meta.format ~= checkpoint.FORMAT then
     fail("not a drlmem checkpoint (metadata 'format' is %s, expected \"%s\")",

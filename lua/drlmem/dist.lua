@@ -32,6 +32,11 @@
 --       ranks, one in-place allreduce per bucket (default 4 MiB)
 --   dm.dist.broadcast_parameters(net [, root])   every rank takes root's
 --       weights (every value of net:parameters())
+--   dm.dist.row_mean(m, rows) -> mean   m: a mean over this rank's rows
+--       (rows of them, 0 for an empty shard, whose m is ignored); the mean
+--       over all the global batch's rows, on every rank (0 when none)
+--   dm.dist.allgather(s) -> {s_0, ..., s_N-1}   every rank's string, on
+--       every rank (a checkpoint gathers the ranks' generator states)
 --   dm.dist.any(flag) -> boolean   true on every rank when it is true on
 --       one (a stop request seen by one rank stops all at the same step)
 --   dm.dist.assert_same(what, s)   raises on every rank, naming what and
@@ -117,6 +122,23 @@ function M.shard(x, y)
   local len = math.min(per, B - first)
   if len <= 0 then return nil, nil end
   return x:narrow(1, first + 1, len), y and y:narrow(1, first + 1, len)
+end
+
+function M.row_mean(m, rows)
+  if math.type(rows) ~= "integer" or rows < 0 then
+    error(("dist.row_mean: argument 2: expected a row count >= 0, got %s"):format(tostring(rows)), 2)
+  end
+  local s = dist.allreduce({ rows > 0 and m * rows or 0, rows }, "sum")
+  return s[2] > 0 and s[1] / s[2] or 0
+end
+
+function M.allgather(s)
+  if type(s) ~= "string" then
+    error(("dist.allgather: argument 1: expected a string, got %s"):format(type(s)), 2)
+  end
+  local out, me = {}, dist.rank()
+  for r = 0, dist.size() - 1 do out[r + 1] = dist.broadcast(r == me and s or nil, r) end
+  return out
 end
 
 function M.any(flag)

@@ -28,7 +28,11 @@
 -- clip, step, zero_grad, memory write) and after an epoch's hooks. The
 -- error then fires in the main thread between two resumes, guard returns
 -- "interrupted", and the caller saves what the last safe point described.
--- A signal during an evaluation or a save waits for its end.
+-- A signal during an evaluation or a save waits for its end. Under mpirun
+-- a signal may reach one rank only: guard then lets fn run on to its next
+-- safe point, where an allreduce of the pending signal stops every rank
+-- at the same step (so the save, which gathers every rank's generator,
+-- is met by all), and the periodic checkpoint's clock is rank 0's.
 --
 -- A NaN or infinite training loss raises a loop.NonFinite error (a table
 -- with epoch, batch and a message) before that batch's backward, so the
@@ -118,8 +122,19 @@ function loop.setup(cfg, data)
   dm.manual_seed(cfg.seed)
   local net = dm.Controller(train.model_config(cfg, data.vocab.size))
   local opt = train.optimizer(net, cfg)
+  -- Under mpirun every rank drew the same weights above; from here on its
+  -- dropout masks and policy samples come from a stream of its own, fixed
+  -- by the seed and the rank (a checkpoint keeps every rank's state).
+  if dm.dist.available() and dm.dist.size() > 1 then dm.manual_seed(loop.rank_seed(cfg.seed, dm.dist.rank())) end
   return { net = net, opt = opt, sched = train.scheduler(opt, cfg), stopper = loop.EarlyStopping(cfg.patience),
     vocab = data.vocab, cfg = cfg, run = { epoch = 1, batch = 0, history = {} } }
+end
+
+--- The seed of rank r's generator after the weights are drawn: the seed
+-- mixed with the rank by a 64-bit odd constant (the golden ratio's), so
+-- that each (seed, rank) gives its own stream.
+function loop.rank_seed(seed, rank)
+  return seed ~ (0x9E3779B97F4A7C15 * (rank + 1))
 end
 
 ---------------------------------------------------------------------------
@@ -156,9 +171,26 @@ end
 -- One epoch
 ---------------------------------------------------------------------------
 
---- A yield point for guard: the caller's state is consistent here.
+-- Under mpirun a signal reaches one rank, or all at different moments;
+-- guard notes it here (loop.pending_signal) instead of stopping, and the
+-- next safe point's allreduce makes every rank stop there, at the same
+-- step, with the same signal (the highest code).
+local SIG_CODE, CODE_SIG = { INT = 1, HUP = 2, TERM = 3 }, { "INT", "HUP", "TERM" }
+local AgreedStop = { __name = "drlmem.loop.AgreedStop" }
+loop.pending_signal = nil
+
+local function multi_rank() return dm.dist.available() and dm.dist.size() > 1 end
+
+--- A yield point for guard: the caller's state is consistent here. Under
+-- mpirun every rank calls it at the same points (one allreduce of a
+-- number each).
 function loop.safe_point()
-  if coroutine.isyieldable() then coroutine.yield() end
+  if not coroutine.isyieldable() then return end
+  coroutine.yield()
+  if multi_rank() then
+    local code = dm.dist.allreduce(SIG_CODE[loop.pending_signal] or 0, "max")
+    if code > 0 then error(setmetatable({ signal = CODE_SIG[code] }, AgreedStop), 0) end
+  end
 end
 
 --- Runs one training epoch. ctx: net, opt, cfg, split (the training Split),
@@ -201,24 +233,28 @@ function loop.train_epoch(ctx, epoch, opts)
   local world = dist and dist.size() or 1
   B = B * world
   -- Across processes each rank's gradient is scaled by its share of the
-  -- global batch, which needs the dlogits in hand: the Lua criterion's path.
-  if dist and not criterion then criterion = train.criterion(cfg) end
+  -- global batch: from the targets it counts before its forward (one
+  -- allreduce), so the share goes into the core's loss as its scale and
+  -- the logits stay in the core there too.
   local n = split:nbatches(B)
   local start = opts.start_batch or 0
   local s0 = opts.sums or {}
   local loss_sum, nb, carried = s0.loss or 0.0, s0.batches or 0, s0.seconds or 0.0
   local tokens, padded = s0.tokens or 0, s0.padded_tokens or 0
   local rl = train.reinforce(cfg)
-  if rl and dist then
-    error("training across processes supports write_policy seed only: the reinforce policy's "
-          .. "statistics are not reduced over the ranks yet", 0)
-  end
-  -- The memory after a step's write: rank 0's, broadcast (the controller
-  -- has no way yet to write the global batch's means).
+  -- Across processes the memory write blends the global batch's means and
+  -- the reinforce policy's statistics are the global batch's: the
+  -- controller sums them over the ranks (net:set_reduce). write_policy
+  -- content writes where each token read, which has no sums to add: rank
+  -- 0 writes from its shard and broadcasts the memory.
   local memory = {}
+  local reduced = dist and cfg.write_policy ~= "content"
   if dist then
-    for _, p in ipairs(net:parameters()) do
-      if p.name == "memory.keys" or p.name == "memory.values" then memory[#memory + 1] = p.value end
+    net:set_reduce(reduced)
+    if not reduced then
+      for _, p in ipairs(net:parameters()) do
+        if p.name == "memory.keys" or p.name == "memory.values" then memory[#memory + 1] = p.value end
+      end
     end
   end
   local wsum = {}
@@ -257,20 +293,32 @@ function loop.train_epoch(ctx, epoch, opts)
       local xs, ys = x, y
       if dist then xs, ys = dist.shard(x, y) end
       local loss, dlogits, count = 0 / 0, nil, 0
-      if xs then
-        if criterion then
-          local logits = net:forward(xs, buf("logits", xs, V))
-          loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
-        else
-          net:forward(xs, false)
-          loss, count = net:loss(ys, { ignore_index = ignore, scale = 1.0 / acc })
-        end
-        state = loop.carry_next(net, cfg)
-      end
       -- weight: this rank's share of the global batch's mean loss; loss
       -- and total become the global batch's (the same on every rank)
-      local weight, total = 1, count
-      if dist then weight, total, loss = dist.target_weight(count, loss) end
+      local weight, total = 1, nil
+      if dist and not criterion then
+        -- the targets the loss averages: non-pad ones with loss_ignore_pad
+        count = not xs and 0 or (cfg.loss_ignore_pad and math.tointeger(ys:float():clamp(0, 1):sum()) or ys:numel())
+        weight, total = dist.target_weight(count)
+        if xs then net:forward(xs, false) end
+        if count > 0 then loss = net:loss(ys, { ignore_index = ignore, scale = weight / acc }) end
+        weight = 1 -- (applied)
+        local sum = dist.allreduce(count > 0 and loss * count or 0, "sum")
+        loss = total > 0 and sum / total or 0 / 0
+      else
+        if xs then
+          if criterion then
+            local logits = net:forward(xs, buf("logits", xs, V))
+            loss, dlogits, count = criterion(logits, ys, 1.0 / acc, buf("dlogits", xs, V))
+          else
+            net:forward(xs, false)
+            loss, count = net:loss(ys, { ignore_index = ignore, scale = 1.0 / acc })
+          end
+          state = loop.carry_next(net, cfg)
+        end
+        total = count
+        if dist then weight, total, loss = dist.target_weight(count, loss) end
+      end
       if total > 0 then
         if not finite(loss) then
           error(setmetatable({ epoch = epoch, batch = i, batches = n, loss = loss,
@@ -278,7 +326,12 @@ function loop.train_epoch(ctx, epoch, opts)
               epoch, i, n) }, NonFinite), 0)
         end
         if rl then
-          local ws = net:reinforce(y, ignore)
+          local ws = net:reinforce(xs and ys, ignore) -- nil: an empty shard
+          if dist then
+            -- the policy's statistics are the global batch's already; the
+            -- slot usage (a mean over this rank's sequences) is weighted here
+            ws.slot_usage = dist.row_mean(ws.slot_usage, xs and xs:size(1) or 0)
+          end
           if ws.count > 0 then
             for _, k in ipairs(train.WRITE_STATS) do wsum[k] = wsum[k] + ws[k] end
             wsum.n = wsum.n + 1
@@ -301,8 +354,12 @@ function loop.train_epoch(ctx, epoch, opts)
         end
         opt:step()
         net:zero_grad()
-        if not dist or dist.rank() == 0 then net:write_memory(cfg.write_strength) end
-        if dist then dist.broadcast(memory, 0) end
+        if reduced then
+          net:write_memory(cfg.write_strength, not xs and { empty = true } or nil)
+        elseif not dist or dist.rank() == 0 then
+          net:write_memory(cfg.write_strength)
+        end
+        if dist and not reduced then dist.broadcast(memory, 0) end
         steps = steps + 1
         if opts.on_step then
           opts.on_step { epoch = epoch, batch = i, sums = sums_copy(), carry = state }
@@ -394,11 +451,15 @@ function loop.run(st, data, hooks)
   local clock = hooks.clock or progress.now
   local every_s, every_steps = cfg.checkpoint_minutes * 60, cfg.checkpoint_steps
   local last_t, steps = clock(), 0
+  local agree = multi_rank() and every_s > 0
   local on_step = function(pos)
     if hooks.on_step then hooks.on_step(pos) end
     if hooks.on_checkpoint then
       steps = steps + 1
-      if (every_steps > 0 and steps >= every_steps) or (every_s > 0 and clock() - last_t >= every_s) then
+      local due = every_s > 0 and clock() - last_t >= every_s
+      -- the ranks' clocks differ: rank 0's decides, for all (the save is collective)
+      if agree then due = dm.dist.broadcast(due, 0) end
+      if (every_steps > 0 and steps >= every_steps) or due then
         hooks.on_checkpoint(pos)
         last_t, steps = clock(), 0
       end
@@ -434,24 +495,32 @@ function loop.guard(fn, opts)
   opts = opts or {}
   local co = coroutine.create(fn)
   local inner_err
-  local ok, err = pcall(function()
-    while true do
-      if opts.on_resume then opts.on_resume() end
-      local rok, e = coroutine.resume(co)
-      if not rok then
-        inner_err = type(e) == "string" and debug.traceback(co, e) or e
-        return
+  local multi = multi_rank()
+  loop.pending_signal = nil
+  while true do
+    local ok, err = pcall(function()
+      while true do
+        if opts.on_resume then opts.on_resume() end
+        local rok, e = coroutine.resume(co)
+        if not rok then
+          inner_err = type(e) == "string" and debug.traceback(co, e) or e
+          return
+        end
+        if coroutine.status(co) == "dead" then return end
       end
-      if coroutine.status(co) == "dead" then return end
-    end
-  end)
-  if inner_err ~= nil then
-    -- a signal that arrived together with the error is moot
-    error(inner_err, 0)
+    end)
+    if ok or inner_err ~= nil then break end -- (fn's error wins over a signal with it)
+    if not loop.is_interrupt(err) then error(err, 0) end
+    -- Under mpirun fn goes on to its next safe point, where the ranks agree
+    -- to stop together (loop.safe_point).
+    if not multi or coroutine.status(co) == "dead" then return "interrupted", loop.stop_signal(err) end
+    loop.pending_signal = loop.pending_signal or loop.stop_signal(err)
   end
-  if ok then return "done" end
-  if loop.is_interrupt(err) then return "interrupted", loop.stop_signal(err) end
-  error(err, 0)
+  if getmetatable(inner_err) == AgreedStop then return "interrupted", inner_err.signal end
+  -- a signal that arrived together with the error is moot
+  if inner_err ~= nil then error(inner_err, 0) end
+  if loop.pending_signal then return "interrupted", loop.pending_signal end -- fn was done
+  return "done"
 end
 
 return loop

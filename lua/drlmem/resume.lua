@@ -29,8 +29,11 @@ end
 -- stopper, vocab, cfg, run = {epoch = the epoch in progress, batch =
 -- batches of it done, sums = its partial sums (or nil), history = the
 -- metrics records of the finished epochs, best_path = the best model file}.
-function resume.save(path, st)
+-- opts.rng_ranks: under mpirun, every rank's generator state in rank
+-- order (dm.dist.allgather), which a resumed run of as many ranks restores.
+function resume.save(path, st, opts)
   local run = st.run
+  local ranks = opts and opts.rng_ranks
   dm.checkpoint.save(path, st.net, {
     vocab = st.vocab:list(),
     config = dm.config.totable(st.cfg),
@@ -42,6 +45,7 @@ function resume.save(path, st)
       history = dm.json.array(run.history or {}), best_path = run.best_path or dm.json.null,
       early = st.stopper:state(), rng = dm.get_rng_state(),
       write_state = st.net:write_state() or dm.json.null,
+      rng_ranks = ranks and dm.json.array(ranks) or nil,
     },
   })
 end
@@ -138,7 +142,22 @@ function resume.load(path, st, opts)
     error(string.format("%s is not a resumable checkpoint (it has no training state); resume from the "
       .. "last.safetensors a run writes in its save_path", path), 0)
   end
+  -- Every rank's stream is in the checkpoint of a run of N ranks: only a
+  -- run of N ranks continues it (and its batch positions are of global
+  -- batches of batch_size x N).
+  local world = dm.dist.available() and dm.dist.size() or 1
+  local saved_n = type(s.rng_ranks) == "table" and #s.rng_ranks or 1
+  if saved_n ~= world then
+    error(string.format("%s: saved by a run of %d process%s, this run has %d: resume with the same number "
+      .. "(%s)", path, saved_n, saved_n == 1 and "" or "es", world,
+      saved_n == 1 and "without mpirun" or ("mpirun -np " .. saved_n)), 0)
+  end
+  local rng = world > 1 and s.rng_ranks[dm.dist.rank() + 1] or s.rng
   local epoch, batch = check_state(path, s, opts.batches or math.maxinteger)
+  if st.cfg.carry_state and batch > 0 and not ck.carry then
+    error(string.format("%s: training state 'carry' is missing: the run stopped inside an epoch with "
+      .. "carry_state, and the recurrent state its next batch starts from is not in the file", path), 0)
+  end
   local mine = st.vocab:list()
   if #mine ~= #ck.vocab then
     error(string.format("%s: its vocabulary has %d tokens, the data gives %d (another data file or "
@@ -174,7 +193,7 @@ function resume.load(path, st, opts)
   -- the rng state is only tried here (and put back): it is restored last
   restore("rng", function()
     local saved = dm.get_rng_state()
-    local ok, err = pcall(dm.set_rng_state, s.rng)
+    local ok, err = pcall(dm.set_rng_state, rng)
     dm.set_rng_state(saved)
     if not ok then error(err, 0) end
   end)
@@ -185,7 +204,7 @@ function resume.load(path, st, opts)
   end
   st.net:load_state_dict((ck.net:state_dict()))
   st.stopper:load_state(s.early or {})
-  dm.checkpoint.restore_rng(ck)
+  dm.set_rng_state(rng)
   local notes = {}
   for k, v in pairs(ck.train_config or {}) do
     local ok, mine_v = pcall(function() return st.cfg[k] end)
@@ -199,10 +218,6 @@ function resume.load(path, st, opts)
   if is_null(sums) then sums = nil end
   local best_path = s.best_path
   if is_null(best_path) then best_path = nil end
-  if st.cfg.carry_state and batch > 0 and not ck.carry then
-    error(string.format("%s: training state 'carry' is missing: the run stopped inside an epoch with "
-      .. "carry_state, and the recurrent state its next batch starts from is not in the file", path), 0)
-  end
   return { epoch = epoch, batch = batch, sums = sums, history = s.history or {}, best_path = best_path,
     carry = batch > 0 and ck.carry or nil }, notes
 end

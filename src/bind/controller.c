@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "core/controller.h"
+#include "core/dist.h"
 
 #define DM_CONTROLLER_MT "drlmem.Controller"
 
@@ -571,9 +572,28 @@ static int c_write_memory(lua_State *L)
     lctrl *u = check_ctrl(L, fn);
     if (lua_type(L, 2) != LUA_TNUMBER)
         dm_bind_errorf(L, "%s: argument strength: expected a number, got %s", fn, luaL_typename(L, 2));
+    int empty = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        dm_bind_check_options(L, 3, fn, (const char *const[]){"empty", NULL});
+        lua_getfield(L, 3, "empty");
+        empty = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     dm_error err;
-    if (dm_controller_write_memory(&u->c, (float)lua_tonumber(L, 2), &err) != 0)
+    float s = (float)lua_tonumber(L, 2);
+    if ((empty ? dm_controller_write_memory_empty(&u->c, s, &err)
+               : dm_controller_write_memory(&u->c, s, &err)) != 0)
         dm_bind_error(L, &err);
+    return 0;
+}
+
+/* net:set_reduce(on): on true, the memory write's means and the reinforce
+ * policy's statistics are summed over the dm.dist ranks (training across
+ * processes); false or nil: this process alone. */
+static int c_set_reduce(lua_State *L)
+{
+    lctrl *u = check_ctrl(L, "Controller.set_reduce");
+    dm_controller_set_reduce(&u->c, lua_toboolean(L, 2) ? dm_dist_reduce_sum : NULL, NULL);
     return 0;
 }
 
@@ -835,21 +855,28 @@ static int c_config(lua_State *L)
 
 /* net:reinforce(targets [, ignore_index]) -> stats table: the REINFORCE
  * step of the last forward's write decisions (adds into the policy's and
- * baseline's gradients). ignore_index defaults to -1 (none). */
+ * baseline's gradients). ignore_index defaults to -1 (none). nil
+ * targets: this rank's shard is empty (net:set_reduce(true) only). */
 static int c_reinforce(lua_State *L)
 {
     const char *fn = "Controller.reinforce";
     lctrl *u = check_ctrl(L, fn);
-    dm_tensor *y = dm_bind_checktensor(L, 2, fn, "targets");
+    /* nil targets: this rank's shard of the global batch is empty */
+    int empty = lua_isnoneornil(L, 2);
+    dm_tensor *y = empty ? NULL : dm_bind_checktensor(L, 2, fn, "targets");
     lua_Integer ig = luaL_optinteger(L, 3, -1);
     if (!dm_controller_has_policy(&u->c))
         dm_bind_errorf(L, "%s: write_policy is blend (create the controller with write_policy = "
                           "\"reinforce\")", fn);
-    dm_tensor *yc = check_targets(L, u, fn, y, ig);
     dm_error err;
     dm_reinforce_stats st;
-    if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
-        dm_bind_error(L, &err);
+    if (empty) {
+        if (dm_controller_reinforce_empty(&u->c, &st, &err) != 0) dm_bind_error(L, &err);
+    } else {
+        dm_tensor *yc = check_targets(L, u, fn, y, ig);
+        if (dm_controller_reinforce(&u->c, dm_tensor_i32(yc), (int32_t)ig, &st, &err) != 0)
+            dm_bind_error(L, &err);
+    }
     double slot_usage = 0.0, write_rate_all = 0.0;
     dm_controller_write_stats(&u->c, &slot_usage, &write_rate_all);
     lua_createtable(L, 0, 12);
@@ -1058,6 +1085,7 @@ void dm_open_controller(lua_State *L)
         {"last_slots", c_last_slots},
         {"num_parameters", c_num_parameters},
         {"set_generator", c_set_generator},
+        {"set_reduce", c_set_reduce},
         {NULL, NULL},
     };
     if (luaL_newmetatable(L, DM_CONTROLLER_MT)) {

@@ -23,6 +23,18 @@ typedef struct dm_error {
 int dm_fail(dm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A sum over the processes of a data-parallel run: fn replaces v[0..n)
+ * by its sum over every process, in place, and returns 0, or -1 with a
+ * message. Every process must call it with the same n at the same point.
+ * The core stays free of MPI: a caller that trains across processes
+ * installs a hook (dm_controller_set_reduce with dm_dist_reduce_sum); a
+ * NULL fn means one process, where the sum is v itself. */
+typedef int (*dm_reduce_fn)(double *v, size_t n, void *ctx, dm_error *err);
+typedef struct dm_reduce {
+    dm_reduce_fn fn; /* NULL: one process */
+    void *ctx;
+} dm_reduce;
+
 /* Overflow-checked product of n sizes: returns 0 and sets *out, or -1 when
  * the product does not fit in size_t (an absurd shape). */
 int dm_size_mul(size_t *out, const int64_t *dims, int n);

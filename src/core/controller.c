@@ -683,6 +683,18 @@ int dm_controller_reinforce(dm_controller *c, const int32_t *targets, int32_t ig
                           c->V, targets, ignore_index, stats, err);
 }
 
+int dm_controller_reinforce_empty(dm_controller *c, dm_reinforce_stats *stats, dm_error *err)
+{
+    dm_writepolicy *w = policy_state(c);
+    if (!w)
+        return dm_fail(err, "Controller.reinforce: write_policy is %s (set write_policy = "
+                            "reinforce for the episodic memory and its policy)", c->cfg.write_policy);
+    if (!c->reduce.fn)
+        return dm_fail(err, "Controller.reinforce: an empty shard needs a reduce across processes "
+                            "(dm_controller_set_reduce)");
+    return dm_writepolicy_reinforce_empty(w, stats, err);
+}
+
 int dm_controller_set_write_options(dm_controller *c, int soft, double eta, int sample_eval,
                                     dm_error *err)
 {
@@ -741,6 +753,44 @@ int dm_controller_set_write_state(dm_controller *c, double second_moment, int64_
 
 /* ---- the upstream post-step write ------------------------------------------------- */
 
+static int content_reduce_refusal(const dm_controller *c, dm_error *err)
+{
+    return dm_fail(err, "Controller.write_memory: write_policy %s writes where each token read and "
+                        "cannot be summed over processes; train it in one process",
+                   c->cfg.write_policy);
+}
+
+/* The blend write of a batch split over processes: this process's sums
+ * of the R normalised rows qt, vt (none for an empty shard) and R go
+ * through the reduce, in double (exact for one process), and the blend
+ * uses the global means. Frozen memory is handled by the caller. */
+static int reduced_write(dm_controller *c, const float *qt /* (R,D) */, const float *vt /* (R,D) */,
+                         size_t R, float s, dm_error *err)
+{
+    const dm_part *mem = &c->parts[c->memory];
+    const size_t D = c->D, n = 2 * D + 1;
+    float *sums = dm_alloc(2 * D * sizeof(float)); /* (2,D) keys' sums, values' sums */
+    double *v = dm_alloc(n * sizeof(double));      /* (2D+1) the sums and R */
+    int rc = -1;
+    if (!sums || !v) {
+        dm_fail(err, "Controller.write_memory: out of memory (%zu floats)", 2 * D);
+        goto out;
+    }
+    if (R > 0 && dm_memory_write_sums(sums, qt, vt, R, D, err) != 0) goto out;
+    for (size_t j = 0; j < 2 * D; j++) v[j] = sums[j];
+    v[2 * D] = (double)R;
+    if (c->reduce.fn(v, n, c->reduce.ctx, err) != 0) goto out;
+    for (size_t j = 0; j < 2 * D; j++) sums[j] = (float)v[j];
+    rc = v[2 * D] < 1.0 ? 0 /* no process had a row */
+                        : dm_memory_write_apply(dm_part_param(mem, &c->params, 0),
+                                                dm_part_param(mem, &c->params, 1), sums, v[2 * D],
+                                                c->M, D, s, err);
+out:
+    dm_free(sums);
+    dm_free(v);
+    return rc;
+}
+
 int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
 {
     if (!c->has_forward)
@@ -775,11 +825,34 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err)
         /* The policy's own write of the per-token rows, where they were read
          * (the memory part's parameters 0 and 1 are its keys and values). */
         if (mem->cfg.frozen) return 0;
+        if (c->reduce.fn) return content_reduce_refusal(c, err);
         return wp->ops->memory_write(wp, dm_part_param(mem, &c->params, 0),
                                      dm_part_param(mem, &c->params, 1), c->M, D, qm, vm,
                                      dm_controller_attention(c), B * T, s, err);
     }
+    if (c->reduce.fn) return mem->cfg.frozen ? 0 : reduced_write(c, qt, vt, B, s, err);
     return dm_memory_part_write(mem, &c->params, qt, vt, B, s, err);
+}
+
+void dm_controller_set_reduce(dm_controller *c, dm_reduce_fn fn, void *ctx)
+{
+    c->reduce.fn = fn;
+    c->reduce.ctx = fn ? ctx : NULL;
+    dm_writepolicy *w = policy_state(c);
+    if (w) w->reduce = c->reduce;
+}
+
+int dm_controller_write_memory_empty(dm_controller *c, float s, dm_error *err)
+{
+    if (!c->reduce.fn)
+        return dm_fail(err, "Controller.write_memory: an empty shard needs a reduce across "
+                            "processes (dm_controller_set_reduce)");
+    if (!(s >= 0.0f && s <= 1.0f))
+        return dm_fail(err, "Controller.write_memory: strength must be in [0, 1], got %g", (double)s);
+    const dm_part *wp = &c->parts[c->policy];
+    if (c->parts[c->memory].cfg.frozen) return 0;
+    if (wp->ops->memory_write) return content_reduce_refusal(c, err);
+    return reduced_write(c, NULL, NULL, 0, s, err);
 }
 
 int dm_controller_set_dropout_mask(dm_controller *c, const float *mask, size_t B, size_t T,

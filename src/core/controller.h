@@ -210,6 +210,9 @@ typedef struct dm_controller {
     size_t fwd_cap;            /* floats of each */
     int fwd_state;             /* the last forward had a state */
     int fwd_training;          /* the last forward ran in training mode (its masks) */
+    /* Sums over the processes of a data-parallel run (the write's means,
+     * the policy's statistics); fn NULL in one process. */
+    dm_reduce reduce;
 } dm_controller;
 
 /* Lays out the parameter and activation size tables of cfg for a (B,T)
@@ -283,6 +286,23 @@ void dm_controller_forget_forward(dm_controller *c);
  * no forward yet, s outside [0,1]. */
 int dm_controller_write_memory(dm_controller *c, float s, dm_error *err);
 
+/* Training across processes, each on its shard of a global batch: from now
+ * on the post-step write blends the means over every process's rows (the
+ * sums of dm_memory_write_sums and their count go through fn), and the
+ * reinforce policy's statistics (valid positions, advantage moments, the
+ * logged means) are summed the same way, so that both equal one process on
+ * the whole batch; the policy's gradient is then scaled for an average
+ * over the processes (each process's share times their number), as the
+ * other gradients are. fn NULL: one process again. Every process must then
+ * call write_memory (or write_memory_empty) and reinforce (or
+ * reinforce_empty) at the same points. write_policy content writes where
+ * each token read and has no sums to add: its write fails while fn is set. */
+void dm_controller_set_reduce(dm_controller *c, dm_reduce_fn fn, void *ctx);
+/* The write of a process whose shard of this global batch is empty: it
+ * adds nothing to the sums but takes part in their reduction. Errors: no
+ * reduce set, s outside [0,1]. */
+int dm_controller_write_memory_empty(dm_controller *c, float s, dm_error *err);
+
 /* write_policy = reinforce: REINFORCE for the last forward's write
  * decisions, with rewards log p(target) from its logits; ADDS into the
  * policy's and baseline's gradients (call after forward, before the
@@ -291,6 +311,10 @@ int dm_controller_write_memory(dm_controller *c, float s, dm_error *err);
  * Errors: seed policy, no forward, a target out of range. */
 int dm_controller_reinforce(dm_controller *c, const int32_t *targets /* (B,T) */,
                             int32_t ignore_index, dm_reinforce_stats *stats, dm_error *err);
+/* reinforce for a process whose shard of this global batch is empty (see
+ * dm_controller_set_reduce): no gradient, its part of the reduction, the
+ * global statistics. Errors: no reduce set, seed policy. */
+int dm_controller_reinforce_empty(dm_controller *c, dm_reinforce_stats *stats, dm_error *err);
 /* Curriculum and schedule knobs of the write policy (reinforce only):
  * soft != 0 makes training forwards write with weight p_t (no sampling
  * into the memory); eta replaces the entropy weight (decayed per epoch by

@@ -450,6 +450,12 @@ int dm_dist_allreduce_f64(double *v, size_t n, dm_dist_op op, dm_error *err)
     return 0;
 }
 
+int dm_dist_reduce_sum(double *v, size_t n, void *ctx, dm_error *err)
+{
+    (void)ctx;
+    return dm_dist_allreduce_f64(v, n, DM_DIST_SUM, err);
+}
+
 static int check_root(int root, const char *what, dm_error *err)
 {
     if (root < 0 || root >= g.size)

@@ -83,6 +83,11 @@ int dm_dist_allreduce_tensors(dm_tensor *const *ts, size_t n, dm_dist_op op, dou
 /* In-place allreduce of n doubles (losses, counts, metrics). */
 int dm_dist_allreduce_f64(double *v, size_t n, dm_dist_op op, dm_error *err);
 
+/* A dm_reduce_fn (common.h) over this world: dm_dist_allreduce_f64 with
+ * op SUM; ctx is unused. What a controller trained across processes is
+ * given (dm_controller_set_reduce). */
+int dm_dist_reduce_sum(double *v, size_t n, void *ctx, dm_error *err);
+
 /* Every rank receives root's n tensors (in place; the same dtypes and
  * numbers of elements on every rank, checked as for allreduce), through
  * buckets of bucket_bytes as above. */

@@ -117,17 +117,16 @@ static void normalize_row(float *x, size_t D)
     for (size_t j = 0; j < D; j++) x[j] /= fn;
 }
 
-/* mean over R rows of each row L2-normalised, into mean (D). */
-static void normalized_mean(float *mean, float *tmp, const float *rows, size_t R, size_t D)
+/* sum over R rows of each row L2-normalised, into sum (D), added in row
+ * order. */
+static void normalized_sum(float *sum, float *tmp, const float *rows, size_t R, size_t D)
 {
-    memset(mean, 0, D * sizeof(float));
+    memset(sum, 0, D * sizeof(float));
     for (size_t r = 0; r < R; r++) {
         memcpy(tmp, rows + r * D, D * sizeof(float));
         normalize_row(tmp, D);
-        for (size_t j = 0; j < D; j++) mean[j] += tmp[j];
+        for (size_t j = 0; j < D; j++) sum[j] += tmp[j];
     }
-    float inv = (float)R;
-    for (size_t j = 0; j < D; j++) mean[j] /= inv;
 }
 
 static void blend_rows(float *x, const float *mean, size_t M, size_t D, float s)
@@ -140,6 +139,36 @@ static void blend_rows(float *x, const float *mean, size_t M, size_t D, float s)
     }
 }
 
+int dm_memory_write_sums(float *sums, const float *new_keys, const float *new_values, size_t R,
+                         size_t D, dm_error *err)
+{
+    if (D == 0) return dm_fail(err, "memory_write: width must be >= 1, got 0");
+    float *tmp = dm_alloc(D * sizeof(float)); /* (D) */
+    if (!tmp) return dm_fail(err, "memory_write: out of memory (%zu floats)", D);
+    normalized_sum(sums, tmp, new_keys, R, D);
+    normalized_sum(sums + D, tmp, new_values, R, D);
+    dm_free(tmp);
+    return 0;
+}
+
+int dm_memory_write_apply(float *keys, float *values, float *sums, double count, size_t M,
+                          size_t D, float s, dm_error *err)
+{
+    if (M == 0) return dm_fail(err, "memory_write: slots must be >= 1, got 0");
+    if (D == 0) return dm_fail(err, "memory_write: width must be >= 1, got 0");
+    if (!(count >= 1.0))
+        return dm_fail(err, "memory_write: need at least 1 new row, got %g", count);
+    if (!(s >= 0.0f && s <= 1.0f))
+        return dm_fail(err, "memory_write: strength must be in [0, 1], got %g", (double)s);
+    /* The float division of the one-process mean, so that a sum of R rows
+     * gives the bytes dm_memory_write always gave. */
+    const float inv = (float)count;
+    for (size_t j = 0; j < 2 * D; j++) sums[j] /= inv;
+    blend_rows(keys, sums, M, D, s);
+    blend_rows(values, sums + D, M, D, s);
+    return 0;
+}
+
 int dm_memory_write(float *keys, float *values, const float *new_keys, const float *new_values,
                     size_t R, size_t M, size_t D, float s, dm_error *err)
 {
@@ -148,15 +177,12 @@ int dm_memory_write(float *keys, float *values, const float *new_keys, const flo
     if (R == 0) return dm_fail(err, "memory_write: need at least 1 new row, got 0");
     if (!(s >= 0.0f && s <= 1.0f))
         return dm_fail(err, "memory_write: strength must be in [0, 1], got %g", (double)s);
-    float *buf = dm_alloc(3 * D * sizeof(float));
-    if (!buf) return dm_fail(err, "memory_write: out of memory (%zu floats)", 3 * D);
-    float *mk = buf, *mv = buf + D, *tmp = buf + 2 * D;
-    normalized_mean(mk, tmp, new_keys, R, D);
-    normalized_mean(mv, tmp, new_values, R, D);
-    blend_rows(keys, mk, M, D, s);
-    blend_rows(values, mv, M, D, s);
-    dm_free(buf);
-    return 0;
+    float *sums = dm_alloc(2 * D * sizeof(float)); /* (2,D) */
+    if (!sums) return dm_fail(err, "memory_write: out of memory (%zu floats)", 2 * D);
+    int rc = dm_memory_write_sums(sums, new_keys, new_values, R, D, err);
+    if (rc == 0) rc = dm_memory_write_apply(keys, values, sums, (double)R, M, D, s, err);
+    dm_free(sums);
+    return rc;
 }
 
 void dm_memory_init_params(float *keys, float *values, size_t M, size_t D, dm_rng *rng)

@@ -71,6 +71,24 @@ int dm_memory_write(float *keys /* (M,D) */, float *values /* (M,D) */,
                     const float *new_keys /* (R,D) */, const float *new_values /* (R,D) */,
                     size_t R, size_t M, size_t D, float s, dm_error *err);
 
+/* The same write in two steps, for a batch split over processes: the
+ * sums of the L2-normalised rows, then the blend of their means. Between
+ * the two a data-parallel run adds every process's sums and counts (the
+ * global batch's means are then the ones one process on the whole batch
+ * takes, up to the order of the float additions); dm_memory_write is
+ * sums then apply with count R, bit for bit.
+ *   sums[0..D) = sum_r new_keys[r] / max(||new_keys[r]||, 1e-12), and
+ *   sums[D..2D) the same for new_values; R = 0 gives zeros. Errors: D = 0,
+ *   out of memory (it allocates D floats). */
+int dm_memory_write_sums(float *sums /* (2,D) */, const float *new_keys /* (R,D) */,
+                         const float *new_values /* (R,D) */, size_t R, size_t D, dm_error *err);
+/* Divides sums by count (in place: they become the means) and blends them
+ * into every slot as dm_memory_write does. Errors: M = 0, D = 0, count < 1,
+ * s outside [0,1] or NaN. */
+int dm_memory_write_apply(float *keys /* (M,D) */, float *values /* (M,D) */,
+                          float *sums /* (2,D) */, double count, size_t M, size_t D, float s,
+                          dm_error *err);
+
 /* Fills keys and values with kaiming_uniform_ of an (M,D) tensor, as
  * PyTorch does: fan_in = D, bound = sqrt(2)*sqrt(3/D) = sqrt(6/D), U(-b, b)
  * drawn from rng, keys first then values, row-major. */

@@ -151,13 +151,27 @@ int dm_reinforce_backward(dm_reinforce_stats *stats, dm_reinforce_state *state, 
                           const float *v, size_t B, size_t T, const dm_reinforce_config *cfg,
                           float *scratch, dm_error *err)
 {
+    return dm_reinforce_backward_reduced(stats, state, dz, dv, z, a, r, valid, v, B, T, cfg, scratch,
+                                         NULL, err);
+}
+
+/* The sums a batch split over processes adds up, in this order. */
+enum { RS_NV, RS_A2, RS_A, RS_G, RS_R, RS_WR, RS_H, RS_B, RS_ALOGP, RS_RANKS, RS_N };
+
+int dm_reinforce_backward_reduced(dm_reinforce_stats *stats, dm_reinforce_state *state, float *dz,
+                                  float *dv, const float *z, const float *a, const float *r,
+                                  const float *valid, const float *v, size_t B, size_t T,
+                                  const dm_reinforce_config *cfg, float *scratch,
+                                  const dm_reduce *red, dm_error *err)
+{
     if (dm_reinforce_config_check(cfg, err) != 0) return -1;
+    const int reduced = red && red->fn;
     const size_t N = B * T;
-    float *G = scratch, *A = scratch + N;
-    dm_policy_returns(G, r, a, valid, B, T, cfg->gamma, cfg->write_cost);
+    float *G = scratch, *A = N ? scratch + N : NULL;
+    if (N) dm_policy_returns(G, r, a, valid, B, T, cfg->gamma, cfg->write_cost);
 
     size_t nv = 0;
-    double sa2 = 0.0, sA = 0.0, sG = 0.0, sr = 0.0, swr = 0.0, sH = 0.0, sb = 0.0;
+    double sa2 = 0.0, sA = 0.0, sG = 0.0, sr = 0.0, swr = 0.0, sH = 0.0, sb = 0.0, sal = 0.0;
     for (size_t i = 0; i < N; i++) {
         if (valid && valid[i] == 0.0f) {
             A[i] = 0.0f;
@@ -172,10 +186,21 @@ int dm_reinforce_backward(dm_reinforce_stats *stats, dm_reinforce_state *state, 
         swr += a[i];
         sH += dm_policy_entropy(z[i]);
         sb += ((double)v[i] - G[i]) * ((double)v[i] - G[i]);
+        if (reduced) sal += (double)A[i] * dm_policy_log_prob(z[i], a[i]);
+    }
+    /* Across processes: the global batch's sums, and the number of
+     * processes, by which the gradient is later averaged. */
+    double nvg = (double)nv, ranks = 1.0;
+    if (reduced) {
+        double sums[RS_N] = {(double)nv, sa2, sA, sG, sr, swr, sH, sb, sal, 1.0};
+        if (red->fn(sums, RS_N, red->ctx, err) != 0) return -1;
+        nvg = sums[RS_NV], sa2 = sums[RS_A2], sA = sums[RS_A], sG = sums[RS_G], sr = sums[RS_R];
+        swr = sums[RS_WR], sH = sums[RS_H], sb = sums[RS_B], sal = sums[RS_ALOGP];
+        ranks = sums[RS_RANKS];
     }
     if (stats) memset(stats, 0, sizeof *stats);
-    if (nv == 0) return 0;
-    const double inv = 1.0 / (double)nv;
+    if (nvg < 1.0) return 0;
+    const double inv = 1.0 / nvg;
 
     double sigma = 1.0;
     if (cfg->normalize) {
@@ -194,14 +219,20 @@ int dm_reinforce_backward(dm_reinforce_stats *stats, dm_reinforce_state *state, 
         spg += -adv * dm_policy_log_prob(z[i], a[i]);
         if (dz) {
             const double p = sigmoid(z[i]);
-            const double g = -(double)cfg->alpha * adv * ((double)a[i] - p) * inv +
-                             (double)cfg->eta * (double)z[i] * p * (1.0 - p) * inv;
+            double g = -(double)cfg->alpha * adv * ((double)a[i] - p) * inv +
+                       (double)cfg->eta * (double)z[i] * p * (1.0 - p) * inv;
+            if (reduced) g *= ranks;
             dz[i] += (float)g;
         }
-        if (dv) dv[i] += (float)(2.0 * (double)cfg->beta * ((double)v[i] - G[i]) * inv);
+        if (dv) {
+            double g = 2.0 * (double)cfg->beta * ((double)v[i] - G[i]) * inv;
+            if (reduced) g *= ranks;
+            dv[i] += (float)g;
+        }
     }
+    if (reduced) spg = -sal / sigma;
     if (stats) {
-        stats->count = nv;
+        stats->count = (size_t)nvg;
         stats->write_rate = swr * inv;
         stats->entropy = sH * inv;
         stats->mean_reward = sr * inv;

@@ -121,5 +121,21 @@ int dm_reinforce_backward(dm_reinforce_stats *stats, dm_reinforce_state *state,
                           const float *v /* (B,T) */, size_t B, size_t T,
                           const dm_reinforce_config *cfg, float *scratch /* (2*B*T) */,
                           dm_error *err);
+/* The same step over a batch split over processes, each calling it on its
+ * rows (B*T may be 0: then every array may be NULL): the counts and sums
+ * behind the statistics, the running scale's second moment and the means
+ * (count, A^2, A, G, r, a, entropy, baseline error, A log pi, and 1 to
+ * count the processes) are summed by red, so that the scale, the state
+ * and the stats are those of the whole batch on every process, and the
+ * gradients use the global count times the number of processes, as a
+ * share of a gradient averaged over them. red NULL (or red->fn NULL):
+ * dm_reinforce_backward, bit for bit. */
+int dm_reinforce_backward_reduced(dm_reinforce_stats *stats, dm_reinforce_state *state,
+                                  float *dz /* (B,T) acc, or NULL */, float *dv /* (B,T) acc, or NULL */,
+                                  const float *z /* (B,T) */, const float *a /* (B,T) */,
+                                  const float *r /* (B,T) */, const float *valid /* (B,T) or NULL */,
+                                  const float *v /* (B,T) */, size_t B, size_t T,
+                                  const dm_reinforce_config *cfg, float *scratch /* (2*B*T) */,
+                                  const dm_reduce *red, dm_error *err);
 
 #endif

@@ -154,13 +154,29 @@ int dm_writepolicy_reinforce(dm_writepolicy *w, dm_reinforce_stats *stats, const
     if (w->actions != 0) rl.eta = 0.0f;
     memset(w->dz, 0, n * sizeof(float));
     memset(w->dwr, 0, n * sizeof(float)); /* baseline gradient buffer here */
-    if (dm_reinforce_backward(&w->last, &w->rs, w->dz, w->dwr, w->z, w->a, w->rew, w->valid, w->v,
-                              B, T, &rl, w->rscr, err) != 0)
+    if (dm_reinforce_backward_reduced(&w->last, &w->rs, w->dz, w->dwr, w->z, w->a, w->rew,
+                                      w->valid, w->v, B, T, &rl, w->rscr, &w->reduce, err) != 0)
         return -1;
     if (grads) {
         dm_policy_linear_backward(grads->t[DM_WP_WP], grads->t[DM_WP_BP], w->dz, h, n, H);
         dm_policy_linear_backward(grads->t[DM_WP_WB], grads->t[DM_WP_BB], w->dwr, h, n, H);
     }
+    if (stats) *stats = w->last;
+    return 0;
+}
+
+int dm_writepolicy_reinforce_empty(dm_writepolicy *w, dm_reinforce_stats *stats, dm_error *err)
+{
+    if (!w->reduce.fn)
+        return dm_fail(err, "writepolicy.reinforce: an empty shard needs a reduce across processes");
+    /* The same alpha and eta as the processes with rows use: the mode and
+     * options are the same everywhere (soft or hard, actions). */
+    dm_reinforce_config rl = w->rl;
+    if (w->mode == DM_WRITE_SOFT || w->actions != 0) rl.alpha = 0.0f;
+    if (w->actions != 0) rl.eta = 0.0f;
+    if (dm_reinforce_backward_reduced(&w->last, &w->rs, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+                                      0, &rl, NULL, &w->reduce, err) != 0)
+        return -1;
     if (stats) *stats = w->last;
     return 0;
 }

@@ -78,6 +78,7 @@ typedef struct dm_writepolicy {
     dm_reinforce_stats last;    /* of the last reinforce() */
     double slot_usage;          /* of the last forward */
     double write_rate_all;      /* mean wr over all positions of the last forward */
+    dm_reduce reduce;           /* sums over processes (dm_reinforce_backward_reduced) */
 } dm_writepolicy;
 
 /* Zeroes *w and checks sizes; the reinforce config must pass
@@ -103,6 +104,11 @@ int dm_writepolicy_reinforce(dm_writepolicy *w, dm_reinforce_stats *stats,
                              const float *logits /* (B,T,V) */, const int32_t *targets /* (B,T) */,
                              size_t V, int32_t ignore_index, const float *h /* (B,T,H) */,
                              const dm_wp_tensors *grads, dm_error *err);
+
+/* The reinforce step of a process whose shard of the global batch is
+ * empty: nothing of its own, its part of w->reduce's sums (which must be
+ * set), the global statistics and running scale. */
+int dm_writepolicy_reinforce_empty(dm_writepolicy *w, dm_reinforce_stats *stats, dm_error *err);
 
 /* Backward of the last forward: ADDS into dh (may be NULL) and grads
  * (episodic entries; the policy's too in soft mode). */

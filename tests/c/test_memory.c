@@ -151,6 +151,43 @@ static void test_write_by_hand(void **state)
     assert_close("keys s=0", k0, wk0, 4, 1e-6);
 }
 
+/* The two-step write: sums then apply is dm_memory_write bit for bit, and
+ * the sums of two halves of the rows, added, give the same write up to the
+ * order of the float additions (a batch split over two processes). */
+static void test_write_sums_apply(void **state)
+{
+    enum { M = 3, D = 4, R = 5 };
+    float nk[R * D], nv[R * D], k1[M * D], v1[M * D];
+    for (int i = 0; i < R * D; i++) {
+        nk[i] = (float)sin(0.7 * i + 0.1);
+        nv[i] = (float)cos(1.3 * i - 0.4);
+    }
+    for (int i = 0; i < M * D; i++) k1[i] = v1[i] = (float)(0.1 * i - 0.5);
+    float k2[M * D], v2[M * D], k3[M * D], v3[M * D];
+    memcpy(k2, k1, sizeof k1), memcpy(v2, v1, sizeof v1), memcpy(k3, k1, sizeof k1), memcpy(v3, v1, sizeof v1);
+    dm_error err;
+    assert_int_equal(dm_memory_write(k1, v1, nk, nv, R, M, D, 0.3f, &err), 0);
+    float sums[2 * D], part[2 * D];
+    assert_int_equal(dm_memory_write_sums(sums, nk, nv, R, D, &err), 0);
+    assert_int_equal(dm_memory_write_apply(k2, v2, sums, R, M, D, 0.3f, &err), 0);
+    assert_memory_equal(k1, k2, sizeof k1);
+    assert_memory_equal(v1, v2, sizeof v1);
+    /* rows 0-1 on one process, 2-4 on the other */
+    assert_int_equal(dm_memory_write_sums(sums, nk, nv, 2, D, &err), 0);
+    assert_int_equal(dm_memory_write_sums(part, nk + 2 * D, nv + 2 * D, 3, D, &err), 0);
+    for (int j = 0; j < 2 * D; j++) sums[j] += part[j];
+    assert_int_equal(dm_memory_write_apply(k3, v3, sums, R, M, D, 0.3f, &err), 0);
+    assert_close("keys from two halves", k3, k1, M * D, 1e-6);
+    assert_close("values from two halves", v3, v1, M * D, 1e-6);
+    /* no rows: zero sums, and an apply with count 0 is refused */
+    assert_int_equal(dm_memory_write_sums(sums, nk, nv, 0, D, &err), 0);
+    for (int j = 0; j < 2 * D; j++) assert_true(sums[j] == 0.0f);
+    assert_int_equal(dm_memory_write_apply(k3, v3, sums, 0, M, D, 0.3f, &err), -1);
+    assert_non_null(strstr(err.msg, "need at least 1 new row, got 0"));
+    assert_int_equal(dm_memory_write_apply(k3, v3, sums, 1, M, D, 1.5f, &err), -1);
+    assert_non_null(strstr(err.msg, "strength must be in [0, 1]"));
+}
+
 static void test_write_bad_input(void **state)
 {
     float k[4] = {0}, v[4] = {0}, nk[4] = {1, 0, 0, 1};
@@ -366,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_write_bad_input),
         cmocka_unit_test(test_golden_1234),
         cmocka_unit_test(test_golden_7),
+        cmocka_unit_test(test_write_sums_apply),
         cmocka_unit_test(test_object),
         cmocka_unit_test(test_object_bad_input),
         cmocka_unit_test(test_nan_query),

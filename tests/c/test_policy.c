@@ -550,6 +550,100 @@ static void x_episode_grad(const xenv *x, const float *a, const float *r, int sh
     gb[XS] = dbb;
 }
 
+/* A reduce hook that stands for two processes holding the same rows: the
+ * sum over them is twice each value. */
+static int reduce_twice(double *v, size_t n, void *ctx, dm_error *err)
+{
+    (void)err;
+    int *calls = ctx;
+    (*calls)++;
+    for (size_t i = 0; i < n; i++) v[i] *= 2.0;
+    return 0;
+}
+
+/* Two real processes: the hook of the first records its sums, that of the
+ * second adds the recorded ones (both then see the same total). */
+typedef struct split_ctx {
+    double saved[16];
+    int phase; /* 0: record, 1: add the recorded */
+} split_ctx;
+
+static int reduce_split(double *v, size_t n, void *ctx, dm_error *err)
+{
+    split_ctx *c = ctx;
+    assert_true(n <= 16);
+    if (c->phase == 0) {
+        memcpy(c->saved, v, n * sizeof *v);
+        return dm_fail(err, "recorded"); /* the first process's result is not needed */
+    }
+    for (size_t i = 0; i < n; i++) v[i] += c->saved[i];
+    return 0;
+}
+
+/* dm_reinforce_backward_reduced: with a hook standing for two identical
+ * processes the step (gradients, scale, state, statistics) is one
+ * process's; a batch of 2 sequences split one per process gives, on the
+ * second process, the whole batch's scale, state and statistics and its
+ * share (times 2 processes) of the whole batch's gradient. */
+static void test_reinforce_reduced(void **state)
+{
+    enum { B = 2, T = 4, N = B * T };
+    float z[N], a[N], r[N], valid[N], v[N];
+    for (int i = 0; i < N; i++) {
+        z[i] = (float)(0.4 * sin(i + 1.0));
+        a[i] = (i % 3 == 0) ? 1.0f : 0.0f;
+        r[i] = (float)(-1.0 - 0.3 * cos(i * 0.7));
+        valid[i] = (i == 3 || i == 7) ? 0.0f : 1.0f;
+        v[i] = (float)(0.2 * i - 0.5);
+    }
+    dm_reinforce_config cfg = dm_reinforce_config_default();
+    dm_error err;
+    float dz1[N] = {0}, dv1[N] = {0}, dz2[N] = {0}, dv2[N] = {0}, scr[2 * N];
+    dm_reinforce_state st1 = {0.5, 3}, st2 = {0.5, 3};
+    dm_reinforce_stats s1, s2;
+    assert_int_equal(dm_reinforce_backward(&s1, &st1, dz1, dv1, z, a, r, valid, v, B, T, &cfg, scr, &err), 0);
+    int calls = 0;
+    dm_reduce twice = {reduce_twice, &calls};
+    assert_int_equal(dm_reinforce_backward_reduced(&s2, &st2, dz2, dv2, z, a, r, valid, v, B, T, &cfg,
+                                                   scr, &twice, &err), 0);
+    assert_int_equal(calls, 1);
+    assert_memory_equal(dz1, dz2, sizeof dz1);
+    assert_memory_equal(dv1, dv2, sizeof dv1);
+    assert_true(st1.second_moment == st2.second_moment && st1.updates == st2.updates);
+    assert_int_equal(s2.count, 2 * s1.count);
+    assert_true(s1.adv_scale == s2.adv_scale && s1.write_rate == s2.write_rate);
+    assert_true(s1.entropy == s2.entropy && s1.baseline_loss == s2.baseline_loss);
+    assert_float_equal(s1.policy_loss, s2.policy_loss, 1e-12);
+
+    /* split: sequence 0 on the first process, sequence 1 on the second */
+    split_ctx sc = {{0}, 0};
+    dm_reduce split = {reduce_split, &sc};
+    dm_reinforce_state sp = {0.5, 3};
+    float dzs[N] = {0}, dvs[N] = {0};
+    assert_int_equal(dm_reinforce_backward_reduced(NULL, &sp, dzs, dvs, z, a, r, valid, v, 1, T, &cfg,
+                                                   scr, &split, &err), -1);
+    sc.phase = 1;
+    sp = (dm_reinforce_state){0.5, 3};
+    assert_int_equal(dm_reinforce_backward_reduced(&s2, &sp, dzs + T, dvs + T, z + T, a + T, r + T,
+                                                   valid + T, v + T, 1, T, &cfg, scr, &split, &err), 0);
+    assert_float_equal(sp.second_moment, st1.second_moment, 1e-12);
+    assert_int_equal(sp.updates, st1.updates);
+    assert_int_equal(s2.count, s1.count);
+    assert_float_equal(s2.adv_scale, s1.adv_scale, 1e-12);
+    assert_float_equal(s2.mean_reward, s1.mean_reward, 1e-7);
+    assert_float_equal(s2.policy_loss, s1.policy_loss, 1e-7);
+    for (int i = T; i < N; i++) {
+        assert_float_equal(dzs[i], 2.0 * dz1[i], 1e-7);
+        assert_float_equal(dvs[i], 2.0 * dv1[i], 1e-7);
+    }
+    /* an empty shard (no rows, every array NULL) takes part too */
+    sc.phase = 1;
+    sp = (dm_reinforce_state){0.5, 3};
+    assert_int_equal(dm_reinforce_backward_reduced(&s2, &sp, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+                                                   0, &cfg, NULL, &split, &err), 0);
+    assert_true(s2.count > 0 && sp.updates == 4);
+}
+
 static void test_exact_gradient(void **state)
 {
     dm_rng r;
@@ -786,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_policy_act_and_probs),
         cmocka_unit_test(test_token_rewards),
         cmocka_unit_test(test_reinforce_config_and_empty),
+        cmocka_unit_test(test_reinforce_reduced),
         cmocka_unit_test(test_exact_gradient),
         cmocka_unit_test(test_writepolicy_unit),
     };

@@ -6,10 +6,17 @@
 # results on both ranks, barrier waits for the slower rank, a mismatched
 # call fails on both ranks with a message and leaves the group usable,
 # finalize ends it; the data-parallel helpers make 2 ranks x batch 4
-# train like 1 process x batch 8 (3 steps, accumulation 1 and 2); both ranks
+# train like 1 process x batch 8 (3 steps, accumulation 1 and 2), the
+# training loop too, memory written from the global batch's means, also
+# with write_policy reinforce (soft through the loop, sampled with the
+# draws lined up); both ranks
 # derive the same vocabulary, splits and batch orders from file and seed;
 # scripts/train.lua under mpirun writes from rank 0 only and resumes bit
-# for bit; stock lua5.4 loading drlmem.so works under mpirun too.
+# for bit, and refuses a resume with another number of ranks; each rank
+# draws its own dropout stream, fixed by seed and rank; SIGTERM to one
+# rank stops all at the same step with one checkpoint and one message, and
+# SIGKILL of one ends the job; the scaling benchmark's step reports its
+# bytes; stock lua5.4 loading drlmem.so works under mpirun too.
 # A rank that exits (status 3) before a collective ends the job with that
 # status instead of hanging, and a rank that is alive but never joins makes
 # the other fail with a timeout message. One process without mpirun is a
@@ -314,52 +321,215 @@ t "both ranks derive the same vocabulary, splits, epoch orders and batches from 
 
 # The training loop itself (drlmem.loop.train_epoch): 2 ranks x batch 4
 # against 1 process x batch 8, 3 optimizer steps on configs/tiny.yaml's
-# data, with accumulation 1 and 2. Dropout 0, and write_strength 0: across
-# processes the memory write uses rank 0's shard (broadcast to the others)
-# until the controller can write the global batch's means, so only a null
-# write is the same as one process's. Same bound as above: 1e-3 of how far
-# 3 AdamW steps can move a weight.
+# data, with accumulation 1 and 2, dropout 0 and the default write_strength
+# (0.1): the memory write blends the global batch's means, summed over the
+# ranks, so the memory too is one process's. Same bound as above for the
+# weights (1e-3 of how far 3 AdamW steps can move one); the memory rows are
+# unit vectors rebuilt by every write, within 1e-5 (float32 sums in another
+# order, 3 writes and 3 AdamW steps deep). A variant with write_strength 0
+# keeps the memory's start: it shows the write did act.
 cat >"$tmp/loopeq.lua" <<'LUA'
-local root, data, out, B, acc = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
+local root, data, out, B, acc, extra = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5]), arg[6]
 local loop = require "drlmem.loop"
-local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, batch_size = B,
-  dropout = 0, write_strength = 0, accumulation_steps = acc})
+local over = {data_path = data, batch_size = B, dropout = 0, accumulation_steps = acc}
+local samples = 24 * acc -- 3 steps of global batches of 8
+for kv in (extra or ""):gmatch("[^,]+") do
+  local k, v = kv:match("^([%w_]+)=(.*)$")
+  if k == "samples" then samples = tonumber(v) else over[k] = tonumber(v) or v end
+end
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", over)
 local d = dm.data.load(cfg)
 local st = loop.setup(cfg, d)
--- the first 24 x acc training samples: 3 steps of global batches of 8
 local sub = {}
 for k, v in pairs(d.train) do sub[k] = v end
-sub.index = table.move(d.train.index, 1, 24 * acc, 1, {})
+sub.index = table.move(d.train.index, 1, samples, 1, {})
 setmetatable(sub, getmetatable(d.train))
 local r = loop.train_epoch({net = st.net, opt = st.opt, cfg = cfg, split = sub}, 1)
 if dm.dist.rank() == 0 then
   local t = {}
   for _, p in ipairs(st.net:parameters()) do t[p.name] = p.value end
-  dm.save_safetensors(out, t, {loss = ("%.9g"):format(r.loss), tokens = tostring(r.tokens), steps = tostring(r.steps)})
+  local meta = {loss = ("%.9g"):format(r.loss), tokens = tostring(r.tokens), steps = tostring(r.steps)}
+  if r.write then
+    for k, v in pairs(r.write) do meta["write." .. k] = ("%.9g"):format(v) end
+    local ws = st.net:write_state()
+    meta.second_moment, meta.updates = ("%.9g"):format(ws.second_moment), tostring(ws.updates)
+  end
+  dm.save_safetensors(out, t, meta)
 end
 LUA
 cat >"$tmp/loopcmp.lua" <<'LUA'
+-- loopcmp.lua A B [STATS [STEPS]]: weights (memory apart) and memory of A
+-- against B; STATS: comma-separated metadata keys that must agree within
+-- 1e-5; STEPS: the optimizer steps both took (3).
 local a, ma = dm.load_safetensors(arg[1])
 local b, mb = dm.load_safetensors(arg[2])
-local worst, name = 0, "-"
+local worst, name, mem = 0, "-", 0
 for k, t in pairs(a) do
   local e = (t - b[k]):abs():max()
-  if e > worst then worst, name = e, k end
+  if k == "memory.keys" or k == "memory.values" then mem = math.max(mem, e)
+  elseif e > worst then worst, name = e, k end
 end
 local lrel = math.abs(tonumber(ma.loss) - tonumber(mb.loss)) / tonumber(mb.loss)
-print(("weights within %.2g (%s), loss within %.2g, tokens %s/%s, steps %s/%s"):format(worst, name, lrel,
-  ma.tokens, mb.tokens, ma.steps, mb.steps))
-local ok = worst <= 1e-3 * 3 * 0.01 and lrel <= 1e-5 and ma.tokens == mb.tokens and ma.steps == "3" and mb.steps == "3"
+local stats, sworst, sname = arg[3], 0, "-"
+for k in (stats or ""):gmatch("[^,]+") do
+  local x, y = tonumber(ma[k]), tonumber(mb[k])
+  local e = (x and y) and math.abs(x - y) / math.max(math.abs(y), 1e-3) or math.huge
+  if e > sworst then sworst, sname = e, k end
+end
+print(("weights within %.2g (%s), memory within %.2g, loss within %.2g, tokens %s/%s, steps %s/%s, stats within %.2g (%s)")
+  :format(worst, name, mem, lrel, ma.tokens, mb.tokens, ma.steps, mb.steps, sworst, sname))
+local nsteps = arg[4] or "3"
+local ok = worst <= 1e-3 * tonumber(nsteps) * 0.01 and lrel <= 1e-5 and ma.tokens == mb.tokens and ma.steps == nsteps
+  and mb.steps == nsteps and sworst <= 1e-5
 print(ok and "loop_equivalent ok" or "loop_equivalent FAIL")
+print(mem <= 1e-5 and "memory_equivalent ok" or "memory_equivalent FAIL")
+print(mem > 1e-3 and "memory_differs ok" or "memory_differs FAIL")
 LUA
+# loopeq NAME ACC EXTRA [STATS [STEPS]]: one process x 8 and 2 ranks x 4
+# through the loop; $mrc and $tmp/out hold the run and the comparison.
+loopeq() {
+  env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/one.st" 8 "$2" "$3" >"$tmp/out" 2>&1
+  rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 "$2" "$3"; mrc=$rc
+  "$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one.st" "${4:-}" "${5:-3}" >>"$tmp/out" 2>&1
+  echo "# $1: $(grep "^weights within" "$tmp/out")"
+}
 for acc in 1 2; do
-  env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/one.st" 8 $acc >"$tmp/out" 2>&1
-  rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 $acc; mrc=$rc
-  "$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one.st" >>"$tmp/out" 2>&1
-  echo "# accumulation $acc through the loop: $(grep "^weights within" "$tmp/out")"
+  loopeq "accumulation $acc through the loop" $acc ""
   t "the training loop: 2 ranks x batch 4 = 1 process x batch 8 after 3 steps (accumulation $acc)" \
     '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out"'
+  t "the training loop: the memory after 3 writes of the global batch's means is one process's (accumulation $acc)" \
+    '[ $mrc -eq 0 ] && grep -q "^memory_equivalent ok" "$tmp/out"'
 done
+# the same with write_strength 0 against the default's one process: the
+# memory then differs, so the check above saw the write
+cp "$tmp/one.st" "$tmp/one_w.st"
+rm -f "$tmp/two.st"; mpi "$E" "$tmp/loopeq.lua" "$root" "$tmp/tiny.txt" "$tmp/two.st" 4 2 "write_strength=0"; mrc=$rc
+"$E" "$tmp/loopcmp.lua" "$tmp/two.st" "$tmp/one_w.st" >"$tmp/out" 2>&1
+t "write_strength 0 leaves another memory than the default's writes (the comparison sees the write)" \
+  '[ $mrc -eq 0 ] && grep -q "^memory_differs ok" "$tmp/out"'
+
+# write_policy reinforce through the loop: the policy's statistics (valid
+# count, advantage moments, the logged means) are summed over the ranks and
+# its gradient averaged with the others. The actions are drawn from each
+# rank's own stream, so here the curriculum's soft writes (the policy
+# learns through its write weights p, which need no draw) and write_cost 0
+# (the returns then do not depend on the draws) make one process's run the
+# reference; the hard, sampled policy gradient is checked below with the
+# draws lined up. The means compared: entropy, reward, advantage, baseline
+# loss and the running advantage scale's second moment, within 1e-5.
+loopeq "reinforce (soft, accumulation 2) through the loop" 2 "write_policy=reinforce,curriculum_epochs=1,write_cost=0"\
+  "write.entropy,write.mean_reward,write.mean_advantage,write.baseline_loss,second_moment,updates"
+t "write_policy reinforce: 2 ranks x batch 4 = 1 process x batch 8 through the loop (weights, memory, policy statistics)" \
+  '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out" && grep -q "^memory_equivalent ok" "$tmp/out"'
+
+# 25 samples: the last global batch has 1 row, so rank 1's shard is empty
+# at the 4th step; it still takes part in the loss, the policy's sums and
+# the write's (adding nothing), and the result is one process's.
+loopeq "reinforce, a last batch of 1 row (rank 1's shard empty)" 1 "write_policy=reinforce,curriculum_epochs=1,write_cost=0,samples=25"\
+  "write.entropy,write.mean_reward,write.baseline_loss,second_moment,updates" 4
+t "a last global batch of 1 row: rank 1's empty shard joins the step; weights, memory and statistics are one process's" \
+  '[ $mrc -eq 0 ] && grep -q "^loop_equivalent ok" "$tmp/out" && grep -q "^memory_equivalent ok" "$tmp/out"'
+
+# write_policy content has no sums to add (it writes where each token
+# read): across processes rank 0 writes from its shard and broadcasts the
+# memory, so the ranks hold the same memory after every step.
+cat >"$tmp/content.lua" <<'LUA'
+local root, data = arg[1], arg[2]
+local loop = require "drlmem.loop"
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, write_policy = "content", dropout = 0,
+  max_samples = 64})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+local r = loop.train_epoch({net = st.net, opt = st.opt, cfg = cfg, split = d.train}, 1)
+dm.dist.assert_same("the memory", table.concat(st.net:param("memory.keys"):view(-1):totable(), ",")
+  .. table.concat(st.net:param("memory.values"):view(-1):totable(), ","))
+print("content ok " .. r.steps)
+LUA
+mpi "$E" "$tmp/content.lua" "$root" "$tmp/tiny.txt"
+t "write_policy content across processes: rank 0's write, broadcast; both ranks hold the same memory" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^content ok [1-9]" "$tmp/out")" -eq 2 ]'
+
+cat >"$tmp/rl.lua" <<'LUA'
+-- The sampled (hard) reinforce step across ranks against one process on
+-- the whole batch. The reference draws its 8 x T actions from a generator;
+-- before each step rank r takes the reference's state and skips the draws
+-- of the rows before its shard (one draw per position, row-major), so
+-- both make the same decisions. 3 steps of AdamW with the policy's and
+-- baseline's gradient, the memory written from the global means; the
+-- policy statistics, the running scale and every weight are compared (the
+-- weights within the bound of grads.lua, 1e-3 x 3 AdamW steps of lr).
+local dist = dm.dist
+local r = dist.init()
+local CFG = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12, num_layers = 2,
+             dropout = 0, write_policy = "reinforce", policy_bias_init = 0}
+local LR, STEPS, T = 0.01, 3, 6
+local X, gen = {}, dm.Generator(5)
+for i = 1, 8 * STEPS do
+  local row, len = {}, gen:random(T)
+  for k = 1, T do row[k] = k <= len and gen:random(4, 19) or 0 end
+  X[i] = row
+end
+local function rows(a, b) local t = {} for k = a, b do t[#t + 1] = X[k] end return dm.tensor(t, "int32") end
+dm.manual_seed(7); local ref = dm.Controller(CFG)
+dm.manual_seed(7); local net = dm.Controller(CFG)
+net:set_reduce(true)
+local gref, grank = dm.Generator(11), dm.Generator(0)
+ref:set_generator(gref); net:set_generator(grank)
+local opts = {lr = LR, weight_decay = 1e-4}
+local ropt, opt = dm.optim.AdamW(ref:parameters(), opts), dm.optim.AdamW(net:parameters(), opts)
+local worst_stat, sname = 0, "-"
+local writes, usage_differs = 0, false
+for step = 1, STEPS do
+  local x = rows(8 * step - 7, 8 * step)
+  grank:set_state(gref:state())
+  for _ = 1, r * 4 * T do grank:random() end
+  ref:zero_grad(); net:zero_grad()
+  local _, dl = dm.nn.cross_entropy(ref:forward(x), x, {ignore_index = 0})
+  local wa = ref:reinforce(x, 0)
+  ref:backward(dl)
+  local xs = dist.shard(x)
+  local _, dls, count = dm.nn.cross_entropy(net:forward(xs), xs, {ignore_index = 0})
+  local w = dist.target_weight(count)
+  local wb = net:reinforce(xs, 0)
+  dls:mul_(w); net:backward(dls)
+  dist.average_gradients(net)
+  -- the slot usage is a mean over each rank's own sequences (as the loop
+  -- reports it: dist.row_mean)
+  local own = wb.slot_usage
+  wb.slot_usage = dist.row_mean(wb.slot_usage, xs:size(1))
+  if math.abs(dist.allreduce(own, "max") - dist.allreduce(own, "min")) > 1e-9 then usage_differs = true end
+  for _, k in ipairs{"count", "write_rate", "entropy", "mean_reward", "mean_advantage", "adv_scale",
+                     "policy_loss", "baseline_loss", "slot_usage"} do
+    local e = math.abs(wa[k] - wb[k]) / math.max(math.abs(wa[k]), 1e-3)
+    if e > worst_stat then worst_stat, sname = e, k end
+  end
+  writes = writes + wa.write_rate
+  for _, g in ipairs(dm.train.clip_groups(ref, {})) do dm.clip_grad_norm(g, 1.0) end
+  for _, g in ipairs(dm.train.clip_groups(net, {})) do dm.clip_grad_norm(g, 1.0) end
+  ropt:step(); opt:step()
+  ref:write_memory(0.1); net:write_memory(0.1)
+end
+local pw, pname = 0, "-"
+local rp = ref:parameters()
+for i, p in ipairs(net:parameters()) do
+  local e = (p.value - rp[i].value):abs():max()
+  if e > pw then pw, pname = e, p.name end
+end
+local sa, sb = ref:write_state(), net:write_state()
+local se = math.abs(sa.second_moment - sb.second_moment) / sa.second_moment
+print(("# reinforce (hard): weights within %.2g (%s), statistics within %.2g (%s), second moment within %.2g, mean write rate %.2f")
+  :format(pw, pname, worst_stat, sname, se, writes / STEPS))
+local function check(name, ok, detail) print(name .. (ok and " ok" or (" FAIL " .. detail))) end
+check("rl_weights", pw <= 1e-3 * STEPS * LR, ("%g in %s"):format(pw, pname))
+check("rl_statistics", worst_stat <= 1e-5 and se <= 1e-5 and sa.updates == sb.updates,
+      ("%g in %s, second moment %g"):format(worst_stat, sname, se))
+check("rl_writes_sampled", writes / STEPS > 0.05 and writes / STEPS < 0.95, tostring(writes / STEPS))
+check("rl_slot_usage_per_rank_differs", usage_differs, "the ranks' own slot usages agree: the check above is moot")
+LUA
+mpi "$E" "$tmp/rl.lua"
+grep '^# reinforce' "$tmp/out" | sort -u
+t "write_policy reinforce, sampled: 2 ranks x batch 4 = 1 process x batch 8 (exit 0)" '[ $rc -eq 0 ] && clean'
+for c in rl_weights rl_statistics rl_writes_sampled rl_slot_usage_per_rank_differs; do t "both ranks: $c" "both $c"; done
 
 # scripts/train.lua under mpirun: rank 0 alone claims the folders and
 # writes the log, metrics, figure and checkpoints; one epoch line, not two.
@@ -387,6 +557,153 @@ LUA
 "$E" "$tmp/same.lua" "$tmp/r1/models/last.safetensors" "$tmp/r2/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
 t "mpirun -np 2: 1 epoch + --resume for 1 more = 2 epochs, bit for bit" \
   '[ $r2 -eq 0 ] && [ $r1 -eq 0 ] && [ $r1b -eq 0 ] && [ $rc -eq 0 ] && grep -q "^identical [1-9]" "$tmp/out"'
+
+# ... with another number of processes: one line naming the file and both
+# numbers, no traceback (one process on the 2-rank checkpoint, and 2 ranks
+# on a one-process checkpoint)
+env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+  --set "data_path=$tmp/tiny.txt" --set "save_path=$tmp/r1/models" --set "log_file=$tmp/r1/logs/training.log" \
+  --progress none --set epochs=3 --resume "$tmp/r1/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+t "--resume of a 2-rank checkpoint by one process: a one-line error naming both numbers" \
+  '[ $rc -eq 1 ] && grep -q "last.safetensors: saved by a run of 2 processes, this run has 1: resume with the same number (mpirun -np 2)" "$tmp/out" && ! grep -q traceback "$tmp/out"'
+env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+  --set "data_path=$tmp/tiny.txt" --set "save_path=$tmp/s1/models" --set "log_file=$tmp/s1/logs/training.log" \
+  --progress none --set epochs=1 --set max_samples=40 >"$tmp/out" 2>&1
+mtrain "$tmp/s1" --set epochs=2 --set max_samples=40 --resume "$tmp/s1/models/last.safetensors"
+t "--resume of a one-process checkpoint by 2 ranks: a one-line error, the job ends" \
+  '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(grep -c "saved by a run of 1 process, this run has 2: resume with the same number (without mpirun)" "$tmp/out")" -ge 1 ] && ! grep -q traceback "$tmp/out"'
+
+# Dropout and sampling streams: the ranks draw the same weights, then each
+# reseeds from the seed and its rank, so their dropout masks differ (the
+# same rows through a training forward give other logits), and a rank's
+# stream is the same in every run.
+cat >"$tmp/streams.lua" <<'LUA'
+local root, data = arg[1], arg[2]
+local loop = require "drlmem.loop"
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, dropout = 0.5})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+local w = {}
+for _, p in ipairs(st.net:parameters()) do w[#w + 1] = table.concat(p.value:view(-1):totable(), ",") end
+dm.dist.assert_same("the initial weights", table.concat(w, ";"))
+local x = d.train:batches(cfg.batch_size, 1)()
+local logits = st.net:forward(x)
+local all = dm.dist.allgather(table.concat(logits:view(-1):totable(), ","))
+local states = dm.dist.allgather(dm.get_rng_state())
+print(("streams %d %s %s"):format(dm.dist.rank(), all[1] ~= all[2] and "differ" or "same", states[dm.dist.rank() + 1]))
+LUA
+mpi "$E" "$tmp/streams.lua" "$root" "$tmp/tiny.txt"; cp "$tmp/out" "$tmp/streams1"
+mpi "$E" "$tmp/streams.lua" "$root" "$tmp/tiny.txt"
+t "2 ranks start from the same weights and then draw other dropout masks" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^streams [01] differ" "$tmp/out")" -eq 2 ]'
+t "each rank's stream is fixed by the seed and its rank (two runs agree)" \
+  '[ "$(grep "^streams" "$tmp/out" | sort)" = "$(grep "^streams" "$tmp/streams1" | sort)" ] && [ "$(grep "^streams" "$tmp/out" | cut -d" " -f4 | sort -u | wc -l)" -eq 2 ]'
+
+# Signals. SIGTERM to rank 1 alone (rank 0 writes): at the next safe point
+# every rank agrees to stop, rank 0 saves one resumable checkpoint (with
+# both ranks' generators) and logs one message, and the job ends with 143;
+# the resumed run then ends bit for bit where an uninterrupted one does, so
+# both ranks stopped after the same step. A rank killed with SIGKILL: the
+# job ends (no hang) with mpirun's message naming the rank and the signal,
+# and the last checkpoint still resumes.
+sigrun() { # sigrun DIR SIGNAL ARGS...: train under mpirun, send SIGNAL to rank $SIGRANK (1) after epoch 1
+  local dir=$1 sig=$2 to=${SIGRANK:-1}; shift 2
+  local t0=$SECONDS
+  # checkpoint writes pause 0.4 s (the test hook), so the run is still
+  # training when the signal comes however fast the machine is
+  DRLMEM_TEST_WRITE_DELAY_MS=400 timeout 120 "${MPIRUN[@]}" "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" \
+    --set "data_path=$tmp/tiny.txt" --set "save_path=$dir/models" --set "log_file=$dir/logs/training.log" \
+    --set hidden_size=96 --progress none "$@" >"$tmp/out" 2>&1 &
+  local bg=$! mp="" k p r
+  for k in $(seq 600); do grep -q "epoch 1/" "$dir/logs/training.log" 2>/dev/null && break; sleep 0.05; done
+  mp=$(ps -o pid= --ppid $bg | tr -d ' ')
+  for p in $(ps -o pid= --ppid "$mp"); do
+    r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    [ "$r" = "$to" ] && kill "-$sig" "$p"
+  done
+  wait $bg; rc=$?; secs=$((SECONDS - t0))
+}
+mtrain "$tmp/sref" --set hidden_size=96 --set epochs=4; sref=$rc
+sigrun "$tmp/sig" TERM --set epochs=4
+cp "$tmp/out" "$tmp/sigout"
+grep -o "stopped by SIGTERM at epoch .* batches" "$tmp/sigout" | sed 's/^/# /'
+t "SIGTERM to rank 1 alone: the job ends with 143 within the timeout" '[ $rc -eq 143 ]'
+t "one message, from rank 0, in the output and in the log, and one resume command with mpirun -np 2" \
+  '[ "$(grep -c "stopped by SIGTERM at epoch" "$tmp/sigout")" -eq 1 ] && [ "$(grep -c "stopped by SIGTERM at epoch" "$tmp/sig/logs/training.log")" -eq 1 ] && [ "$(grep -c "resume with: mpirun -np 2 " "$tmp/sigout")" -eq 1 ]'
+mtrain "$tmp/sig" --set hidden_size=96 --set epochs=4 --resume "$tmp/sig/models/last.safetensors"; sres=$rc
+"$E" "$tmp/same.lua" "$tmp/sig/models/last.safetensors" "$tmp/sref/models/last.safetensors" >"$tmp/out" 2>&1; rc=$?
+t "the checkpoint resumes and ends bit for bit as the uninterrupted run (every rank stopped at the same step)" \
+  '[ $sref -eq 0 ] && [ $sres -eq 0 ] && [ $rc -eq 0 ] && grep -q "^identical [1-9]" "$tmp/out"'
+SIGRANK=0 sigrun "$tmp/int" INT --set epochs=50
+t "Ctrl-C (SIGINT) to rank 0 alone: exit 130, one message and a resumable checkpoint" \
+  '[ $rc -eq 130 ] && [ "$(grep -c "interrupted at epoch" "$tmp/out")" -eq 1 ] && [ -s "$tmp/int/models/last.safetensors" ]'
+sigrun "$tmp/k9" KILL --set epochs=50
+cp "$tmp/out" "$tmp/k9out"
+t "SIGKILL of rank 1: the job ends, not a hang (non-zero, before the 120 s timeout)" '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $secs -lt 60 ]'
+t "SIGKILL of rank 1: mpirun names the rank and the signal" 'grep -q "process rank 1 .*exited on signal 9" "$tmp/k9out"'
+mtrain "$tmp/k9" --set hidden_size=96 --set epochs=3 --resume "$tmp/k9/models/last.safetensors"
+t "after SIGKILL the last checkpoint resumes" '[ $rc -eq 0 ] && grep -q "epoch 3/3" "$tmp/k9/logs/training.log"'
+
+# A rank that is alive but stuck (SIGSTOP to rank 1 after epoch 1) while
+# rank 0's collectives have a 2 s deadline: rank 0 stops with one line
+# naming the collective, the deadline and the last good checkpoint, no
+# traceback, and the job ends. And at the start (every file rank 0 writes
+# pauses 2 s, the test hook, and rank 1's deadline is 1 s): rank 1's first
+# barrier fails, in one line as well.
+DRLMEM_DIST_TIMEOUT=2 sigrun "$tmp/stop" STOP --set epochs=50
+grep "stopped: dist" "$tmp/out" | sed 's/^/# /'
+t "a stuck rank during training: the other stops after its deadline with one line and the last checkpoint, no traceback" \
+  '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $secs -lt 60 ] && grep -q "^train.lua: rank 0 of 2 stopped: dist: .* did not complete within 2 s on rank 0 of 2" "$tmp/out" && grep -q "^train.lua: the last good checkpoint is .*last.safetensors" "$tmp/out" && ! grep -q traceback "$tmp/out"'
+DRLMEM_TEST_WRITE_DELAY_MS=2000 DRLMEM_DIST_TIMEOUT=1 mtrain "$tmp/stall1" --set epochs=3
+t "a stalled rank at the start: one line naming the barrier and the deadline, no traceback" \
+  '[ $rc -eq 1 ] && grep -q "error: dist: barrier did not complete within 1 s on rank 1 of 2" "$tmp/out" && ! grep -q traceback "$tmp/out"'
+
+# The periodic checkpoint (checkpoint_minutes) under mpirun: the ranks'
+# clocks differ (here rank 1's runs 10 minutes ahead at every read), but
+# the save is collective, so rank 0's clock decides for all: both ranks
+# checkpoint at the same steps (rank 0's: none) and the run ends.
+cat >"$tmp/ckclock.lua" <<'LUA'
+local root, data = arg[1], arg[2]
+local loop = require "drlmem.loop"
+dm.dist.init{timeout = 20}
+local cfg = dm.config.load(root .. "/configs/tiny.yaml", {data_path = data, epochs = 1, max_samples = 80,
+  checkpoint_minutes = 5})
+local d = dm.data.load(cfg)
+local st = loop.setup(cfg, d)
+local now, saves = 0, {}
+local status = loop.run(st, d, {
+  clock = function() if dm.dist.rank() == 1 then now = now + 600 end return now end,
+  on_checkpoint = function(pos) saves[#saves + 1] = dm.dist.allgather(tostring(pos.batch))[1] end,
+})
+print(("ckclock %d %s %d"):format(dm.dist.rank(), status, #saves))
+LUA
+mpi "$E" "$tmp/ckclock.lua" "$root" "$tmp/tiny.txt"
+t "checkpoint_minutes under mpirun: rank 0's clock decides for both ranks (no mismatched collective)" \
+  '[ $rc -eq 0 ] && grep -q "^ckclock 0 done 0$" "$tmp/out" && grep -q "^ckclock 1 done 0$" "$tmp/out"'
+
+# The scaling benchmark's step (scripts/bench_mpi.lua, not timed here): 2
+# ranks run it and rank 0 alone prints one JSON line with the bytes each
+# rank allreduces per step (the float32 gradients and 261 numbers), and
+# its table reads the lines back.
+mpi "$E" "$root/scripts/bench_mpi.lua" --vocab 64 --batch 2 --seq 5 --steps 1 --warmup 0
+cp "$tmp/out" "$tmp/bench.jsonl"
+cat >"$tmp/benchcheck.lua" <<'LUA'
+local lines = {}
+for l in io.lines(arg[1]) do if l:sub(1, 1) == "{" then lines[#lines + 1] = dm.json.decode(l) end end
+local r = lines[1]
+dm.manual_seed(0)
+local net = dm.Controller{vocab_size = 64, embedding_dim = 128, memory_size = 512, hidden_size = 256, num_layers = 2,
+                          output_activation = "gelu"}
+local n = 0
+for _, p in ipairs(net:parameters()) do if p.grad then n = n + p.grad:numel() end end
+print(#lines == 1 and r.ranks == 2 and r.tokens_per_s > 0 and r.allreduce_share > 0 and r.allreduce_share < 1
+      and r.bytes_per_step == 4 * n + 8 * 261 and "bench ok" or ("bench FAIL " .. tostring(r and r.bytes_per_step)))
+LUA
+"$E" "$tmp/benchcheck.lua" "$tmp/bench.jsonl" >"$tmp/out" 2>&1
+t "bench_mpi.lua under 2 ranks: one JSON line from rank 0, the gradients' bytes per step, an allreduce share in (0,1)" \
+  'grep -q "^bench ok" "$tmp/out"'
+"$E" "$root/scripts/bench_mpi.lua" --report "$tmp/bench.jsonl" >"$tmp/out" 2>&1
+t "bench_mpi.lua --report: a table row for V=64, batch 2" 'grep -qE "^\| 64 \| 2 \| - \| - \| [0-9]+ \|" "$tmp/out"'
 
 cat >"$tmp/stock.lua" <<'LUA'
 local dm = require "drlmem"

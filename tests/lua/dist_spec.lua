@@ -57,6 +57,44 @@ describe("dm.dist without mpirun", function()
     assert.is_true(dm.dist.any(true))
     assert.is_false(dm.dist.any(false))
     dm.dist.assert_same("the vocabulary", "a b")
+    assert.are.equal(0.25, dm.dist.row_mean(0.25, 4))
+    assert.are.equal(0, dm.dist.row_mean(0 / 0, 0)) -- an empty shard's mean is ignored
+    assert.are.same({"s"}, dm.dist.allgather("s"))
+  end)
+
+  it("writes the memory and steps the reinforce policy with the ranks' sums as one process does", function()
+    -- net:set_reduce(true) in a world of one: the sums over the ranks are
+    -- this process's, so the write and the policy's step are the bytes of
+    -- the plain path
+    local cfg = {vocab_size = 20, embedding_dim = 8, memory_size = 6, hidden_size = 12, dropout = 0,
+                 write_policy = "reinforce"}
+    local x = dm.tensor({{2, 5, 7}, {3, 4, 0}}, "int32")
+    local function step(reduce)
+      dm.manual_seed(3)
+      local net = dm.Controller(cfg)
+      net:set_reduce(reduce)
+      net:forward(x, false)
+      local ws = net:reinforce(x, 0)
+      net:write_memory(0.3)
+      local out = {ws.count, ws.policy_loss, ws.adv_scale, net:write_state().second_moment}
+      for _, p in ipairs(net:parameters()) do
+        out[#out + 1] = flat(p.value)
+        if p.grad then out[#out + 1] = flat(p.grad) end
+      end
+      return out
+    end
+    assert.are.same(step(false), step(true))
+    -- an empty shard needs the reduce; with it, it adds nothing
+    dm.manual_seed(3)
+    local net = dm.Controller(cfg)
+    has(err_of(net.write_memory, net, 0.3, {empty = true}), "an empty shard needs a reduce across processes")
+    has(err_of(net.reinforce, net, nil), "an empty shard needs a reduce across processes")
+    has(err_of(net.write_memory, net, 0.3, {emtpy = true}), "unknown option 'emtpy'")
+    net:set_reduce(true)
+    local keys = net:param("memory.keys"):clone()
+    net:write_memory(0.3, {empty = true}) -- no rows anywhere: nothing to blend
+    assert.are.same(flat(keys), flat(net:param("memory.keys")))
+    assert.are.equal(0, net:reinforce(nil).count)
   end)
 
   it("says what is wrong with its arguments", function()
@@ -87,5 +125,7 @@ describe("dm.dist without mpirun", function()
     has(err_of(dm.dist.target_weight, -1), "dist.target_weight: argument 1: expected a count >= 0, got -1")
     has(err_of(dm.dist.target_weight, 2, "x"), "argument 2: expected a loss (number) or nil, got string")
     has(err_of(dm.dist.assert_same, "vocab", 3), "dist.assert_same: argument 2: expected a string, got number")
+    has(err_of(dm.dist.row_mean, 0.5, -1), "dist.row_mean: argument 2: expected a row count >= 0, got -1")
+    has(err_of(dm.dist.allgather, 3), "dist.allgather: argument 1: expected a string, got number")
   end)
 end)
