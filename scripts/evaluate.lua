@@ -2,6 +2,16 @@
 --
 --   drlmem scripts/evaluate.lua --checkpoint models/memory_model.safetensors
 --       [--data FILE] [--split test|val|train] [--json] [--config FILE] [--set key=value ...]
+--   drlmem scripts/evaluate.lua --checkpoint CKPT --file FILE [--json]
+--
+-- --file evaluates a language model on FILE as given, the way published
+-- perplexities are measured: the whole file is one token stream (the
+-- checkpoint's tokenizer and vocabulary, <eos> after each line with
+-- stream_line_end eos), read in windows of max_seq_length with the
+-- recurrent state carried from each window into the next, and the
+-- perplexity counts every token after the first (with <eos> line ends the
+-- stream starts with an <eos>, so the first token counts too). Char
+-- tokenizers also get bits per character.
 --
 -- Without --data it rebuilds the run's own split from the checkpoint's
 -- training config (data_path, seed, ratios, tokenizer: the same split and
@@ -30,6 +40,8 @@ local args = dm.cli.parse {
       :argname("<path>"):args(1)
     p:option("--data", "Text file to evaluate (default: the run's own split, see --split).")
       :argname("<file>")
+    p:option("--file", "Language-model perplexity over every token of this file as given, state carried.")
+      :argname("<file>")
     p:option("--split", "Part of the run's split to evaluate (without --data).", "test")
       :choices { "test", "val", "train" }
     p:flag("--json", "Print one JSON object instead of text.")
@@ -44,6 +56,43 @@ local cfg_ok, cfg = pcall(inference.checkpoint_config, ck, args)
 if not cfg_ok then dm.cli.die(cfg) end
 if cfg.threads > 0 and dm.set_num_threads then dm.set_num_threads(cfg.threads) end
 local vocab = dm.data.Vocab(ck.vocab)
+
+if args.file then
+  if args.data then dm.cli.die("--file and --data are two ways of evaluating: give one") end
+  local r, n_unk
+  local fok, ferr = pcall(function()
+    local text = dm.data.read_text(args.file, "--file", cfg.max_data_bytes)
+    local eos = rawget(cfg, "stream_line_end") == "eos"
+    local _, tokens = dm.data.samples(text, dm.data.tokenizer(cfg.tokenizer), "stream", cfg.max_seq_length,
+      cfg.stream_line_end, { where = args.file })
+    if eos then table.insert(tokens, 1, "<eos>") end
+    if #tokens < 2 then
+      error(string.format("data file '%s' (--file) gives %d token%s with tokenizer %s: nothing to predict "
+        .. "(a token is predicted from the ones before it)", args.file, #tokens, #tokens == 1 and "" or "s",
+        cfg.tokenizer), 0)
+    end
+    local ids = vocab:encode(tokens)
+    n_unk = 0
+    for i = 2, #ids do if ids[i] == 1 then n_unk = n_unk + 1 end end
+    r = evaluation.stream(ck.net, ids, cfg.max_seq_length)
+  end)
+  if not fok then dm.cli.die(ferr) end
+  local char = cfg.tokenizer == "char"
+  local result = dm.log.record {
+    checkpoint = args.checkpoint, file = args.file, tokenizer = cfg.tokenizer, targets = r.n, unk = n_unk,
+    windows = r.windows, nll = r.nll, perplexity = r.ppl, bits_per_char = char and r.bits or nil,
+  }
+  if args.json then
+    print(dm.json.encode(result))
+  else
+    print(string.format("%s on %s: %d tokens predicted (%s tokenizer; %d of them <unk>), %d windows of %d, "
+      .. "state carried", args.checkpoint, args.file, r.n, cfg.tokenizer, n_unk, r.windows, cfg.max_seq_length))
+    print(string.format("  loss         %.4f nats per token", r.nll))
+    print(string.format("  perplexity   %.4f per token", r.ppl))
+    if char then print(string.format("  bits per character %.4f", r.bits)) end
+  end
+  os.exit(0)
+end
 
 local split, source
 local run_ok, err = pcall(function()

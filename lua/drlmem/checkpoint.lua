@@ -5,7 +5,12 @@
 -- its PyTorch state_dict name (F32, state_dict order), then, for a resumable
 -- checkpoint, the optimizer moments as "optim.<moment>.<param name>"
 -- (exp_avg / exp_avg_sq for Adam and AdamW, momentum_buffer for SGD; only
--- for parameters that have taken a step, as torch's optimizer state). The
+-- for parameters that have taken a step, as torch's optimizer state), and
+-- with opts.carry = {h=, c=} (truncated BPTT stopped inside an epoch) the
+-- recurrent state the next batch starts from as "carry.h" and, for an
+-- LSTM, "carry.c" ((num_layers,B,hidden_size); ckpt.carry on load). With
+-- tie_weights there is no fc_output.weight: the output layer reads
+-- embedding.weight (and tie_proj.weight when the widths differ). The
 -- `__metadata__` strings:
 --   format        "drlmem-1"
 --   config        JSON: the model config (net:config(): vocab_size,
@@ -26,7 +31,7 @@
 --
 --   checkpoint.save(path, net, opts)
 --   ckpt = checkpoint.load(path)   -> {net, vocab, config, train_config,
---          state, optimizer, scheduler, tensors, metadata, names}
+--          state, optimizer, scheduler, carry, tensors, metadata, names}
 --   checkpoint.restore_optimizer(opt, ckpt)
 --   checkpoint.restore_scheduler(sched, ckpt)
 --   checkpoint.restore_rng(ckpt)    dm.set_rng_state(ckpt.state.rng)
@@ -154,6 +159,11 @@ function checkpoint.save(path, net, opts)
     meta.optimizer = encode(optimizer_tensors(opts.optimizer, list), "the optimizer state")
   end
   if opts.scheduler ~= nil then meta.scheduler = encode(opts.scheduler:state(), "the scheduler state") end
+  -- truncated BPTT's carried recurrent state, (num_layers,B,H) each
+  if opts.carry ~= nil then
+    list[#list + 1] = {"carry.h", opts.carry.h}
+    if opts.carry.c then list[#list + 1] = {"carry.c", opts.carry.c} end
+  end
   -- A full disk or a missing folder is about the path, not about this line:
   -- the message names the file, and the previous file there is unchanged.
   local ok, err = pcall(dm.save_safetensors, path, list, meta)
@@ -322,9 +332,19 @@ function checkpoint.load(path)
   -- optimizer moments: known moment, trained parameter, same shape
   local trained = {}
   for _, p in ipairs(net:parameters()) do if p.grad then trained[p.name] = p.value:shape() end end
-  local moments = {}
+  local moments, carry = {}, nil
   for _, name in ipairs(names) do
-    if params[name] == nil then
+    local which = name:match("^carry%.([hc])$")
+    if which then
+      local t, L, H = tensors[name], net:config().num_layers, net:config().hidden_size
+      local s = t:shape()
+      if t:dtype() ~= "float32" or #s ~= 3 or s[1] ~= L or s[3] ~= H then
+        fail("tensor %s (the carried recurrent state) must be float32 (%d,B,%d), got %s %s", name, L, H,
+             t:dtype(), shape_str(s))
+      end
+      carry = carry or {}
+      carry[which] = t
+    elseif params[name] == nil then
       local m, pname = name:match("^optim%.([%w_]+)%.(.+)$")
       if not m then fail("unexpected tensor %s (not a parameter of this model)", name) end
       if not MOMENTS[m] then fail("tensor %s: unknown optimizer moment '%s'", name, m) end
@@ -360,8 +380,11 @@ function checkpoint.load(path)
   local state = decode("state", false)
   local train_config = decode("train_config", false)
 
+  if carry and (not carry.h or (carry.c and carry.c:shape()[2] ~= carry.h:shape()[2])) then
+    fail("tensors carry.h and carry.c (the carried recurrent state) do not match")
+  end
   net:load_state_dict(params)
-  return {net = net, vocab = vocab, config = net:config(), train_config = train_config,
+  return {net = net, carry = carry, vocab = vocab, config = net:config(), train_config = train_config,
           state = state, optimizer = optimizer, scheduler = scheduler, tensors = tensors,
           metadata = meta, names = names}
 end

@@ -159,6 +159,10 @@ F("test_data", "string?", nil, nil, "test file, used as it is (with val_data); e
 F("stream_line_end", "enum", "none", "none|eos",
   "stream mode: none (line ends go to the tokenizer like any whitespace) or eos (each line's tokens, then <eos>: "
   .. "the PTB/WikiText language-model stream)")
+F("carry_state", "bool", false, nil,
+  "stream mode, truncated BPTT: each part is one continuous stream in batch_size parallel rows, batch k holds "
+  .. "window k of every row, and the recurrent state at the end of a batch is the initial state of the next "
+  .. "(detached; reset at each epoch's start and each evaluation's)")
 F("max_data_bytes", "int", 1 << 30, "[1,inf)", "largest data file read, in bytes (checked before reading; 1 GiB)")
 F("split", "enum", "random", "random|position",
   "without val_data/test_data: cut data_path by a seeded permutation (random) or in file order (position: "
@@ -234,6 +238,36 @@ config.checks[#config.checks + 1] = function(cfg)
   if val ~= nil and cfg.split ~= "random" then
     return { "val_data", "split" }, "split: " .. cfg.split .. " cuts data_path into three parts, but with "
       .. "val_data and test_data the files are the parts: leave split out"
+  end
+end
+
+-- Truncated BPTT carries the state along one stream in file order.
+config.checks[#config.checks + 1] = function(cfg)
+  if not cfg.carry_state then return nil end
+  if cfg.sample_mode ~= "stream" then
+    return { "sample_mode", "carry_state" }, "carry_state carries the recurrent state along a token stream: set "
+      .. "sample_mode: stream (it is " .. cfg.sample_mode .. ")"
+  end
+  if rawget(cfg, "val_data") == nil and cfg.split ~= "position" then
+    return { "split", "carry_state" }, "carry_state needs each part to be one run of the stream: set split: "
+      .. "position, or give val_data and test_data (split random scatters the windows)"
+  end
+  if cfg.write_policy == "reinforce" then
+    return { "write_policy", "carry_state" }, "carry_state with write_policy reinforce is not supported: the "
+      .. "episodic memory starts empty with every sequence"
+  end
+end
+
+-- Variational dropout is a way of drawing the three recurrent dropouts.
+config.checks[#config.checks + 1] = function(cfg)
+  if cfg.variational_dropout and cfg.input_dropout == 0 and cfg.layer_dropout == 0 and cfg.output_dropout == 0 then
+    return { "input_dropout", "layer_dropout", "output_dropout", "variational_dropout" }, "variational_dropout "
+      .. "draws input_dropout, layer_dropout and output_dropout once per sequence, and all three are 0: set one "
+      .. "of them above 0"
+  end
+  if cfg.layer_dropout > 0 and cfg.num_layers < 2 then
+    return { "num_layers", "layer_dropout" }, "layer_dropout acts between recurrent layers, and num_layers is "
+      .. cfg.num_layers .. ": set num_layers >= 2, or use input_dropout/output_dropout"
   end
 end
 

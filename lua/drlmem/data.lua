@@ -27,7 +27,10 @@
 -- both cut to T and right-padded with <pad>. `stream` mode: each file's text
 -- is one token stream (with stream_line_end eos, each line's tokens and then
 -- <eos>) cut into floor(n/(T+1)) windows w of T+1 tokens; input w[1..T],
--- target w[2..T+1].
+-- target w[2..T+1]. With carry_state (truncated BPTT) each part is instead
+-- one continuous run of the stream cut into batch_size parallel streams, and
+-- batch k holds window k of each, so the recurrent state can go on from one
+-- batch to the next (CarrySplit below).
 --
 -- Splits. With val_data and test_data the three files are the three parts,
 -- in file order. Otherwise data_path is cut by the upstream sizes: train =
@@ -445,6 +448,62 @@ function Split:batches(batch_size, epoch)
   end
 end
 
+-- A split of one continuous token stream for truncated BPTT (carry_state):
+-- the part's ids cut into B parallel streams, and batch k holds window k of
+-- each (dm.datautil.stride_windows), so row b of a batch continues row b of
+-- the batch before and the recurrent state can be carried from one to the
+-- next. The order is the stream's, the same every epoch; :size() counts the
+-- part's windows of the plain stream layout. The layout of a batch size is
+-- made on first use.
+local CarrySplit = {}
+CarrySplit.__index = CarrySplit
+CarrySplit.__name = "drlmem.CarrySplit"
+CarrySplit.carry = true
+function CarrySplit.__tostring(s)
+  return string.format("CarrySplit(%s, %d tokens)", s.name, s.last - s.first + 1)
+end
+function CarrySplit:size() return #self.index end
+
+function CarrySplit:layout(batch_size)
+  assert(math.type(batch_size) == "integer" and batch_size >= 1, "batches: batch_size must be an integer >= 1")
+  if self._B ~= batch_size then
+    self._X, self._Y, self._nb = dm.datautil.stride_windows(self.ids, self.first, self.last, batch_size, self.T)
+    self._B = batch_size
+    if self._nb < 1 then
+      error(string.format("carry_state: the %s part (%s) has %d tokens, too few for %d parallel streams of "
+        .. "max_seq_length+1 = %d tokens each (lower batch_size or max_seq_length)", self.name, self.source,
+        self.last - self.first + 1, batch_size, self.T + 1), 0)
+    end
+  end
+  return self._X, self._Y, self._nb
+end
+
+--- Number of batches of batch_size: the windows of each of the parallel streams.
+function CarrySplit:nbatches(batch_size)
+  local _, _, nb = self:layout(batch_size)
+  return nb
+end
+
+--- Iterator over (x, y, batch_size): the batches in stream order (epoch is
+-- accepted and changes nothing: the carried state needs that order).
+function CarrySplit:batches(batch_size, epoch)
+  local X, Y, nb = self:layout(batch_size)
+  local rows, gather, k = {}, dm.datautil.gather, 0
+  for i = 1, nb * batch_size do rows[i] = i end
+  return function()
+    if k >= nb then return nil end
+    local x, y = gather(X, Y, rows, k * batch_size + 1, batch_size)
+    k = k + 1
+    return x, y, batch_size
+  end
+end
+
+local function new_carry_split(name, index, ids, first, last, T, source)
+  return setmetatable({ name = name, index = index, ids = ids, first = first, last = last, T = T, source = source },
+    CarrySplit)
+end
+data.new_carry_split = new_carry_split
+
 -- source: what the split is, in words (a file, or a part of one).
 local function new_split(name, index, X, Y, shuffle_seed, source)
   return setmetatable({ name = name, index = index, X = X, Y = Y, shuffle_seed = shuffle_seed, source = source },
@@ -737,9 +796,9 @@ function data.load(cfg)
   vocab_src = nil -- luacheck: ignore
 
   local stoi, n_unk, n_cut = vocab.stoi, 0, 0
-  local X, Y
+  local X, Y, ids
   if stream then
-    local ids = {}
+    ids = {}
     for i = 1, #stream do
       local id = stoi[stream[i]]
       if not id then
@@ -766,6 +825,18 @@ function data.load(cfg)
     end
     X, Y = dm.datautil.encode_lines(enc, T)
   end
+  -- carry_state: each part is one run of the stream (its windows in order)
+  local carry
+  if stream and rawget(cfg, "carry_state") then
+    carry = {}
+    for p = 1, 3 do
+      local idx = parts[p]
+      for k = 2, #idx do
+        assert(idx[k] == idx[k - 1] + 1, "carry_state: the parts of the stream must be in file order")
+      end
+      carry[p] = { first = samples[idx[1]].first, last = samples[idx[#idx]].last }
+    end
+  end
   samples, stream = nil, nil -- luacheck: ignore
 
   -- What each part is, for the log and evaluate.lua's report.
@@ -782,14 +853,20 @@ function data.load(cfg)
       sources[p] = string.format("%s (%s split, seed %d)", path, names[p], cfg.seed)
     end
   end
+  if carry then
+    for p = 1, 3 do
+      carry[p] = new_carry_split(names[p], parts[p], ids, carry[p].first, carry[p].last, T, sources[p])
+      carry[p]:layout(cfg.batch_size) -- (a part too short for batch_size streams fails here, in one line)
+    end
+  end
   local d = {
     vocab = vocab,
     warnings = warnings,       -- lines for the log: what in the files may not be what the user meant
     X = X,
     Y = Y,
-    train = new_split("train", parts[1], X, Y, cfg.seed + 1, sources[1]),
-    val = new_split("val", parts[2], X, Y, nil, sources[2]),
-    test = new_split("test", parts[3], X, Y, nil, sources[3]),
+    train = carry and carry[1] or new_split("train", parts[1], X, Y, cfg.seed + 1, sources[1]),
+    val = carry and carry[2] or new_split("val", parts[2], X, Y, nil, sources[2]),
+    test = carry and carry[3] or new_split("test", parts[3], X, Y, nil, sources[3]),
     stats = {
       path = path,
       val_path = val_path,

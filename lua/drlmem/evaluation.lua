@@ -16,7 +16,9 @@ local evaluation = {}
 -- with opts.vocab adds answer_acc and answers (dm.tasks.Accumulator); with
 -- write_policy reinforce, write_rate and slot_usage are the means over the
 -- batches of the evaluation forwards (thresholded actions unless
--- sample_eval). Leaves net in training mode.
+-- sample_eval). A split with .carry (data.lua's CarrySplit) carries the
+-- recurrent state from batch to batch, from zeros. Leaves net in training
+-- mode, its state cleared.
 function evaluation.run(net, split, cfg, opts)
   opts = opts or {}
   local ignore = cfg.loss_ignore_pad and 0 or -1
@@ -27,11 +29,16 @@ function evaluation.run(net, split, cfg, opts)
   local answers = opts.task and opts.task ~= "none" and dm.tasks.Accumulator(opts.task, opts.vocab)
   local wr_sum, su_sum, nw = 0.0, 0.0, 0
   net:eval()
+  -- A stream split of parallel rows (carry_state) is read as training reads
+  -- it: each batch starts from the state the one before left.
+  local carry = split.carry
+  if carry then net:set_state(nil) end
   local ok, err = pcall(function()
     for x, y in split:batches(opts.batch_size or cfg.batch_size) do
       -- The loss is computed where the logits live; metrics and answers
       -- read them through a view, no copy.
       net:forward(x, false)
+      if carry then net:set_state(net:final_state()) end
       local loss, count = net:loss(y, { ignore_index = ignore, grad = false })
       local logits = (answers or with_metrics) and net:logits()
       if count > 0 then loss_sum, nb = loss_sum + loss, nb + 1 end
@@ -50,6 +57,7 @@ function evaluation.run(net, split, cfg, opts)
     end
   end)
   net:train()
+  if carry then net:set_state(nil) end
   if not ok then error(err, 0) end
   local r = { loss = nb > 0 and loss_sum / nb or 0 / 0, batches = nb }
   if nw > 0 then r.write_rate, r.slot_usage = wr_sum / nw, su_sum / nw end
@@ -65,6 +73,39 @@ function evaluation.run(net, split, cfg, opts)
     r.acc_upstream, r.f1_upstream = u.accuracy, u.f1_weighted
   end
   return r
+end
+
+--- The loss over every position of one token stream, as a language model
+-- reads running text: ids (token ids) in windows of T (the last one
+-- shorter), each window's input ids[i..] and targets ids[i+1..], one row,
+-- the recurrent state carried from each window into the next, in eval
+-- mode. ids[1] is context only; every later id is a target once. Returns
+-- {nll = mean negative log-likelihood in nats, n = targets, ppl = exp(nll),
+-- bits = nll / ln 2, windows=}. Leaves net in training mode, its state
+-- cleared.
+function evaluation.stream(net, ids, T)
+  assert(#ids >= 2, "evaluation.stream: at least two tokens")
+  local nll_sum, n, windows = 0.0, 0, 0
+  net:eval()
+  net:set_state(nil)
+  local ok, err = pcall(function()
+    local i = 1
+    while i < #ids do
+      local len = math.min(T, #ids - i)
+      local x, y = dm.tensor({ table.move(ids, i, i + len - 1, 1, {}) }, "int32"),
+        dm.tensor({ table.move(ids, i + 1, i + len, 1, {}) }, "int32")
+      net:forward(x, false)
+      net:set_state(net:final_state())
+      local loss, count = net:loss(y, { ignore_index = -1, grad = false })
+      nll_sum, n, windows = nll_sum + loss * count, n + count, windows + 1
+      i = i + len
+    end
+  end)
+  net:set_state(nil)
+  net:train()
+  if not ok then error(err, 0) end
+  local nll = nll_sum / n
+  return { nll = nll, n = n, ppl = dm.metrics.perplexity(nll), bits = nll / math.log(2), windows = windows }
 end
 
 return evaluation

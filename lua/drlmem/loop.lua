@@ -15,7 +15,8 @@
 --   on_step(pos)              after every optimizer step (st.run updated)
 --   on_finish()               the last epoch is done
 -- st.run = {epoch = the epoch in progress, batch = batches of it done, sums =
--- their partial sums, history = records of the finished epochs, best_path}
+-- their partial sums, carry = the recurrent state they left (carry_state),
+-- history = records of the finished epochs, best_path}
 -- is the position a resumable checkpoint stores (drlmem.resume).
 --
 -- Ctrl-C, SIGTERM, SIGHUP. The drlmem host answers them by setting a debug
@@ -138,6 +139,36 @@ function loop.rank_seed(seed, rank)
 end
 
 ---------------------------------------------------------------------------
+-- Truncated BPTT (cfg.carry_state): the recurrent state one batch leaves is
+-- the next one's initial state. The batches come as parallel streams
+-- (data.lua's CarrySplit), so row b of a batch continues row b of the one
+-- before. An epoch starts from zeros, or from the state a resumable
+-- checkpoint saved mid-epoch; the state is a constant to backward
+-- (detached), so backpropagation stops at the window's start.
+---------------------------------------------------------------------------
+
+--- At an epoch's start: the state to start from (carried = {h=, c=} from
+-- a checkpoint, or nil for zeros).
+function loop.carry_begin(net, cfg, carried)
+  if not cfg.carry_state then return end
+  if carried then net:set_state(carried.h, carried.c) else net:set_state(nil) end
+end
+
+--- After a batch's forward: its final state becomes the next forward's
+-- initial one; returns it ({h=, c=}, what a checkpoint saves), or nil.
+function loop.carry_next(net, cfg)
+  if not cfg.carry_state then return nil end
+  local h, c = net:final_state()
+  net:set_state(h, c)
+  return { h = h, c = c }
+end
+
+--- After an epoch: back to zeros, so nothing else starts from it.
+function loop.carry_end(net, cfg)
+  if cfg.carry_state then net:set_state(nil) end
+end
+
+---------------------------------------------------------------------------
 -- One epoch
 ---------------------------------------------------------------------------
 
@@ -168,8 +199,10 @@ end
 --   start_batch: batches of this epoch already done (resume), 0
 --   sums: the partial sums carried with them {loss=, batches=, tokens=,
 --         padded_tokens=, seconds=}
---   on_step(pos): called after each optimizer step, pos = {epoch=, batch=, sums=}
---                 (a copy; batch counts the batches done so far)
+--   carry: with carry_state, the recurrent state those batches left ({h=, c=})
+--   on_step(pos): called after each optimizer step, pos = {epoch=, batch=, sums=,
+--                 carry=} (a copy; batch counts the batches done so far;
+--                 carry: the state the next batch starts from, carry_state only)
 --   progress: "bar" | "plain" | "none" (default none), label
 -- The loss of a batch is its criterion; backward uses dlogits scaled by
 -- 1/accumulation_steps; every accumulation_steps batches, and after the
@@ -254,8 +287,13 @@ function loop.train_epoch(ctx, epoch, opts)
     return { loss = loss_sum, batches = nb, tokens = tokens, padded_tokens = padded,
       seconds = carried + progress.now() - t0, write = w }
   end
+  if cfg.carry_state and dist then
+    error("carry_state across processes is not supported yet: each rank would need its own rows' state", 0)
+  end
   net:train()
   net:zero_grad()
+  loop.carry_begin(net, cfg, start > 0 and opts.carry or nil)
+  local state -- (carry_state: what the next batch starts from)
   local i = 0
   for x, y in split:batches(B, epoch) do
     i = i + 1
@@ -286,6 +324,7 @@ function loop.train_epoch(ctx, epoch, opts)
             net:forward(xs, false)
             loss, count = net:loss(ys, { ignore_index = ignore, scale = 1.0 / acc })
           end
+          state = loop.carry_next(net, cfg)
         end
         total = count
         if dist then weight, total, loss = dist.target_weight(count, loss) end
@@ -334,7 +373,7 @@ function loop.train_epoch(ctx, epoch, opts)
         if dist and not reduced then dist.broadcast(memory, 0) end
         steps = steps + 1
         if opts.on_step then
-          opts.on_step { epoch = epoch, batch = i, sums = sums_copy() }
+          opts.on_step { epoch = epoch, batch = i, sums = sums_copy(), carry = state }
         end
       end
       -- the bar's rate counts the tokens of this run, not those carried over
@@ -342,6 +381,7 @@ function loop.train_epoch(ctx, epoch, opts)
     end
   end
   bar:finish()
+  loop.carry_end(net, cfg)
   local write
   if rl then
     write = {}
@@ -366,9 +406,10 @@ function loop.epoch(st, data, opts)
       vocab = data.vocab },
     epoch, {
       start_batch = run.batch, sums = run.sums, -- 0 and nil unless resuming inside this epoch
+      carry = run.carry,
       progress = opts.progress, label = string.format("epoch %d/%d", epoch, cfg.epochs),
       on_step = function(pos)
-        run.batch, run.sums = pos.batch, pos.sums
+        run.batch, run.sums, run.carry = pos.batch, pos.sums, pos.carry
         if opts.on_step then opts.on_step(pos) end
         loop.safe_point() -- a signal lands here, after a whole step
       end,
@@ -399,7 +440,7 @@ function loop.epoch(st, data, opts)
   end
   rec = log.record(rec)
   run.history[#run.history + 1] = rec
-  run.epoch, run.batch, run.sums = epoch + 1, 0, nil
+  run.epoch, run.batch, run.sums, run.carry = epoch + 1, 0, nil, nil
   return rec, stop
 end
 

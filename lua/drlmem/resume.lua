@@ -3,7 +3,8 @@
 -- evaluate/generate/explore_memory read) and the resumable one
 -- (last.safetensors: everything a resumed run needs to continue bit for
 -- bit: weights, optimizer moments, schedule, early stopping, rng, the
--- write policy's advantage scale and the position inside an epoch).
+-- write policy's advantage scale, the position inside an epoch and, with
+-- carry_state, the recurrent state the next batch starts from).
 --
 --   resume.save_model(path, net, vocab, cfg)
 --   resume.save(path, st)              st = loop.setup's table, with st.run
@@ -38,6 +39,7 @@ function resume.save(path, st, opts)
     config = dm.config.totable(st.cfg),
     optimizer = st.opt,
     scheduler = st.sched,
+    carry = run.batch > 0 and run.carry or nil, -- (carry_state, mid-epoch: the next batch's initial state)
     state = {
       epoch = run.epoch, batch = run.batch, sums = run.sums or dm.json.null,
       history = dm.json.array(run.history or {}), best_path = run.best_path or dm.json.null,
@@ -152,6 +154,10 @@ function resume.load(path, st, opts)
   end
   local rng = world > 1 and s.rng_ranks[dm.dist.rank() + 1] or s.rng
   local epoch, batch = check_state(path, s, opts.batches or math.maxinteger)
+  if st.cfg.carry_state and batch > 0 and not ck.carry then
+    error(string.format("%s: training state 'carry' is missing: the run stopped inside an epoch with "
+      .. "carry_state, and the recurrent state its next batch starts from is not in the file", path), 0)
+  end
   local mine = st.vocab:list()
   if #mine ~= #ck.vocab then
     error(string.format("%s: its vocabulary has %d tokens, the data gives %d (another data file or "
@@ -212,7 +218,8 @@ function resume.load(path, st, opts)
   if is_null(sums) then sums = nil end
   local best_path = s.best_path
   if is_null(best_path) then best_path = nil end
-  return { epoch = epoch, batch = batch, sums = sums, history = s.history or {}, best_path = best_path }, notes
+  return { epoch = epoch, batch = batch, sums = sums, history = s.history or {}, best_path = best_path,
+    carry = batch > 0 and ck.carry or nil }, notes
 end
 
 local function shq(s)

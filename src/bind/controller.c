@@ -19,6 +19,12 @@
  *   net:write_memory(s)       the post-step memory write (no gradient)
  *   net:set_dropout_mask(m)   {0,1} float32 (B,T,H) for the next training
  *                             forward (parity tests); nil clears it
+ *   net:set_state(h [, c])    the cell's initial state of every following
+ *                             forward, float32 (num_layers,B,H) (c: the
+ *                             LSTM's cell state, zeros when left out); a
+ *                             constant (no gradient): carrying the last
+ *                             window's is truncated BPTT; nil clears it
+ *   net:final_state()         the last forward's h_n [, c_n] (copies), or nil
  *   net:parameters()          ordered list {name=, value=view, grad=view|nil,
  *                             group="policy"|nil} (usage_counts excluded: a
  *                             buffer, as in torch; group: clipped on its own)
@@ -614,6 +620,69 @@ static int c_set_dropout_mask(lua_State *L)
     return 0;
 }
 
+/* ---- the recurrent state (truncated BPTT) ------------------------------------ */
+
+/* Checks that idx holds a float32 (L,B,H) state of the net; returns its B. */
+static size_t check_state_tensor(lua_State *L, int idx, lctrl *u, const char *fn, const char *arg,
+                                 size_t want_B)
+{
+    dm_tensor *t = dm_bind_checkf32(L, idx, fn, arg);
+    const dm_model_dims d = dm_controller_dims(&u->c);
+    if (t->ndim != 3 || t->shape[0] != (int64_t)d.L || t->shape[1] < 1 ||
+        t->shape[2] != (int64_t)d.H || (want_B && t->shape[1] != (int64_t)want_B)) {
+        char sb[96], bb[32] = "B";
+        if (want_B) snprintf(bb, sizeof bb, "%zu", want_B);
+        dm_bind_errorf(L, "%s: %s must have shape (num_layers=%zu,%s,hidden_size=%zu), got %s", fn,
+                       arg, d.L, bb, d.H, dm_tensor_shape_str(t, sb, sizeof sb));
+    }
+    return (size_t)t->shape[1];
+}
+
+/* net:set_state(h [, c]) | net:set_state(nil) */
+static int c_set_state(lua_State *L)
+{
+    const char *fn = "Controller.set_state";
+    lctrl *u = check_ctrl(L, fn);
+    dm_error err;
+    if (lua_isnoneornil(L, 2)) {
+        dm_controller_set_state(&u->c, NULL, NULL, 0, &err);
+        return 0;
+    }
+    const size_t B = check_state_tensor(L, 2, u, fn, "h", 0);
+    const int has_c = !lua_isnoneornil(L, 3);
+    if (has_c && !dm_controller_has_cell_state(&u->c))
+        dm_bind_errorf(L, "%s: c is the LSTM's cell state, and this net's cell is %s", fn,
+                       dm_controller_get_config(&u->c)->cell);
+    if (has_c) check_state_tensor(L, 3, u, fn, "c", B);
+    dm_tensor *h = push_contiguous(L, 2, dm_bind_checkf32(L, 2, fn, "h"));
+    dm_tensor *cs = has_c ? push_contiguous(L, 3, dm_bind_checkf32(L, 3, fn, "c")) : NULL;
+    if (dm_controller_set_state(&u->c, dm_tensor_f32(h), cs ? dm_tensor_f32(cs) : NULL, B, &err) != 0)
+        dm_bind_error(L, &err);
+    return 0;
+}
+
+/* net:final_state() -> h (L,B,H) [, c (L,B,H) for an LSTM], copies; nil
+ * before any forward. */
+static int c_final_state(lua_State *L)
+{
+    const char *fn = "Controller.final_state";
+    lctrl *u = check_ctrl(L, fn);
+    size_t B, T;
+    if (dm_controller_last_batch(&u->c, &B, &T) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const dm_model_dims d = dm_controller_dims(&u->c);
+    int64_t s[3] = {(int64_t)d.L, (int64_t)B, (int64_t)d.H};
+    dm_tensor *h = dm_bind_newtensor_named(L, DM_F32, 3, s, fn);
+    dm_tensor *c = dm_controller_has_cell_state(&u->c) ? dm_bind_newtensor_named(L, DM_F32, 3, s, fn)
+                                                       : NULL;
+    dm_error err;
+    if (dm_controller_final_state(&u->c, dm_tensor_f32(h), c ? dm_tensor_f32(c) : NULL, &err) != 0)
+        dm_bind_error(L, &err);
+    return c ? 2 : 1;
+}
+
 /* ---- parameters and state ---------------------------------------------------- */
 
 static int c_parameters(lua_State *L)
@@ -1015,6 +1084,8 @@ void dm_open_controller(lua_State *L)
         {"training", c_training},
         {"write_memory", c_write_memory},
         {"set_dropout_mask", c_set_dropout_mask},
+        {"set_state", c_set_state},
+        {"final_state", c_final_state},
         {"reinforce", c_reinforce},
         {"write_stats", c_write_stats},
         {"set_write_options", c_set_write_options},

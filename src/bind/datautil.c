@@ -90,6 +90,47 @@ static int l_encode_windows(lua_State *L)
     return 2;
 }
 
+/* stride_windows(ids, first, last, B, T) -> X, Y, nb: the ids first..last
+ * (1-based, inclusive) as B parallel streams, truncated BPTT's layout
+ * (Zaremba et al.'s reader, char-rnn): stream b is the b-th of B equal
+ * consecutive pieces of len = n // B ids, and batch k (0-based) holds, in
+ * rows k*B .. k*B+B-1, window k of every stream: X row b = piece b's ids
+ * k*T+1 .. k*T+T, Y row b the ids one further. So row b of batch k+1
+ * continues row b of batch k exactly. nb = (len - 1) // T batches (0 when
+ * the range is too short); the ids past the last whole window are left out. */
+static int l_stride_windows(lua_State *L)
+{
+    const char *fn = "stride_windows";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer first = luaL_checkinteger(L, 2), last = luaL_checkinteger(L, 3);
+    lua_Integer B = luaL_checkinteger(L, 4);
+    int64_t T = check_T(L, 5, fn);
+    if (first < 1 || last < first - 1 || last > (lua_Integer)lua_rawlen(L, 1) || B < 1)
+        return luaL_error(L, "%s: bad range %I..%I of %I ids, or batch size %I", fn, first, last,
+                          (lua_Integer)lua_rawlen(L, 1), B);
+    const int64_t len = (int64_t)(last - first + 1) / B, nb = len > 0 ? (len - 1) / T : 0;
+    int64_t shape[2] = {nb * B, T};
+    dm_tensor *X = dm_bind_newtensor(L, DM_I32, 2, shape);
+    dm_tensor *Y = dm_bind_newtensor(L, DM_I32, 2, shape);
+    int32_t *x = dm_tensor_i32(X); /* (nb*B,T) */
+    int32_t *y = dm_tensor_i32(Y); /* (nb*B,T) */
+    for (int64_t b = 0; b < B; b++) {
+        const lua_Integer base = first + b * len; /* piece b's first id */
+        for (int64_t k = 0; k < nb; k++) {
+            int32_t *xr = x + (k * B + b) * T, *yr = y + (k * B + b) * T;
+            int32_t prev = check_id(L, 1, base + k * T, fn, (lua_Integer)(k * B + b + 1));
+            for (int64_t j = 0; j < T; j++) {
+                int32_t id = check_id(L, 1, base + k * T + j + 1, fn, (lua_Integer)(k * B + b + 1));
+                xr[j] = prev;
+                yr[j] = id;
+                prev = id;
+            }
+        }
+    }
+    lua_pushinteger(L, (lua_Integer)nb);
+    return 3;
+}
+
 static dm_tensor *check_rows(lua_State *L, int idx, const char *fn, const char *arg)
 {
     dm_tensor *t = dm_bind_checki32(L, idx, fn, arg);
@@ -200,6 +241,7 @@ void dm_open_datautil(lua_State *L)
     static const luaL_Reg fns[] = {
         {"encode_lines", l_encode_lines},
         {"encode_windows", l_encode_windows},
+        {"stride_windows", l_stride_windows},
         {"gather", l_gather},
         {"count", l_count},
         {NULL, NULL},

@@ -148,7 +148,7 @@ static float *mod_input(nn_mod *m) { return dm_arena_ptr(&m->acts, 0); }
 static dm_part_run mod_run(nn_mod *m)
 {
     dm_part_run r = {&m->params, &m->grads, &m->acts, m->B, m->T, m->training, &dm_rng_global,
-                     (const int32_t *)mod_input(m), NULL};
+                     (const int32_t *)mod_input(m), NULL, NULL, NULL};
     return r;
 }
 
@@ -432,7 +432,7 @@ static int fwd_cell(lua_State *L, nn_mod *m)
     int64_t hshape[3] = {(int64_t)m->layers, (int64_t)B, (int64_t)m->out};
     if (x->ndim == 2) hshape[1] = hshape[2];
     dm_tensor *hn = push_result(L, x->ndim, hshape, who);
-    m->part.ops->final_state(&m->part, &r, dm_tensor_f32(hn));
+    m->part.ops->final_state(&m->part, &r, dm_tensor_f32(hn), NULL);
     set_out_shape(m, x->ndim, shape);
     return 2;
 }

@@ -95,6 +95,23 @@ static const dm_config_field fields[] = {
      "blend: the upstream model's post-step blend write; content: the post-step write goes to "
      "the slots each token read, in proportion to its attention; reinforce: per-sequence "
      "episodic memory with a write policy trained by REINFORCE (seed: the old name of blend)"},
+    F("input_dropout", DM_FIELD_DOUBLE, input_dropout, "[0,1)", DM_FIELD_IF_CHANGED,
+      "dropout probability on the embedding output, the recurrent part's input (training only; "
+      "Zaremba et al. 2014)"),
+    F("layer_dropout", DM_FIELD_DOUBLE, layer_dropout, "[0,1)", DM_FIELD_IF_CHANGED,
+      "dropout probability between the recurrent layers, on the input of every layer above the "
+      "first (GRU and LSTM; needs num_layers >= 2)"),
+    F("output_dropout", DM_FIELD_DOUBLE, output_dropout, "[0,1)", DM_FIELD_IF_CHANGED,
+      "dropout probability on the recurrent output, before fc1"),
+    F("variational_dropout", DM_FIELD_BOOL, variational_dropout, NULL, DM_FIELD_IF_CHANGED,
+      "true: input_dropout, layer_dropout and output_dropout draw one mask per sequence and reuse "
+      "it at every time step (variational / locked dropout, AWD-LSTM)"),
+    F("embedding_dropout", DM_FIELD_DOUBLE, embedding_dropout, "[0,1)", DM_FIELD_IF_CHANGED,
+      "probability of dropping a whole word (a row of the embedding) for a batch, the others "
+      "scaled by 1/(1-p) (AWD-LSTM)"),
+    F("tie_weights", DM_FIELD_BOOL, tie_weights, NULL, DM_FIELD_IF_CHANGED,
+      "true: the output layer's weight is the embedding matrix (Press & Wolf 2017), through a "
+      "learned projection tie_proj.weight (hidden_size -> embedding_dim) when the widths differ"),
     F("episodic_slots", DM_FIELD_INT, episodic_slots, "[1,inf)", DM_FIELD_POLICY,
       "reinforce: episodic memory slots per sequence"),
     F("policy_bias_init", DM_FIELD_DOUBLE, policy_bias_init, NULL, DM_FIELD_POLICY,
@@ -183,6 +200,19 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
     if (cfg->output_activation != DM_OUTPUT_GELU && cfg->output_activation != DM_OUTPUT_NONE)
         return dm_fail(err, "Controller: output_activation must be gelu or none, got %d",
                        (int)cfg->output_activation);
+    const struct { const char *name; double p; } drops[] = {
+        {"input_dropout", cfg->input_dropout}, {"layer_dropout", cfg->layer_dropout},
+        {"output_dropout", cfg->output_dropout}, {"embedding_dropout", cfg->embedding_dropout}};
+    for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++)
+        if (!(drops[i].p >= 0.0 && drops[i].p < 1.0))
+            return dm_fail(err, "Controller: %s must be in [0, 1), got %g", drops[i].name, drops[i].p);
+    if (cfg->layer_dropout > 0.0 && cfg->num_layers < 2)
+        return dm_fail(err, "Controller: layer_dropout acts between recurrent layers, and num_layers "
+                            "is %" PRId64 " (set num_layers >= 2, or use input_dropout/output_dropout)",
+                       cfg->num_layers);
+    if ((cfg->variational_dropout != 0 && cfg->variational_dropout != 1) ||
+        (cfg->tie_weights != 0 && cfg->tie_weights != 1))
+        return dm_fail(err, "Controller: variational_dropout and tie_weights must be 0 or 1");
     if (cfg->use_memory != 0 && cfg->use_memory != 1)
         return dm_fail(err, "Controller: use_memory must be 0 or 1, got %d", cfg->use_memory);
     if (check_kind(cfg->write_policy, "write_policy", "blend", DM_ROLE_POLICY, err) != 0 ||
@@ -243,25 +273,34 @@ static int compose(dm_controller *c, dm_error *err)
     const dm_controller_config *g = &c->cfg;
     const size_t V = c->V, E = c->E, D = c->D, M = c->M, H = c->H;
     dm_part_cfg memory = {.in = D, .out = D, .slots = M, .frozen = !g->use_memory};
-    dm_part_cfg emb = {.in = V, .out = E};
+    const int var = g->variational_dropout, tie = g->tie_weights, proj = tie && H != E;
+    dm_part_cfg emb = {.in = V, .out = E, .p = g->embedding_dropout};
+    dm_part_cfg indrop = {.in = E, .out = E, .p = g->input_dropout, .variational = var};
     dm_part_cfg fcq = {.in = E, .out = D, .act = DM_PART_ACT_GELU};
-    dm_part_cfg cell = {.in = D, .out = H, .layers = c->L};
+    dm_part_cfg cell = {.in = D, .out = H, .layers = c->L, .p = g->layer_dropout, .variational = var};
+    dm_part_cfg outdrop = {.in = H, .out = H, .p = g->output_dropout, .variational = var};
     dm_part_cfg fc1 = {.in = H, .out = H, .act = DM_PART_ACT_GELU};
     dm_part_cfg drop = {.in = H, .out = H, .p = g->dropout};
-    dm_part_cfg fco = {.in = H, .out = V,
+    dm_part_cfg tproj = {.in = H, .out = E, .no_bias = 1};
+    dm_part_cfg fco = {.in = tie ? E : H, .out = V, .tied = tie ? "embedding.weight" : NULL,
                        .act = g->output_activation == DM_OUTPUT_GELU ? DM_PART_ACT_GELU
                                                                      : DM_PART_ACT_NONE};
     dm_part_cfg wq = {.in = D, .out = D, .act = DM_PART_ACT_GELU, .init = DM_PART_INIT_DEFAULT,
                       .frozen = 1};
     dm_part_cfg wv = {.in = V, .out = D, .act = DM_PART_ACT_GELU, .init = DM_PART_INIT_DEFAULT,
                       .frozen = 1};
-    int pm, pe, pq, pc, p1, pd, po;
+    /* The optional parts exist only when asked for, so the default model's
+     * parts, entries and draws are the upstream's. */
+    int pm, pe, pi = -1, pq, pc, px = -1, p1, pd, pt = -1, po;
     if ((pm = add_part(c, &dm_memory_read_part, "memory", memory, err)) < 0 ||
         (pe = add_part(c, &dm_embedding_part, "embedding", emb, err)) < 0 ||
+        (indrop.p > 0.0 && (pi = add_part(c, &dm_dropout_part, "input_dropout", indrop, err)) < 0) ||
         (pq = add_part(c, &dm_linear_part, "fc_query", fcq, err)) < 0 ||
         (pc = add_part(c, dm_part_find(g->cell, DM_ROLE_CELL), "rnn", cell, err)) < 0 ||
+        (outdrop.p > 0.0 && (px = add_part(c, &dm_dropout_part, "output_dropout", outdrop, err)) < 0) ||
         (p1 = add_part(c, &dm_linear_part, "fc1", fc1, err)) < 0 ||
         (pd = add_part(c, &dm_dropout_part, "dropout", drop, err)) < 0 ||
+        (proj && (pt = add_part(c, &dm_linear_part, "tie_proj", tproj, err)) < 0) ||
         (po = add_part(c, &dm_linear_part, "fc_output", fco, err)) < 0 ||
         (c->write_q = add_part(c, &dm_linear_part, "fc_query_memory", wq, err)) < 0 ||
         (c->write_v = add_part(c, &dm_linear_part, "fc_value_memory", wv, err)) < 0)
@@ -278,19 +317,25 @@ static int compose(dm_controller *c, dm_error *err)
     if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
         return -1;
     c->memory = pm;
+    c->cell = pc;
+    c->dropout = pd;
     add_step(c, pe);
+    if (pi >= 0) add_step(c, pi);
     add_step(c, pq);
     c->query_step = c->nchain - 1;
     add_step(c, pm);
     add_step(c, pc);
-    /* A policy that decides per step runs between the cell and fc1. */
+    /* A policy that decides per step runs between the cell and fc1 (on
+     * the cell's output before any dropout of it). */
     c->policy_step = -1;
     if (c->parts[c->policy].ops->forward) {
         c->policy_step = c->nchain;
         add_step(c, c->policy);
     }
+    if (px >= 0) add_step(c, px);
     add_step(c, p1);
     add_step(c, pd);
+    if (pt >= 0) add_step(c, pt);
     add_step(c, po);
     return 0;
 }
@@ -437,6 +482,15 @@ void dm_controller_free(dm_controller *c)
     c->nretired = 0;
     dm_free(c->pending_mask);
     c->pending_mask = NULL;
+    dm_free(c->state_h);
+    dm_free(c->state_c);
+    c->state_h = c->state_c = NULL;
+    c->state_B = 0;
+    dm_free(c->fwd_h);
+    dm_free(c->fwd_c);
+    c->fwd_h = c->fwd_c = NULL;
+    c->fwd_cap = 0;
+    c->fwd_state = 0;
     c->cap_B = c->cap_T = 0;
     c->has_forward = c->has_loss = 0;
 }
@@ -479,7 +533,15 @@ static int ensure_acts(dm_controller *c, size_t B, size_t T, dm_error *err)
 static dm_part_run make_run(dm_controller *c, size_t B, size_t T)
 {
     dm_part_run r = {&c->params, &c->grads, &c->acts, B, T, c->training, c->rng,
-                     (const int32_t *)A(c, c->act_tokens), NULL};
+                     (const int32_t *)A(c, c->act_tokens), NULL, NULL, NULL};
+    /* Only the cell reads h0 and c0: the last forward's state. */
+    /* Backward, the write and the policy see the mode the forward ran in
+     * (whether it drew dropout masks), whatever was switched since. */
+    if (c->has_forward) r.training = c->fwd_training;
+    if (c->fwd_state) {
+        r.h0 = c->fwd_h;
+        r.c0 = dm_controller_has_cell_state(c) ? c->fwd_c : NULL;
+    }
     return r;
 }
 
@@ -506,14 +568,35 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
                        "Controller.forward: the injected dropout mask is for a %zux%zu batch, the "
                        "tokens are %zux%zu",
                        c->pending_B, c->pending_T, B, T);
+    if (c->state_B && c->state_B != B)
+        return dm_fail(err,
+                       "Controller.forward: the initial state set is for a batch of %zu, the "
+                       "tokens are %zux%zu (set the state again, or clear it)",
+                       c->state_B, B, T);
     if (ensure_acts(c, B, T, err) != 0) return -1;
+    c->fwd_state = 0;
+    if (c->state_B) {
+        const size_t n = c->L * B * c->H;
+        if (c->fwd_cap < n) {
+            dm_free(c->fwd_h);
+            dm_free(c->fwd_c);
+            c->fwd_h = dm_alloc(n * sizeof(float));
+            c->fwd_c = dm_alloc(n * sizeof(float));
+            c->fwd_cap = c->fwd_h && c->fwd_c ? n : 0;
+            if (!c->fwd_cap) return dm_fail(err, "Controller.forward: out of memory (%zu floats)", n);
+        }
+        memcpy(c->fwd_h, c->state_h, n * sizeof(float));
+        if (c->state_c) memcpy(c->fwd_c, c->state_c, n * sizeof(float));
+        c->fwd_state = 1;
+    }
     memcpy(A(c, c->act_tokens), tokens, N * sizeof(int32_t));
     dm_part_run r = make_run(c, B, T);
-    if (use_pending) r.dropout_keep = c->pending_mask;
     const float *in = NULL;
     for (int s = 0; s < c->nchain; s++) {
         dm_part *p = &c->parts[c->chain[s]];
         float *out = A(c, c->chain_out[s]);
+        /* an injected mask is the dropout after fc1's, the one PyTorch's replay has */
+        r.dropout_keep = use_pending && c->chain[s] == c->dropout ? c->pending_mask : NULL;
         if (p->ops->forward(p, &r, in, out, err) != 0) return -1;
         in = out;
     }
@@ -523,6 +606,7 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
     }
     c->last_B = B;
     c->last_T = T;
+    c->fwd_training = c->training;
     c->has_forward = 1;
     return 0;
 }
@@ -833,6 +917,54 @@ int dm_controller_set_dropout_mask(dm_controller *c, const float *mask, size_t B
     memcpy(c->pending_mask, mask, n * sizeof(float));
     c->pending_B = B;
     c->pending_T = T;
+    return 0;
+}
+
+int dm_controller_has_cell_state(const dm_controller *c)
+{
+    return c->parts[c->cell].ops == &dm_lstm_part;
+}
+
+int dm_controller_set_state(dm_controller *c, const float *h, const float *cs, size_t B,
+                            dm_error *err)
+{
+    dm_free(c->state_h);
+    dm_free(c->state_c);
+    c->state_h = c->state_c = NULL;
+    c->state_B = 0;
+    if (!h) return 0;
+    if (B == 0 || B > (size_t)INT32_MAX / (c->L * c->H))
+        return dm_fail(err, "Controller.set_state: bad batch size %zu", B);
+    const size_t n = c->L * B * c->H;
+    c->state_h = dm_alloc(n * sizeof(float));
+    c->state_c = dm_controller_has_cell_state(c) ? dm_alloc(n * sizeof(float)) : NULL;
+    if (!c->state_h || (dm_controller_has_cell_state(c) && !c->state_c)) {
+        dm_free(c->state_h);
+        dm_free(c->state_c);
+        c->state_h = c->state_c = NULL;
+        return dm_fail(err, "Controller.set_state: out of memory (%zu floats)", n);
+    }
+    memcpy(c->state_h, h, n * sizeof(float));
+    if (c->state_c) {
+        if (cs)
+            memcpy(c->state_c, cs, n * sizeof(float));
+        else
+            memset(c->state_c, 0, n * sizeof(float));
+    }
+    c->state_B = B;
+    return 0;
+}
+
+size_t dm_controller_state_batch(const dm_controller *c) { return c->state_B; }
+
+int dm_controller_final_state(const dm_controller *c, float *h_n, float *c_n, dm_error *err)
+{
+    if (!c->has_forward)
+        return dm_fail(err, "Controller.final_state: no forward yet (the state is the last "
+                            "forward's)");
+    const dm_part *cell = &c->parts[c->cell];
+    dm_part_run r = make_run((dm_controller *)c, c->last_B, c->last_T);
+    cell->ops->final_state(cell, &r, h_n, c_n);
     return 0;
 }
 

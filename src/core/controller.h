@@ -10,6 +10,15 @@
  *   vm = GELU(fc_value_memory(logits)), both (B,T,D), time-means (B,D), then
  *   dm_memory_write (the reference README's "Training step").
  *
+ * The language-model options add parts only when set (so the default
+ * model is the upstream one, entry for entry): input_dropout after the
+ * embedding, output_dropout after the cell (and the write policy),
+ * dropout between the cell's layers inside it, embedding dropout of whole
+ * rows inside the embedding, and with tie_weights fc_output reads
+ * embedding.weight (no fc_output.weight of its own) after tie_proj (H -> E)
+ * when H != E. An initial state set with dm_controller_set_state starts
+ * the cell of every following forward from it (truncated BPTT).
+ *
  * Which parts, with which sizes, in which order is decided in one place
  * (controller.c's compose); everything else walks the part list. The
  * parameters live in one arena laid out from the parts' size tables in
@@ -109,6 +118,19 @@ typedef struct dm_controller_config {
      * memory tensors stay in the arena, so checkpoints keep one layout. 1
      * (the default) is the upstream model, bit for bit. */
     int use_memory;
+    /* Regularisation of the recurrent language model (Zaremba et al. 2014,
+     * AWD-LSTM), each 0 by default, when the model is the upstream one bit
+     * for bit: dropout on the embedding output (input_dropout), on the
+     * input of every cell layer above the first (layer_dropout), on the
+     * cell's output (output_dropout); variational_dropout draws those three
+     * once per sequence and reuses them at every time step;
+     * embedding_dropout drops whole rows (word types) of the embedding.
+     * Training forwards only; the draws come from the controller's rng. */
+    double input_dropout, layer_dropout, output_dropout, embedding_dropout;
+    int variational_dropout;
+    /* 1: fc_output's weight is embedding.weight (Press & Wolf 2017), with a
+     * learned tie_proj (H -> E, no bias) before it when H != E. */
+    int tie_weights;
 } dm_controller_config;
 
 
@@ -162,7 +184,7 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err);
 const char *dm_output_act_name(dm_output_act a);
 int dm_output_act_parse(const char *s, dm_output_act *out, dm_error *err);
 
-#define DM_CONTROLLER_MAX_PARTS 12
+#define DM_CONTROLLER_MAX_PARTS 16
 
 typedef struct dm_controller {
     dm_controller_config cfg;
@@ -179,6 +201,7 @@ typedef struct dm_controller {
     int memory;                /* the memory read part */
     int query_step;            /* chain step whose output is the query */
     int policy, policy_step;   /* the write policy part and its step, or -1 */
+    int cell, dropout;         /* the recurrent cell part; the dropout after fc1 */
     int write_q, write_v;      /* fc_query_memory, fc_value_memory parts */
     int training;              /* 1 after create and dm_controller_train */
     dm_rng *rng;               /* dropout draws; &dm_rng_global unless set */
@@ -199,6 +222,17 @@ typedef struct dm_controller {
      * tests): {0,1} keep flags (B,T,H), scaled by 1/(1-p) when used. */
     float *pending_mask;       /* (pending_n) or NULL */
     size_t pending_B, pending_T;
+    /* The cell's initial state for the following forwards (truncated BPTT
+     * over a stream carries the last window's final state): h and, for
+     * the LSTM, c, (L,state_B,H) each; state_B = 0: none (zeros). */
+    float *state_h, *state_c;
+    size_t state_B;
+    /* The state the last forward started from (a copy, so that setting
+     * the next one before backward changes nothing backward sees). */
+    float *fwd_h, *fwd_c;
+    size_t fwd_cap;            /* floats of each */
+    int fwd_state;             /* the last forward had a state */
+    int fwd_training;          /* the last forward ran in training mode (its masks) */
     /* Sums over the processes of a data-parallel run (the write's means,
      * the policy's statistics); fn NULL in one process. */
     dm_reduce reduce;
@@ -322,6 +356,26 @@ int dm_controller_set_write_options(dm_controller *c, int soft, double eta, int 
  * mode, which must have the same B and T. mask NULL clears it. */
 int dm_controller_set_dropout_mask(dm_controller *c, const float *mask /* (B,T,H) */, size_t B,
                                    size_t T, dm_error *err);
+
+/* ---- the recurrent state (truncated BPTT) ------------------------------------- */
+
+/* Whether the cell keeps a cell state besides h (LSTM): what
+ * dm_controller_set_state's c and dm_controller_final_state's c_n need. */
+int dm_controller_has_cell_state(const dm_controller *c);
+/* Sets the initial state of every following forward (training and eval):
+ * h (L,B,H) and, for an LSTM, c (L,B,H) (NULL: zeros); copied. The state
+ * is a constant: backward gives it no gradient, so carrying it from one
+ * window to the next truncates backpropagation there. A forward of
+ * another batch size B fails. h NULL clears it (zeros again). The last
+ * forward keeps the state it started from: setting the next one right
+ * after a forward (to its final state) leaves its backward unchanged. */
+int dm_controller_set_state(dm_controller *c, const float *h, const float *cs, size_t B,
+                            dm_error *err);
+/* The batch size of the state set (0: none). */
+size_t dm_controller_state_batch(const dm_controller *c);
+/* The last forward's final state: h_n (L,B,H) and, for an LSTM, c_n
+ * (L,B,H) (c_n may be NULL; a GRU leaves it). -1: no forward. */
+int dm_controller_final_state(const dm_controller *c, float *h_n, float *c_n, dm_error *err);
 
 /* The parameter list for an optimizer or clipping, in state_dict order
  * WITHOUT memory.usage_counts (a buffer, as in torch's parameters()):

@@ -12,7 +12,9 @@
  * into space not yet written, the next layer's cache region or, for the
  * last layer, `out` (free until the final copy). Where the packed W_hh does
  * not fit (B*T below about 3H/7, or 3H for the last layer), forward keeps
- * the per-step sgemm. */
+ * the per-step sgemm. The _opts variants add a given initial state (its
+ * product with W_hh at step 0, and that pair in dW_hh) and a dropout mask
+ * on the input of every layer above the first, shared with the LSTM. */
 #include "core/gru.h"
 
 #include <cblas.h>
@@ -81,13 +83,47 @@ void dm_gru_final_hidden(float *h_n, const float *cache, const dm_gru_dims *d)
     }
 }
 
+const float *dm_rnn_layer_input(const float *in, const float *below, const dm_gru_dims *d, size_t l,
+                                const dm_rnn_opts *o)
+{
+    if (l == 0) return in;
+    if (o && o->layer_mask) return o->layer_in + (l - 1) * d->B * d->T * d->H;
+    return below;
+}
+
+/* Layer l's input for the forward: the masked copy of the layer below's
+ * outputs when there is a mask (written here), else those outputs. */
+static const float *layer_input_fwd(const float *in, const float *below, const dm_gru_dims *d,
+                                    size_t l, const dm_rnn_opts *o)
+{
+    if (l > 0 && o && o->layer_mask) {
+        const size_t n = d->B * d->T * d->H, off = (l - 1) * n;
+        for (size_t i = 0; i < n; i++) o->layer_in[off + i] = below[i] * o->layer_mask[off + i];
+    }
+    return dm_rnn_layer_input(in, below, d, l, o);
+}
+
 void dm_gru_forward(float *out, float *cache, const float *in, const dm_gru_params *p,
                     const dm_gru_dims *d)
 {
+    dm_gru_forward_opts(out, cache, in, p, d, NULL);
+}
+
+void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const float *cache,
+                     const float *in, const dm_gru_params *p, const dm_gru_dims *d, float *scratch)
+{
+    dm_gru_backward_opts(din, g, dout, cache, in, p, d, scratch, NULL);
+}
+
+void dm_gru_forward_opts(float *out, float *cache, const float *in, const dm_gru_params *p,
+                         const dm_gru_dims *d, const dm_rnn_opts *o)
+{
     const size_t B = d->B, T = d->T, H = d->H, BT = B * T, G = 3 * H;
+    const float *h0all = o ? o->h0 : NULL;
     for (size_t l = 0; l < d->L; l++) {
         const size_t In_l = l == 0 ? d->In : H;
-        const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
+        const float *x = layer_input_fwd(in, l > 0 ? cache_h(cache, d, l - 1) : NULL, d, l, o);
+        const float *h0 = h0all ? h0all + l * B * H : NULL; /* (B,H) */
         float *gates = cache_gates(cache, d, l), *hg = cache_hg(cache, d, l),
               *h = cache_h(cache, d, l);
         /* Input projections of every timestep at once; gates holds them until
@@ -103,34 +139,38 @@ void dm_gru_forward(float *out, float *cache, const float *in, const dm_gru_para
         for (size_t t = 0; t < T; t++) {
             for (size_t b = 0; b < B; b++)
                 memcpy(hg + (b * T + t) * G, p->b_hh[l], G * sizeof *hg);
-            /* h0 = 0, so step 0's hidden projection is the bias alone. */
-            if (t > 0 && wpk)
-                dm_vgemm_packed(hg + t * G, T * G, h + (t - 1) * H, T * H, wpk, B, G, H);
-            else if (t > 0)
+            /* With h0 = 0, step 0's hidden projection is the bias alone. */
+            const float *hp = t > 0 ? h + (t - 1) * H : h0;
+            const size_t ldp = t > 0 ? T * H : H;
+            if (hp && wpk)
+                dm_vgemm_packed(hg + t * G, T * G, hp, ldp, wpk, B, G, H);
+            else if (hp)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
-                            h + (t - 1) * H, (int)(T * H), p->w_hh[l], (int)H, 1.0f,
-                            hg + t * G, (int)(T * G));
+                            hp, (int)ldp, p->w_hh[l], (int)H, 1.0f, hg + t * G, (int)(T * G));
             for (size_t b = 0; b < B; b++) {
                 size_t row = b * T + t;
-                dm_vgru_gates(gates + row * G, hg + row * G, t > 0 ? h + (row - 1) * H : NULL,
-                              h + row * H, H);
+                dm_vgru_gates(gates + row * G, hg + row * G,
+                              t > 0 ? h + (row - 1) * H : (h0 ? h0 + b * H : NULL), h + row * H, H);
             }
         }
     }
     memcpy(out, cache_h(cache, d, d->L - 1), BT * H * sizeof *out);
 }
 
-void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const float *cache,
-                     const float *in, const dm_gru_params *p, const dm_gru_dims *d, float *scratch)
+void dm_gru_backward_opts(float *din, const dm_gru_grads *g, const float *dout, const float *cache,
+                          const float *in, const dm_gru_params *p, const dm_gru_dims *d,
+                          float *scratch, const dm_rnn_opts *o)
 {
     const size_t B = d->B, T = d->T, H = d->H, BT = B * T, G = 3 * H;
+    const float *h0all = o ? o->h0 : NULL;
     /* dxg: gradient of the input projection pre-activations; dhg: of the
      * hidden projections (they differ only in the n rows, scaled by r). */
     float *dxg = scratch, *dhg = dxg + BT * G, *dy_below = dhg + BT * G, *dh = dy_below + BT * H;
     float *wpk = dh + B * H; /* W_hh (3H,H) packed for dh += dhg W_hh */
     for (size_t l = d->L; l-- > 0;) {
         const size_t In_l = l == 0 ? d->In : H;
-        const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
+        const float *x = dm_rnn_layer_input(in, l > 0 ? cache_h(cache, d, l - 1) : NULL, d, l, o);
+        const float *h0 = h0all ? h0all + l * B * H : NULL; /* (B,H) */
         const float *gates = cache_gates(cache, d, l), *hg = cache_hg(cache, d, l),
                     *h = cache_h(cache, d, l);
         /* The layer above left this layer's output gradient in dy_below. */
@@ -142,7 +182,7 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
                 size_t row = b * T + t;
                 dm_vgru_gates_backward(dxg + row * G, dhg + row * G, dh + b * H, gates + row * G,
                                        hg + row * G, dy + row * H,
-                                       t > 0 ? h + (row - 1) * H : NULL, H);
+                                       t > 0 ? h + (row - 1) * H : (h0 ? h0 + b * H : NULL), H);
             }
             if (t > 0)
                 dm_vgemm_packed(dh, H, dhg + t * G, T * G, wpk, B, H, G);
@@ -154,17 +194,26 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
             }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dxg,
                     (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
+        /* A given h0 pairs with the t = 0 rows of dhg (its own gradient is
+         * not wanted: a carried state is a constant). */
+        if (h0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)B, 1.0f, dhg,
+                        (int)(T * G), h0, (int)H, 1.0f, g->w_hh[l], (int)H);
         /* dW_hh pairs row i of dhg with row i-1 of h. With the t = 0 rows of
-         * dhg zeroed (h0 is constant), the pairs that straddle two sequences
+         * dhg zeroed (h0's pairs are added above), the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. */
         for (size_t b = 0; b < B; b++) memset(dhg + b * T * G, 0, G * sizeof *dhg);
         if (BT > 1)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1),
                         1.0f, dhg + G, (int)G, h, (int)H, 1.0f, g->w_hh[l], (int)H);
-        if (l > 0)
+        if (l > 0) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f,
                         dxg, (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
-        else if (din)
+            if (o && o->layer_mask) {
+                const float *m = o->layer_mask + (l - 1) * BT * H;
+                for (size_t i = 0; i < BT * H; i++) dy_below[i] *= m[i];
+            }
+        } else if (din)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
                         dxg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
     }
@@ -172,7 +221,10 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
 
 /* ---- the GRU as a part (part.h): cfg.in = In, cfg.out = H, cfg.layers = L;
  * entries weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> per
- * layer (PyTorch's names and order), activations "cache" and "scratch". */
+ * layer (PyTorch's names and order), activations "cache" and "scratch",
+ * and with dropout between layers (cfg.p > 0, cfg.variational for one mask
+ * per sequence) "layer_mask" and "layer_in". The run's h0 is the initial
+ * state. */
 
 enum { GRU_TENSORS = 4 }; /* per layer: w_ih, w_hh, b_ih, b_hh */
 
@@ -180,6 +232,39 @@ static dm_gru_dims part_dims(const dm_part *p, size_t B, size_t T)
 {
     dm_gru_dims d = {B, T, p->cfg.in, p->cfg.out, p->cfg.layers};
     return d;
+}
+
+int dm_rnn_part_has_layer_dropout(const dm_part *p) { return p->cfg.p > 0.0 && p->cfg.layers > 1; }
+
+const dm_rnn_opts *dm_rnn_part_opts(const dm_part *p, const dm_part_run *r, int k, int draw,
+                                    dm_rnn_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->h0 = r->h0;
+    o->c0 = r->c0;
+    if (r->training && dm_rnn_part_has_layer_dropout(p)) {
+        float *mask = dm_part_act(p, r->acts, k);
+        if (draw)
+            dm_dropout_mask(mask, (p->cfg.layers - 1) * r->B, r->T, p->cfg.out, (float)p->cfg.p,
+                            p->cfg.variational, r->rng);
+        o->layer_mask = mask;
+        o->layer_in = dm_part_act(p, r->acts, k + 1);
+    }
+    return o->h0 || o->c0 || o->layer_mask ? o : NULL;
+}
+
+/* Activations "layer_mask" and "layer_in", (L-1,B,T,H) each, of a cell
+ * with dropout between its layers. */
+static int layer_dropout_sizes(dm_part *p, size_t B, size_t T, dm_arena *acts, dm_error *err)
+{
+    if (!(p->cfg.p >= 0.0 && p->cfg.p < 1.0))
+        return dm_fail(err, "%s: layer dropout must be in [0, 1), got %g", p->name, p->cfg.p);
+    if (!acts || !dm_rnn_part_has_layer_dropout(p)) return 0;
+    const int64_t n = (int64_t)((p->cfg.layers - 1) * B * T), H = (int64_t)p->cfg.out;
+    return dm_part_add(p, acts, 0, "layer_mask", 2, n, H, 0, err) < 0 ||
+                   dm_part_add(p, acts, 0, "layer_in", 2, n, H, 0, err) < 0
+               ? -1
+               : 0;
 }
 
 static int gru_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
@@ -202,7 +287,7 @@ static int gru_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena 
     if (acts && (dm_part_add(p, acts, 0, "cache", 1, (int64_t)dm_gru_cache_numel(&d), 0, 0, err) < 0 ||
                  dm_part_add(p, acts, 0, "scratch", 1, (int64_t)dm_gru_scratch_numel(&d), 0, 0, err) < 0))
         return -1;
-    return 0;
+    return layer_dropout_sizes(p, B, T, acts, err);
 }
 
 static void gru_init(dm_part *p, dm_arena *params, dm_rng *rng)
@@ -232,7 +317,8 @@ static int gru_part_forward(dm_part *p, const dm_part_run *r, const float *in, f
     dm_gru_dims d = part_dims(p, r->B, r->T);
     dm_gru_params gp;
     gru_tensors(p, r->params, &gp);
-    dm_gru_forward(out, dm_part_act(p, r->acts, 0), in, &gp, &d);
+    dm_rnn_opts o;
+    dm_gru_forward_opts(out, dm_part_act(p, r->acts, 0), in, &gp, &d, dm_rnn_part_opts(p, r, 2, 1, &o));
     return 0;
 }
 
@@ -252,13 +338,15 @@ static int gru_part_backward(dm_part *p, const dm_part_run *r, const float *dout
         gg.b_hh[l] = dm_part_grad(p, r->grads, k + 3);
         if (!gg.w_ih[l]) return dm_fail(err, "%s: a frozen GRU cannot be differentiated", p->name);
     }
-    dm_gru_backward(din, &gg, dout, dm_part_act(p, r->acts, 0), in, &gp, &d,
-                    dm_part_act(p, r->acts, 1));
+    dm_rnn_opts o;
+    dm_gru_backward_opts(din, &gg, dout, dm_part_act(p, r->acts, 0), in, &gp, &d,
+                         dm_part_act(p, r->acts, 1), dm_rnn_part_opts(p, r, 2, 0, &o));
     return 0;
 }
 
-static void gru_part_final(const dm_part *p, const dm_part_run *r, float *h_n)
+static void gru_part_final(const dm_part *p, const dm_part_run *r, float *h_n, float *c_n)
 {
+    (void)c_n;
     dm_gru_dims d = part_dims(p, r->B, r->T);
     dm_gru_final_hidden(h_n, dm_part_act(p, r->acts, 0), &d);
 }

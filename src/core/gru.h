@@ -1,5 +1,5 @@
 /* gru.h: the multi-layer GRU of DRLMemNet (PyTorch nn.GRU, batch_first,
- * h0 = 0, no inter-layer dropout), forward and backward through time.
+ * h0 = 0 or given, optional dropout between layers), forward and backward through time.
  *
  * Gate rows of every weight and bias are (r, z, n), as PyTorch:
  *   r  = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -72,6 +72,43 @@ void dm_gru_backward(float *din /* (B,T,In) acc, or NULL */, const dm_gru_grads 
                      const float *dout /* (B,T,H) */, const float *cache /* (cache_numel) */,
                      const float *in /* (B,T,In) */, const dm_gru_params *p, const dm_gru_dims *d,
                      float *scratch /* (scratch_numel) */);
+
+/* What a run may add to the plain forward (all NULL: h0 = 0, no dropout
+ * between layers): an initial state (a carried one, truncated BPTT; it is
+ * a constant, so backward gives it no gradient) and a dropout mask on the
+ * input of every layer above the first. The masked inputs are kept in
+ * layer_in, where backward reads them. */
+typedef struct dm_rnn_opts {
+    const float *h0;         /* (L,B,H) initial hidden state, or NULL (zeros) */
+    const float *c0;         /* (L,B,H) LSTM initial cell state, or NULL (zeros) */
+    const float *layer_mask; /* (L-1,B,T,H) scaled keep values on layer l's input, l >= 1, or NULL */
+    float *layer_in;         /* (L-1,B,T,H) the masked inputs; set whenever layer_mask is */
+} dm_rnn_opts;
+
+/* dm_gru_forward / dm_gru_backward with opts (NULL: the plain ones). The
+ * backward must get the forward's opts. */
+void dm_gru_forward_opts(float *out /* (B,T,H) */, float *cache, const float *in /* (B,T,In) */,
+                         const dm_gru_params *p, const dm_gru_dims *d, const dm_rnn_opts *o);
+void dm_gru_backward_opts(float *din /* (B,T,In) acc, or NULL */, const dm_gru_grads *g,
+                          const float *dout /* (B,T,H) */, const float *cache,
+                          const float *in /* (B,T,In) */, const dm_gru_params *p,
+                          const dm_gru_dims *d, float *scratch, const dm_rnn_opts *o);
+/* Layer l's input as the forward saw it: in, the layer below's outputs, or
+ * their masked copy in o->layer_in. */
+const float *dm_rnn_layer_input(const float *in, const float *below /* (B,T,H) */,
+                                const dm_gru_dims *d, size_t l, const dm_rnn_opts *o);
+
+/* For the GRU and LSTM parts: the run's options of a cell part p (the
+ * run's h0 and c0; in training, with p->cfg.p > 0 and more than one layer,
+ * the layer masks in the part's activations k (mask) and k+1 (masked
+ * inputs), drawn from the run's generator when draw is set: the forward
+ * draws, the backward reuses). Returns o, or NULL when there is nothing. */
+struct dm_part;
+struct dm_part_run;
+const dm_rnn_opts *dm_rnn_part_opts(const struct dm_part *p, const struct dm_part_run *r, int k,
+                                    int draw, dm_rnn_opts *o);
+/* Whether a cell part keeps layer-dropout activations (cfg.p > 0, L > 1). */
+int dm_rnn_part_has_layer_dropout(const struct dm_part *p);
 
 /* Layer l's outputs inside the cache (layer L-1's equal `out`). */
 const float *dm_gru_layer_output(const float *cache, const dm_gru_dims *d, size_t l) /* (B,T,H) */;

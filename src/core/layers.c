@@ -7,6 +7,7 @@
  * it. */
 #include "core/part.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "core/memory.h"
@@ -25,13 +26,27 @@ static int check_positive(const dm_part *p, dm_error *err)
 
 /* ---- embedding: out[i] = weight[tokens[i]]; in is unused ------------------ */
 
+/* cfg.p > 0 is embedding dropout (AWD-LSTM's): in training a whole row of
+ * the weight, one word type, is dropped for the batch with probability p
+ * and the others scaled by 1/(1-p), so a word is dropped at every place it
+ * occurs. The row mask (V) is an activation. */
 static int embedding_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
                            dm_error *err)
 {
     if (check_positive(p, err) != 0) return -1;
-    return dm_part_add(p, params, 1, "weight", 2, (int64_t)p->cfg.in, (int64_t)p->cfg.out, 0, err) < 0
-               ? -1
-               : 0;
+    if (!(p->cfg.p >= 0.0 && p->cfg.p < 1.0))
+        return dm_fail(err, "%s: embedding dropout must be in [0, 1), got %g", p->name, p->cfg.p);
+    if (dm_part_add(p, params, 1, "weight", 2, (int64_t)p->cfg.in, (int64_t)p->cfg.out, 0, err) < 0)
+        return -1;
+    if (p->cfg.p > 0.0 && dm_part_add(p, acts, 0, "row_mask", 1, (int64_t)p->cfg.in, 0, 0, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* The row mask of this forward, or NULL when no row is dropped. */
+static const float *embedding_row_mask(const dm_part *p, const dm_part_run *r)
+{
+    return r->training && p->cfg.p > 0.0 ? dm_part_act(p, r->acts, 0) : NULL;
 }
 
 static void embedding_init(dm_part *p, dm_arena *params, dm_rng *rng)
@@ -42,15 +57,34 @@ static void embedding_init(dm_part *p, dm_arena *params, dm_rng *rng)
 static int embedding_forward(dm_part *p, const dm_part_run *r, const float *in, float *out,
                              dm_error *err)
 {
-    return dm_embedding_forward(out, r->tokens, dm_part_param(p, r->params, 0), rows(r), p->cfg.in,
-                                p->cfg.out, err);
+    if (dm_embedding_forward(out, r->tokens, dm_part_param(p, r->params, 0), rows(r), p->cfg.in,
+                             p->cfg.out, err) != 0)
+        return -1;
+    if (r->training && p->cfg.p > 0.0) {
+        float *m = dm_part_act(p, r->acts, 0);
+        dm_dropout_mask(m, 1, 1, p->cfg.in, (float)p->cfg.p, 0, r->rng);
+        const size_t E = p->cfg.out;
+        for (size_t i = 0; i < rows(r); i++)
+            for (size_t e = 0; e < E; e++) out[i * E + e] *= m[r->tokens[i]];
+    }
+    return 0;
 }
 
 static int embedding_backward(dm_part *p, const dm_part_run *r, const float *dout, float *din,
                               const float *in, const float *out, dm_error *err)
 {
     float *g = dm_part_grad(p, r->grads, 0);
-    if (g) dm_embedding_backward(g, dout, r->tokens, rows(r), p->cfg.out);
+    const float *m = embedding_row_mask(p, r);
+    if (g && !m) dm_embedding_backward(g, dout, r->tokens, rows(r), p->cfg.out);
+    if (g && m) {
+        const size_t E = p->cfg.out;
+        for (size_t i = 0; i < rows(r); i++) {
+            const float k = m[r->tokens[i]];
+            if (k == 0.0f) continue;
+            float *gr = g + (size_t)r->tokens[i] * E;
+            for (size_t e = 0; e < E; e++) gr[e] += dout[i * E + e] * k;
+        }
+    }
     return 0;
 }
 
@@ -60,15 +94,37 @@ const dm_part_ops dm_embedding_part = {
 
 /* ---- linear: out = act(in @ weight^T + bias) ------------------------------ */
 
-enum { LIN_W, LIN_B };
 enum { LIN_PRE, LIN_DPRE }; /* activations, with act = GELU only */
+
+/* A tied linear (cfg.tied) has no weight entry of its own: its weight and
+ * its gradient are those of the named entry (Press & Wolf's tied output
+ * layer reads the embedding), so the embedding's backward and this one
+ * both add into the one gradient. Its bias is then its entry 0. */
+static float *lin_weight(const dm_part *p, const dm_arena *params)
+{
+    return p->cfg.tied ? dm_arena_ptr(params, dm_arena_find(params, p->cfg.tied))
+                       : dm_part_param(p, params, 0);
+}
+static float *lin_weight_grad(const dm_part *p, const dm_arena *grads)
+{
+    if (!p->cfg.tied) return dm_part_grad(p, grads, 0);
+    const int i = dm_arena_find(grads, p->cfg.tied);
+    return grads->entries[i].flags & (DM_ENTRY_FROZEN | DM_ENTRY_BUFFER) ? NULL : dm_arena_ptr(grads, i);
+}
+static int lin_bias_index(const dm_part *p) { return p->cfg.tied ? 0 : 1; }
 
 static int linear_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena *acts,
                         dm_error *err)
 {
     if (check_positive(p, err) != 0) return -1;
     const int64_t in = (int64_t)p->cfg.in, out = (int64_t)p->cfg.out, n = (int64_t)(B * T);
-    if (dm_part_add(p, params, 1, "weight", 2, out, in, 0, err) < 0 ||
+    if (p->cfg.tied && params) {
+        const int i = dm_arena_find(params, p->cfg.tied);
+        if (i < 0 || params->entries[i].numel != (size_t)(in * out))
+            return dm_fail(err, "%s: the tied weight %s must be laid out before it, as (%" PRId64
+                                ",%" PRId64 ")", p->name, p->cfg.tied, out, in);
+    }
+    if ((!p->cfg.tied && dm_part_add(p, params, 1, "weight", 2, out, in, 0, err) < 0) ||
         (!p->cfg.no_bias && dm_part_add(p, params, 1, "bias", 1, out, 0, 0, err) < 0))
         return -1;
     if (p->cfg.act == DM_PART_ACT_GELU &&
@@ -81,13 +137,14 @@ static int linear_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_are
 static void linear_init(dm_part *p, dm_arena *params, dm_rng *rng)
 {
     const size_t in = p->cfg.in, out = p->cfg.out;
-    float *w = dm_part_param(p, params, LIN_W);
-    float *b = p->cfg.no_bias ? NULL : dm_part_param(p, params, LIN_B);
+    /* a tied weight is drawn by its owner */
+    float *w = p->cfg.tied ? NULL : dm_part_param(p, params, 0);
+    float *b = p->cfg.no_bias ? NULL : dm_part_param(p, params, lin_bias_index(p));
     if (p->cfg.init == DM_PART_INIT_DEFAULT) {
-        dm_init_uniform(w, out * in, dm_init_default_bound(in), rng);
+        if (w) dm_init_uniform(w, out * in, dm_init_default_bound(in), rng);
         if (b) dm_init_uniform(b, out, dm_init_default_bound(in), rng);
     } else {
-        dm_init_uniform(w, out * in, dm_init_kaiming_bound(in), rng);
+        if (w) dm_init_uniform(w, out * in, dm_init_kaiming_bound(in), rng);
         if (b) dm_init_fill(b, out, 0.0f);
     }
 }
@@ -98,8 +155,9 @@ static int linear_forward(dm_part *p, const dm_part_run *r, const float *in, flo
     const size_t n = rows(r), C = p->cfg.in, OC = p->cfg.out;
     const int gelu = p->cfg.act == DM_PART_ACT_GELU;
     float *pre = gelu ? dm_part_act(p, r->acts, LIN_PRE) : out;
-    dm_linear_forward(pre, in, dm_part_param(p, r->params, LIN_W),
-                      p->cfg.no_bias ? NULL : dm_part_param(p, r->params, LIN_B), n, C, OC);
+    dm_linear_forward(pre, in, lin_weight(p, r->params),
+                      p->cfg.no_bias ? NULL : dm_part_param(p, r->params, lin_bias_index(p)), n, C,
+                      OC);
     if (gelu) dm_gelu_forward(out, pre, n * OC);
     return 0;
 }
@@ -115,9 +173,9 @@ static int linear_backward(dm_part *p, const dm_part_run *r, const float *dout, 
         dm_vgelu_backward(d, dout, dm_part_act(p, r->acts, LIN_PRE), n * OC, 0);
         dpre = d;
     }
-    dm_linear_backward(din, dm_part_grad(p, r->grads, LIN_W),
-                       p->cfg.no_bias ? NULL : dm_part_grad(p, r->grads, LIN_B), dpre, in,
-                       dm_part_param(p, r->params, LIN_W), n, C, OC);
+    dm_linear_backward(din, lin_weight_grad(p, r->grads),
+                       p->cfg.no_bias ? NULL : dm_part_grad(p, r->grads, lin_bias_index(p)), dpre,
+                       in, lin_weight(p, r->params), n, C, OC);
     return 0;
 }
 
@@ -178,6 +236,9 @@ static int dropout_forward(dm_part *p, const dm_part_run *r, const float *in, fl
             mask[i] = r->dropout_keep[i] * scale;
             out[i] = in[i] * mask[i];
         }
+    } else if (r->training && p->cfg.variational && p->cfg.p > 0.0) {
+        dm_dropout_mask(mask, r->B, r->T, p->cfg.out, (float)p->cfg.p, 1, r->rng);
+        for (size_t i = 0; i < n; i++) out[i] = in[i] * mask[i];
     } else {
         dm_dropout_forward(out, mask, in, n, (float)p->cfg.p, r->training, r->rng);
     }

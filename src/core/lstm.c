@@ -47,10 +47,30 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 void dm_lstm_forward(float *out, float *cache, const float *in, const dm_lstm_params *p,
                      const dm_lstm_dims *d)
 {
+    dm_lstm_forward_opts(out, cache, in, p, d, NULL);
+}
+
+void dm_lstm_backward(float *din, const dm_lstm_grads *g, const float *dout, const float *cache,
+                      const float *in, const dm_lstm_params *p, const dm_lstm_dims *d, float *scratch)
+{
+    dm_lstm_backward_opts(din, g, dout, cache, in, p, d, scratch, NULL);
+}
+
+void dm_lstm_forward_opts(float *out, float *cache, const float *in, const dm_lstm_params *p,
+                          const dm_lstm_dims *d, const dm_rnn_opts *o)
+{
     const size_t B = d->B, T = d->T, H = d->H, BT = B * T, G = 4 * H;
     for (size_t l = 0; l < d->L; l++) {
         const size_t In_l = l == 0 ? d->In : H;
-        const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
+        const float *below = l > 0 ? cache_h(cache, d, l - 1) : NULL;
+        if (l > 0 && o && o->layer_mask) {
+            float *xin = o->layer_in + (l - 1) * BT * H;
+            const float *m = o->layer_mask + (l - 1) * BT * H;
+            for (size_t i = 0; i < BT * H; i++) xin[i] = below[i] * m[i];
+        }
+        const float *x = dm_rnn_layer_input(in, below, d, l, o);
+        const float *h0 = o && o->h0 ? o->h0 + l * B * H : NULL; /* (B,H) */
+        const float *c0 = o && o->c0 ? o->c0 + l * B * H : NULL; /* (B,H) */
         float *gates = cache_gates(cache, d, l), *c = cache_c(cache, d, l), *h = cache_h(cache, d, l);
         /* Pre-activations of every step: b_ih + b_hh + W_ih x, then per step
          * + W_hh h_{t-1}; activated in place. */
@@ -59,14 +79,15 @@ void dm_lstm_forward(float *out, float *cache, const float *in, const dm_lstm_pa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
                     (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
         for (size_t t = 0; t < T; t++) {
-            if (t > 0)
+            const float *hp = t > 0 ? h + (t - 1) * H : h0;
+            if (hp)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
-                            h + (t - 1) * H, (int)(T * H), p->w_hh[l], (int)H, 1.0f, gates + t * G,
+                            hp, (int)(t > 0 ? T * H : H), p->w_hh[l], (int)H, 1.0f, gates + t * G,
                             (int)(T * G));
             for (size_t b = 0; b < B; b++) {
                 const size_t row = b * T + t;
                 float *gi = gates + row * G, *gf = gi + H, *gg = gf + H, *go = gg + H;
-                const float *cp = t > 0 ? c + (row - 1) * H : NULL;
+                const float *cp = t > 0 ? c + (row - 1) * H : (c0 ? c0 + b * H : NULL);
                 for (size_t k = 0; k < H; k++) {
                     gi[k] = sigmoidf(gi[k]);
                     gf[k] = sigmoidf(gf[k]);
@@ -82,14 +103,17 @@ void dm_lstm_forward(float *out, float *cache, const float *in, const dm_lstm_pa
     memcpy(out, cache_h(cache, d, d->L - 1), BT * H * sizeof *out);
 }
 
-void dm_lstm_backward(float *din, const dm_lstm_grads *g, const float *dout, const float *cache,
-                      const float *in, const dm_lstm_params *p, const dm_lstm_dims *d, float *scratch)
+void dm_lstm_backward_opts(float *din, const dm_lstm_grads *g, const float *dout, const float *cache,
+                           const float *in, const dm_lstm_params *p, const dm_lstm_dims *d,
+                           float *scratch, const dm_rnn_opts *o)
 {
     const size_t B = d->B, T = d->T, H = d->H, BT = B * T, G = 4 * H;
     float *dg = scratch, *dy_below = dg + BT * G, *dh = dy_below + BT * H, *dc = dh + B * H;
     for (size_t l = d->L; l-- > 0;) {
         const size_t In_l = l == 0 ? d->In : H;
-        const float *x = l == 0 ? in : cache_h(cache, d, l - 1);
+        const float *x = dm_rnn_layer_input(in, l > 0 ? cache_h(cache, d, l - 1) : NULL, d, l, o);
+        const float *h0 = o && o->h0 ? o->h0 + l * B * H : NULL; /* (B,H) */
+        const float *c0 = o && o->c0 ? o->c0 + l * B * H : NULL; /* (B,H) */
         const float *gates = cache_gates(cache, d, l), *c = cache_c(cache, d, l),
                     *h = cache_h(cache, d, l);
         const float *dy = l == d->L - 1 ? dout : dy_below;
@@ -99,7 +123,7 @@ void dm_lstm_backward(float *din, const dm_lstm_grads *g, const float *dout, con
             for (size_t b = 0; b < B; b++) {
                 const size_t row = b * T + t;
                 const float *gi = gates + row * G, *gf = gi + H, *gg = gf + H, *go = gg + H;
-                const float *cp = t > 0 ? c + (row - 1) * H : NULL;
+                const float *cp = t > 0 ? c + (row - 1) * H : (c0 ? c0 + b * H : NULL);
                 float *di = dg + row * G, *df = di + H, *dgg = df + H, *dor = dgg + H;
                 for (size_t k = 0; k < H; k++) {
                     const float dht = dy[row * H + k] + dh[b * H + k];
@@ -124,16 +148,25 @@ void dm_lstm_backward(float *din, const dm_lstm_grads *g, const float *dout, con
             }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dg,
                     (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
-        if (l > 0)
+        if (l > 0) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f, dg,
                         (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
-        else if (din)
+            if (o && o->layer_mask) {
+                const float *m = o->layer_mask + (l - 1) * BT * H;
+                for (size_t i = 0; i < BT * H; i++) dy_below[i] *= m[i];
+            }
+        } else if (din)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
                         dg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
         /* dW_hh pairs row i of dg with row i-1 of h; with the t = 0 rows of
          * dg zeroed (h0 is constant) the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. This
-         * runs last: the zeroed rows were needed above. */
+         * runs last: the zeroed rows were needed above. A given h0 pairs
+         * with those rows first (it gets no gradient: a carried state is a
+         * constant). */
+        if (h0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)B, 1.0f, dg,
+                        (int)(T * G), h0, (int)H, 1.0f, g->w_hh[l], (int)H);
         for (size_t b = 0; b < B; b++) memset(dg + b * T * G, 0, G * sizeof *dg);
         if (BT > 1)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1), 1.0f,
@@ -141,7 +174,9 @@ void dm_lstm_backward(float *din, const dm_lstm_grads *g, const float *dout, con
     }
 }
 
-/* ---- the LSTM as a part: cfg.in = In, cfg.out = H, cfg.layers = L -------- */
+/* ---- the LSTM as a part: cfg.in = In, cfg.out = H, cfg.layers = L; with
+ * dropout between layers (cfg.p, cfg.variational) and the run's h0 and c0
+ * as gru.c's part has them (dm_rnn_part_opts) ------------------------------ */
 
 enum { LSTM_TENSORS = 4 }; /* per layer: w_ih, w_hh, b_ih, b_hh */
 
@@ -170,6 +205,15 @@ static int lstm_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena
     if (acts && (dm_part_add(p, acts, 0, "cache", 1, (int64_t)dm_lstm_cache_numel(&d), 0, 0, err) < 0 ||
                  dm_part_add(p, acts, 0, "scratch", 1, (int64_t)dm_lstm_scratch_numel(&d), 0, 0, err) < 0))
         return -1;
+    if (!(p->cfg.p >= 0.0 && p->cfg.p < 1.0))
+        return dm_fail(err, "%s: layer dropout must be in [0, 1), got %g", p->name, p->cfg.p);
+    if (acts && dm_rnn_part_has_layer_dropout(p)) {
+        /* layer_mask and layer_in, (L-1,B,T,H) each (gru.h's dm_rnn_part_opts) */
+        const int64_t n = (int64_t)((d.L - 1) * B * T), H1 = (int64_t)d.H;
+        if (dm_part_add(p, acts, 0, "layer_mask", 2, n, H1, 0, err) < 0 ||
+            dm_part_add(p, acts, 0, "layer_in", 2, n, H1, 0, err) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -200,7 +244,8 @@ static int lstm_part_forward(dm_part *p, const dm_part_run *r, const float *in, 
     dm_lstm_params lp;
     memset(&lp, 0, sizeof lp);
     lstm_tensors(p, r->params, 0, &lp, NULL);
-    dm_lstm_forward(out, dm_part_act(p, r->acts, 0), in, &lp, &d);
+    dm_rnn_opts o;
+    dm_lstm_forward_opts(out, dm_part_act(p, r->acts, 0), in, &lp, &d, dm_rnn_part_opts(p, r, 2, 1, &o));
     return 0;
 }
 
@@ -215,19 +260,23 @@ static int lstm_part_backward(dm_part *p, const dm_part_run *r, const float *dou
     lstm_tensors(p, r->params, 0, &lp, NULL);
     lstm_tensors(p, r->grads, 1, NULL, &lg);
     if (!lg.w_ih[0]) return dm_fail(err, "%s: a frozen LSTM cannot be differentiated", p->name);
-    dm_lstm_backward(din, &lg, dout, dm_part_act(p, r->acts, 0), in, &lp, &d,
-                     dm_part_act(p, r->acts, 1));
+    dm_rnn_opts o;
+    dm_lstm_backward_opts(din, &lg, dout, dm_part_act(p, r->acts, 0), in, &lp, &d,
+                          dm_part_act(p, r->acts, 1), dm_rnn_part_opts(p, r, 2, 0, &o));
     return 0;
 }
 
-static void lstm_part_final(const dm_part *p, const dm_part_run *r, float *h_n)
+static void lstm_part_final(const dm_part *p, const dm_part_run *r, float *h_n, float *c_n)
 {
     dm_lstm_dims d = part_dims(p, r->B, r->T);
     const float *cache = dm_part_act(p, r->acts, 0);
     for (size_t l = 0; l < d.L; l++) {
-        const float *h = cache_h(cache, &d, l);
-        for (size_t b = 0; b < d.B; b++)
-            memcpy(h_n + (l * d.B + b) * d.H, h + (b * d.T + d.T - 1) * d.H, d.H * sizeof *h_n);
+        const float *h = cache_h(cache, &d, l), *c = cache_c(cache, &d, l);
+        for (size_t b = 0; b < d.B; b++) {
+            const size_t last = (b * d.T + d.T - 1) * d.H;
+            memcpy(h_n + (l * d.B + b) * d.H, h + last, d.H * sizeof *h_n);
+            if (c_n) memcpy(c_n + (l * d.B + b) * d.H, c + last, d.H * sizeof *c_n);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 /* lstm.h: the multi-layer LSTM cell (PyTorch nn.LSTM, batch_first, h0 = c0
- * = 0, no inter-layer dropout, no projection), forward and backward
+ * = 0 or given, optional dropout between layers, no projection), forward and backward
  * through time, and its part (part.h, kind "lstm") for `cell: lstm`.
  *
  * Gate rows of every weight and bias are (i, f, g, o), as PyTorch:
@@ -39,5 +39,14 @@ void dm_lstm_forward(float *out /* (B,T,H) */, float *cache /* (cache_numel) */,
 void dm_lstm_backward(float *din /* (B,T,In) acc, or NULL */, const dm_lstm_grads *g,
                       const float *dout /* (B,T,H) */, const float *cache, const float *in /* (B,T,In) */,
                       const dm_lstm_params *p, const dm_lstm_dims *d, float *scratch);
+
+/* With opts (gru.h's dm_rnn_opts: h0 and c0, dropout between layers);
+ * NULL: the plain ones. The backward must get the forward's opts. */
+void dm_lstm_forward_opts(float *out /* (B,T,H) */, float *cache, const float *in /* (B,T,In) */,
+                          const dm_lstm_params *p, const dm_lstm_dims *d, const dm_rnn_opts *o);
+void dm_lstm_backward_opts(float *din /* (B,T,In) acc, or NULL */, const dm_lstm_grads *g,
+                           const float *dout /* (B,T,H) */, const float *cache,
+                           const float *in /* (B,T,In) */, const dm_lstm_params *p,
+                           const dm_lstm_dims *d, float *scratch, const dm_rnn_opts *o);
 
 #endif

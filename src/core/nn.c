@@ -104,6 +104,21 @@ void dm_dropout_forward(float *out, float *mask, const float *in, size_t n, floa
     }
 }
 
+void dm_dropout_mask(float *mask, size_t B, size_t T, size_t W, float p, int variational,
+                     dm_rng *rng)
+{
+    const float keep = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
+    if (!variational) {
+        for (size_t i = 0; i < B * T * W; i++) mask[i] = dm_rng_uniform(rng) < p ? 0.0f : keep;
+        return;
+    }
+    for (size_t b = 0; b < B; b++) {
+        float *m0 = mask + b * T * W;
+        for (size_t k = 0; k < W; k++) m0[k] = dm_rng_uniform(rng) < p ? 0.0f : keep;
+        for (size_t t = 1; t < T; t++) memcpy(m0 + t * W, m0, W * sizeof *m0);
+    }
+}
+
 void dm_dropout_backward(float *din, const float *dout, const float *mask, size_t n)
 {
     for (size_t i = 0; i < n; i++) din[i] += dout[i] * mask[i];

@@ -60,6 +60,13 @@ void dm_embedding_backward(float *dweight /* (V,E) acc */, const float *dout /* 
  * checks it). */
 void dm_dropout_forward(float *out /* (n) */, float *mask /* (n) */, const float *in /* (n) */,
                         size_t n, float p, int training, dm_rng *rng);
+/* Draws a dropout mask for (B,T) rows of W features: each value keep =
+ * 1/(1-p) with probability 1-p, else 0 (draws as dm_dropout_forward's).
+ * variational != 0 draws one row per sequence (B*W draws) and repeats it
+ * at every time step, so a sequence loses the same units all along (Gal &
+ * Ghahramani; AWD-LSTM's locked dropout). p in [0,1]. */
+void dm_dropout_mask(float *mask /* (B,T,W) */, size_t B, size_t T, size_t W, float p,
+                     int variational, dm_rng *rng);
 /* din += dout * mask. */
 void dm_dropout_backward(float *din /* (n) acc */, const float *dout /* (n) */,
                          const float *mask /* (n) */, size_t n);

@@ -51,7 +51,11 @@ typedef struct dm_part_cfg {
     size_t layers;      /* recurrent cell L */
     dm_act_kind act;    /* linear */
     dm_init_kind init;  /* linear */
-    double p;           /* dropout probability; policy: initial policy bias */
+    double p;           /* dropout probability (a cell's: on the input of each layer above the
+                           first; an embedding's: of whole rows); policy: initial policy bias */
+    int variational;    /* dropout, cell: one mask per sequence, reused at every time step */
+    const char *tied;   /* linear: the weight is this parameter entry ("embedding.weight"),
+                           (out,in) shaped, not one of its own; NULL: its own */
     int frozen;         /* no parameter of the part is trained */
     int no_bias;        /* linear: weight only */
     const void *extra;  /* kind-specific (a write policy's dm_reinforce_config) */
@@ -66,6 +70,7 @@ typedef struct dm_part_run {
     dm_rng *rng;                  /* dropout and sampling draws */
     const int32_t *tokens;        /* (B,T) the batch's ids (the embedding's input) */
     const float *dropout_keep;    /* (B,T,width) injected {0,1} keep flags, or NULL */
+    const float *h0, *c0;         /* (L,B,H) a recurrent cell's initial state, or NULL (zeros) */
 } dm_part_run;
 
 typedef struct dm_part dm_part;
@@ -104,8 +109,10 @@ typedef struct dm_part_ops {
                         const float *new_keys, const float *new_values, const float *weights,
                         size_t R, float s, dm_error *err);
     /* Recurrent cells only (NULL otherwise): PyTorch's h_n, the last
-     * step's hidden state of every layer, from the last forward. */
-    void (*final_state)(const dm_part *p, const dm_part_run *r, float *h_n /* (L,B,H) */);
+     * step's hidden state of every layer, from the last forward, and the
+     * LSTM's c_n (c_n NULL: not wanted; a GRU leaves it). */
+    void (*final_state)(const dm_part *p, const dm_part_run *r, float *h_n /* (L,B,H) */,
+                        float *c_n /* (L,B,H) or NULL */);
     /* Optional private state (a write policy's running statistics). */
     int (*create)(dm_part *p, dm_error *err);
     void (*destroy)(dm_part *p);
