@@ -9,6 +9,7 @@
 #
 #   scripts/learning.sh                 # everything: 8 runs, about 35 minutes on 2 cores
 #   scripts/learning.sh --report        # only redo summary.md and the figures
+#   scripts/learning.sh --lm            # configs/lm-char.yaml on all of Tiny Shakespeare (~20 min)
 #   ONLY=kjv-default-drlmem scripts/learning.sh   # runs whose name matches
 #
 # The corpora are read from ../shared/data (never copied into the repo); a
@@ -45,6 +46,28 @@ report() {
   "$DRLMEM" scripts/learning_report.lua --dir "$OUT" --epochs "$EPOCHS"
 }
 if [ "${1:-}" = "--report" ]; then report; exit 0; fi
+
+# --lm: the shipped language-model configuration on the full Tiny Shakespeare,
+# split as nanoGPT splits it (first 90% of the characters train, the rest
+# validates): configs/lm-char.yaml, one run, about 20 minutes on 2 idle cores.
+# Prints the validation loss (nats per character) of every epoch and the
+# wall time; the run's log, metrics and figure go to $OUT/lm-char/.
+if [ "${1:-}" = "--lm" ]; then
+  shakes="$DATA_DIR/tinyshakespeare.txt"
+  if [ ! -f "$shakes" ]; then echo "learning.sh: $shakes is absent: skipping the lm-char run"; exit 0; fi
+  mkdir -p data "$OUT/lm-char"
+  n=$(wc -c < "$shakes"); k=$((n * 9 / 10))
+  head -c "$k" "$shakes" > data/tinyshakespeare-train.txt
+  tail -c +"$((k + 1))" "$shakes" > data/tinyshakespeare-val.txt
+  sets=(); for kv in ${LM_SETS:-}; do sets+=(--set "$kv"); done # e.g. LM_SETS="epochs=1" for a try
+  t0=$(date +%s)
+  "$DRLMEM" scripts/train.lua --config configs/lm-char.yaml --overwrite --progress plain "${sets[@]}" \
+    --set "log_file=$OUT/lm-char/training.log" --set "save_path=$OUT/lm-char/models/" \
+    > "$OUT/lm-char/stdout.txt" 2>&1 || { tail -5 "$OUT/lm-char/stdout.txt" >&2; exit 1; }
+  grep -E "^epoch +[0-9]+/[0-9]+:" "$OUT/lm-char/stdout.txt" | cut -d' ' -f1-7
+  echo "lm-char: $(( $(date +%s) - t0 )) s in all"
+  exit 0
+fi
 
 if [ ! -x "$DRLMEM" ]; then echo "learning.sh: $DRLMEM is missing: run make first" >&2; exit 1; fi
 if [ ! -f "$REFERENCE" ]; then echo "learning.sh: $REFERENCE is missing" >&2; exit 1; fi
