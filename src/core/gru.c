@@ -15,7 +15,7 @@
  * the per-step sgemm. */
 #include "core/gru.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -93,8 +93,7 @@ void dm_gru_forward(float *out, float *cache, const float *in, const dm_gru_para
         /* Input projections of every timestep at once; gates holds them until
          * each step overwrites its rows with the activated r, z, n. */
         for (size_t r = 0; r < BT; r++) memcpy(gates + r * G, p->b_ih[l], G * sizeof *gates);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
-                    (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
+        dm_sgemm('N', 'T', BT, G, In_l, 1.0f, x, In_l, p->w_ih[l], In_l, 1.0f, gates, G);
         /* packed W_hh^T (H,3H), or NULL to use sgemm */
         const size_t pk = dm_vgemm_packed_numel(H, G);
         float *wpk = l + 1 < d->L ? (pk <= BT * 7 * H ? cache_gates(cache, d, l + 1) : NULL)
@@ -107,9 +106,8 @@ void dm_gru_forward(float *out, float *cache, const float *in, const dm_gru_para
             if (t > 0 && wpk)
                 dm_vgemm_packed(hg + t * G, T * G, h + (t - 1) * H, T * H, wpk, B, G, H);
             else if (t > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
-                            h + (t - 1) * H, (int)(T * H), p->w_hh[l], (int)H, 1.0f,
-                            hg + t * G, (int)(T * G));
+                dm_sgemm('N', 'T', B, G, H, 1.0f, h + (t - 1) * H, (T * H), p->w_hh[l], H, 1.0f,
+                         hg + t * G, (T * G));
             for (size_t b = 0; b < B; b++) {
                 size_t row = b * T + t;
                 dm_vgru_gates(gates + row * G, hg + row * G, t > 0 ? h + (row - 1) * H : NULL,
@@ -152,21 +150,17 @@ void dm_gru_backward(float *din, const dm_gru_grads *g, const float *dout, const
                 g->b_ih[l][k] += dxg[r * G + k];
                 g->b_hh[l][k] += dhg[r * G + k];
             }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dxg,
-                    (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
+        dm_sgemm('T', 'N', G, In_l, BT, 1.0f, dxg, G, x, In_l, 1.0f, g->w_ih[l], In_l);
         /* dW_hh pairs row i of dhg with row i-1 of h. With the t = 0 rows of
          * dhg zeroed (h0 is constant), the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. */
         for (size_t b = 0; b < B; b++) memset(dhg + b * T * G, 0, G * sizeof *dhg);
         if (BT > 1)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1),
-                        1.0f, dhg + G, (int)G, h, (int)H, 1.0f, g->w_hh[l], (int)H);
+            dm_sgemm('T', 'N', G, H, (BT - 1), 1.0f, dhg + G, G, h, H, 1.0f, g->w_hh[l], H);
         if (l > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f,
-                        dxg, (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
+            dm_sgemm('N', 'N', BT, H, G, 1.0f, dxg, G, p->w_ih[l], H, 0.0f, dy_below, H);
         else if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
-                        dxg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
+            dm_sgemm('N', 'N', BT, In_l, G, 1.0f, dxg, G, p->w_ih[l], In_l, 1.0f, din, In_l);
     }
 }
 

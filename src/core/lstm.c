@@ -5,7 +5,7 @@
  * math runs in double-free float, in PyTorch's order of operations. */
 #include "core/lstm.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,13 +56,11 @@ void dm_lstm_forward(float *out, float *cache, const float *in, const dm_lstm_pa
          * + W_hh h_{t-1}; activated in place. */
         for (size_t r = 0; r < BT; r++)
             for (size_t k = 0; k < G; k++) gates[r * G + k] = p->b_ih[l][k] + p->b_hh[l][k];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
-                    (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
+        dm_sgemm('N', 'T', BT, G, In_l, 1.0f, x, In_l, p->w_ih[l], In_l, 1.0f, gates, G);
         for (size_t t = 0; t < T; t++) {
             if (t > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
-                            h + (t - 1) * H, (int)(T * H), p->w_hh[l], (int)H, 1.0f, gates + t * G,
-                            (int)(T * G));
+                dm_sgemm('N', 'T', B, G, H, 1.0f, h + (t - 1) * H, (T * H), p->w_hh[l], H, 1.0f,
+                         gates + t * G, (T * G));
             for (size_t b = 0; b < B; b++) {
                 const size_t row = b * T + t;
                 float *gi = gates + row * G, *gf = gi + H, *gg = gf + H, *go = gg + H;
@@ -114,30 +112,25 @@ void dm_lstm_backward(float *din, const dm_lstm_grads *g, const float *dout, con
             }
             /* dh for step t-1: the step's gate gradients through W_hh. */
             if (t > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)H, (int)G, 1.0f,
-                            dg + t * G, (int)(T * G), p->w_hh[l], (int)H, 0.0f, dh, (int)H);
+                dm_sgemm('N', 'N', B, H, G, 1.0f, dg + t * G, (T * G), p->w_hh[l], H, 0.0f, dh, H);
         }
         for (size_t r = 0; r < BT; r++)
             for (size_t k = 0; k < G; k++) {
                 g->b_ih[l][k] += dg[r * G + k];
                 g->b_hh[l][k] += dg[r * G + k];
             }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dg,
-                    (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
+        dm_sgemm('T', 'N', G, In_l, BT, 1.0f, dg, G, x, In_l, 1.0f, g->w_ih[l], In_l);
         if (l > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f, dg,
-                        (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
+            dm_sgemm('N', 'N', BT, H, G, 1.0f, dg, G, p->w_ih[l], H, 0.0f, dy_below, H);
         else if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
-                        dg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
+            dm_sgemm('N', 'N', BT, In_l, G, 1.0f, dg, G, p->w_ih[l], In_l, 1.0f, din, In_l);
         /* dW_hh pairs row i of dg with row i-1 of h; with the t = 0 rows of
          * dg zeroed (h0 is constant) the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. This
          * runs last: the zeroed rows were needed above. */
         for (size_t b = 0; b < B; b++) memset(dg + b * T * G, 0, G * sizeof *dg);
         if (BT > 1)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1), 1.0f,
-                        dg + G, (int)G, h, (int)H, 1.0f, g->w_hh[l], (int)H);
+            dm_sgemm('T', 'N', G, H, (BT - 1), 1.0f, dg + G, G, h, H, 1.0f, g->w_hh[l], H);
     }
 }
 

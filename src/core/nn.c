@@ -1,10 +1,10 @@
 /* nn.c: the stateless layers (Linear, GELU, Embedding, Dropout,
  * log-softmax, cross-entropy) and the initialisers; contracts in nn.h.
- * Matrix products go through cblas_sgemm with the transposes handed to BLAS;
+ * Matrix products go through dm_sgemm (gemm.h) with the transposes handed to it;
  * every backward adds into its gradients. */
 #include "core/nn.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
 #include <string.h>
 
@@ -23,8 +23,7 @@ void dm_linear_forward(float *out, const float *in, const float *weight, const f
         memset(out, 0, N * OC * sizeof *out);
     }
     if (C == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, in,
-                (int)C, weight, (int)C, 1.0f, out, (int)OC);
+    dm_sgemm('N', 'T', N, OC, C, 1.0f, in, C, weight, C, 1.0f, out, OC);
 }
 
 void dm_linear_backward(float *din, float *dweight, float *dbias, const float *dout,
@@ -32,11 +31,9 @@ void dm_linear_backward(float *din, float *dweight, float *dbias, const float *d
 {
     if (N == 0 || OC == 0) return;
     if (din && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f,
-                    dout, (int)OC, weight, (int)C, 1.0f, din, (int)C);
+        dm_sgemm('N', 'N', N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, din, C);
     if (dweight && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout,
-                    (int)OC, in, (int)C, 1.0f, dweight, (int)C);
+        dm_sgemm('T', 'N', OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dweight, C);
     if (dbias) {
         for (size_t n = 0; n < N; n++) {
             const float *row = dout + n * OC;
