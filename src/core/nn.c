@@ -127,11 +127,11 @@ void dm_log_softmax_forward(float *out, const float *in, size_t N, size_t V)
     }
 }
 
-int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *logits,
-                     const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
-                     dm_error *err)
+/* Counts the targets that take part, or fails naming the first bad one.
+ * Everything is validated before anything is written. */
+static int count_targets(size_t *count, const int32_t *targets, size_t N, size_t V,
+                         int32_t ignore_index, dm_error *err)
 {
-    /* Validate everything first so that a failure writes nothing. */
     size_t cnt = 0;
     for (size_t n = 0; n < N; n++) {
         int32_t t = targets[n];
@@ -144,6 +144,32 @@ int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *lo
         cnt++;
     }
     *count = cnt;
+    return 0;
+}
+
+/* One counted row: its NLL, and when g is not NULL its gradient added into
+ * g: softmax * scale everywhere, then the target's -1 in double on the
+ * target's own (unrounded) term. */
+static double row_nll(float *g, const float *x, int32_t t, size_t V, double scale)
+{
+    double lse = row_logsumexp(x, V);
+    if (g) {
+        float gt = g[t];
+        dm_vsoftmax_grad_row(g, x, lse, scale, V, 1);
+        float dt = (float)((double)x[t] - lse), pt;
+        dm_vexp(&pt, &dt, 1);
+        g[t] = gt + (float)(scale * ((double)pt - 1.0));
+    }
+    return lse - (double)x[t];
+}
+
+int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *logits,
+                     const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
+                     dm_error *err)
+{
+    size_t cnt;
+    if (count_targets(&cnt, targets, N, V, ignore_index, err) != 0) return -1;
+    *count = cnt;
     if (cnt == 0) {
         *loss = NAN;
         return 0;
@@ -153,21 +179,47 @@ int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *lo
     for (size_t n = 0; n < N; n++) {
         int32_t t = targets[n];
         if (ignore_index >= 0 && t == ignore_index) continue;
-        const float *x = logits + n * V;
-        double lse = row_logsumexp(x, V);
-        total += lse - (double)x[t];
-        if (dlogits) {
-            /* softmax * scale everywhere, then the target's -1 in double
-             * on the target's own (unrounded) term. */
-            float *g = dlogits + n * V;
-            float gt = g[t];
-            dm_vsoftmax_grad_row(g, x, lse, scale, V, 1);
-            float dt = (float)((double)x[t] - lse), pt;
-            dm_vexp(&pt, &dt, 1);
-            g[t] = gt + (float)(scale * ((double)pt - 1.0));
-        }
+        total += row_nll(dlogits ? dlogits + n * V : NULL, logits + n * V, t, V, scale);
     }
     *loss = (float)(total / (double)cnt);
+    return 0;
+}
+
+int dm_cross_entropy_pre(float *loss, size_t *count, float *dpre, const float *logits,
+                         const float *pre, const int32_t *targets, size_t N, size_t V,
+                         int32_t ignore_index, float dloss, dm_error *err)
+{
+    size_t cnt;
+    if (count_targets(&cnt, targets, N, V, ignore_index, err) != 0) return -1;
+    *count = cnt;
+    if (cnt == 0) {
+        /* No gradient anywhere; dm_cross_entropy leaves a zeroed dlogits
+         * as it is, whose GELU backward is 0 * GELU'(pre). */
+        *loss = NAN;
+        if (!pre) {
+            memset(dpre, 0, N * V * sizeof *dpre);
+            return 0;
+        }
+    }
+    /* g: the row's dlogits; d: its pre-activation gradient before it
+     * replaces the row of dpre (which may be pre itself). */
+    float *g = pre ? dm_alloc(2 * V * sizeof *g) : NULL, *d = g ? g + V : NULL;
+    if (pre && !g) return dm_fail(err, "cross_entropy: out of memory (%zu floats)", 2 * V);
+    double total = 0.0;
+    double scale = cnt ? (double)dloss / (double)cnt : 0.0;
+    for (size_t n = 0; n < N; n++) {
+        int32_t t = targets[n];
+        int counted = cnt > 0 && !(ignore_index >= 0 && t == ignore_index);
+        float *row = pre ? g : dpre + n * V;
+        memset(row, 0, V * sizeof *row);
+        if (counted) total += row_nll(row, logits + n * V, t, V, scale);
+        if (pre) {
+            dm_vgelu_backward(d, g, pre + n * V, V, 0);
+            memcpy(dpre + n * V, d, V * sizeof *d);
+        }
+    }
+    dm_free(g);
+    if (cnt) *loss = (float)(total / (double)cnt);
     return 0;
 }
 
