@@ -29,6 +29,10 @@ static struct {
     int (*isa)(void);
     void (*omp_set_threads)(int);
     int (*omp_get_threads)(void);
+    /* libgomp's entry points for a parallel region (what GCC emits for
+     * `#pragma omp parallel`), so the core needs no -fopenmp */
+    void (*gomp_parallel)(void (*fn)(void *), void *data, unsigned nthreads, unsigned flags);
+    int (*omp_thread_num)(void), (*omp_num_threads)(void);
     int threads;           /* last dm_gemm_set_threads, 0 = library defaults */
 } G;
 
@@ -55,6 +59,13 @@ static int dnnl_load(void)
     memcpy(&G.isa, &i, sizeof i);
     if (ot) memcpy(&G.omp_set_threads, &ot, sizeof ot);
     if (og) memcpy(&G.omp_get_threads, &og, sizeof og);
+    void *gp = dlsym(h, "GOMP_parallel"), *tn = dlsym(h, "omp_get_thread_num"),
+         *nt = dlsym(h, "omp_get_num_threads");
+    if (gp && tn && nt) {
+        memcpy(&G.gomp_parallel, &gp, sizeof gp);
+        memcpy(&G.omp_thread_num, &tn, sizeof tn);
+        memcpy(&G.omp_num_threads, &nt, sizeof nt);
+    }
     G.dnnl = h;
     if (G.threads > 0 && G.omp_set_threads) G.omp_set_threads(G.threads);
     return 1;
@@ -152,4 +163,34 @@ void dm_sgemm(char ta, char tb, size_t M, size_t N, size_t K, float alpha, const
     cblas_sgemm(CblasRowMajor, ta == 'T' ? CblasTrans : CblasNoTrans,
                 tb == 'T' ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
                 B, (int)ldb, beta, C, (int)ldc);
+}
+
+typedef struct rows_job {
+    size_t n;
+    dm_rows_fn fn;
+    void *ctx;
+} rows_job;
+
+static void rows_thread(void *data)
+{
+    const rows_job *j = data;
+    size_t k = (size_t)G.omp_thread_num(), m = (size_t)G.omp_num_threads();
+    size_t r0 = j->n * k / m, r1 = j->n * (k + 1) / m;
+    if (r1 > r0) j->fn(j->ctx, r0, r1);
+}
+
+void dm_parallel_rows(size_t n, size_t min_rows, dm_rows_fn fn, void *ctx)
+{
+    if (n == 0) return;
+    int nt = 1;
+    if (dm_gemm_current() == DM_GEMM_DNNL && G.gomp_parallel && G.omp_get_threads)
+        nt = G.omp_get_threads();
+    if (min_rows < 1) min_rows = 1;
+    if ((size_t)nt > n / min_rows) nt = (int)(n / min_rows);
+    if (nt <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    rows_job j = {n, fn, ctx};
+    G.gomp_parallel(rows_thread, &j, (unsigned)nt, 0);
 }

@@ -48,4 +48,14 @@ int dm_gemm_dnnl_available(void);
 void dm_gemm_set_threads(int n);
 int dm_gemm_get_threads(void);
 
+/* Rows [0,n) split into one contiguous range per thread of the products'
+ * pool, fn(ctx, r0, r1) called once per range, all ranges done on return.
+ * The pool is oneDNN's OpenMP pool (the same threads its products use, so
+ * no second pool waits beside them); with OpenBLAS products, one thread,
+ * or fewer than 2 * min_rows rows, fn runs once over [0,n) on the caller.
+ * fn must write disjoint rows (the ranges run concurrently); results that
+ * depend only on their own rows are then the same for any thread count. */
+typedef void (*dm_rows_fn)(void *ctx, size_t r0, size_t r1);
+void dm_parallel_rows(size_t n, size_t min_rows, dm_rows_fn fn, void *ctx);
+
 #endif

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gemm.h"
 #include "core/gru.h"
 #include "core/nn.h"
 #include "core/rng.h"
@@ -401,6 +402,43 @@ static void test_cross_entropy_fused(void **state)
     free(pre), free(logits), free(dl), free(want), free(got), free(inplace);
 }
 
+/* The output path's row loops split over the products' pool (oneDNN's
+ * threads) give the bits of one thread: the fused loss and gradient, the
+ * plain cross-entropy's, and a GELU over more than one block per thread. */
+static void test_output_threads(void **state)
+{
+    dm_error err;
+    if (dm_gemm_use("dnnl", &err) != 0) {
+        print_message("oneDNN does not load here: its pool is not used, nothing to split\n");
+        skip();
+    }
+    dm_rng r;
+    dm_rng_seed(&r, 13);
+    const size_t N = 203, V = 2601, n = N * V; /* 129 GELU blocks: two per thread at least */
+    int32_t *targets = calloc(N, sizeof *targets);
+    for (size_t i = 0; i < N; i++) targets[i] = (int32_t)(dm_rng_uniform(&r) * (float)V) % (int32_t)V;
+    float *pre = randv(n, 3, &r), *logits[2], *dpre[2], *dl[2], loss[2][2];
+    size_t cnt;
+    for (int k = 0; k < 2; k++) {
+        dm_gemm_set_threads(k == 0 ? 1 : 2);
+        logits[k] = zeros(n), dpre[k] = zeros(n), dl[k] = zeros(n);
+        dm_gelu_forward(logits[k], pre, n);
+        assert_int_equal(dm_cross_entropy_pre(&loss[k][0], &cnt, dpre[k], logits[k], pre, targets,
+                                              N, V, 0, 1.0f, &err),
+                         0);
+        assert_int_equal(dm_cross_entropy(&loss[k][1], &cnt, dl[k], logits[k], targets, N, V, 0,
+                                          1.0f, &err),
+                         0);
+    }
+    assert_memory_equal(logits[0], logits[1], n * sizeof(float));
+    assert_memory_equal(dpre[0], dpre[1], n * sizeof(float));
+    assert_memory_equal(dl[0], dl[1], n * sizeof(float));
+    assert_memory_equal(loss[0], loss[1], sizeof loss[0]);
+    for (int k = 0; k < 2; k++) free(logits[k]), free(dpre[k]), free(dl[k]);
+    free(pre);
+    free(targets);
+}
+
 static void test_cross_entropy_extremes(void **state)
 {
     /* Logits of 1e4 overflow a naive exp; the result must stay finite. */
@@ -642,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_extremes),
         cmocka_unit_test(test_cross_entropy_fused),
+        cmocka_unit_test(test_output_threads),
         cmocka_unit_test(test_gru_one_step),
         cmocka_unit_test(test_gru_gradients),
         cmocka_unit_test(test_gru_bad_dims),
