@@ -28,6 +28,8 @@
 --    malloc: PyTorch allocates its large activations afresh every step and
 --    pays page faults for them). The fastest setting per case (train and
 --    eval apart) is the one drlmem is compared with, and the table names it.
+--    drlmem is calibrated the same way over 1 and --threads threads
+--    (--no-dm-calibration: --threads only), and runs its faster count.
 -- 2. The limit: each distinct matrix-product shape of the cases
 --    (scripts/bench_products.lua) is timed alone (build/blas_compare)
 --    through the library each side runs its products on (drlmem: oneDNN
@@ -74,6 +76,7 @@ local args = dm.cli.parse {
     p:option("--count-modes", "Steps --counts counts, comma-separated (train, eval).", "train,eval")
     p:flag("--no-reference", "Skip the PyTorch reference.")
     p:flag("--no-limit", "Skip the BLAS-alone timing of the products.")
+    p:flag("--no-dm-calibration", "Run drlmem at --threads threads only (default: the faster of 1 and --threads per case and mode).")
   end,
 }
 
@@ -380,14 +383,14 @@ end
 local ref_ok, why = have_reference()
 if not ref_ok then note("PyTorch reference skipped: %s", why) end
 
-local function dm_measure(V, B)
-  local cmd = "OPENBLAS_NUM_THREADS=" .. threads .. " OMP_NUM_THREADS=" .. threads .. " " .. core_env
+local function dm_measure(V, B, n, nsteps, nwarm, phase)
+  local cmd = "OPENBLAS_NUM_THREADS=" .. n .. " OMP_NUM_THREADS=" .. n .. " " .. core_env
     .. shell_quote(exe_path()) .. " " .. shell_quote(arg[0]) .. " --one --vocab " .. V .. " --batch " .. B
-    .. " --seq " .. T .. " --steps " .. steps .. " --warmup " .. warmup
+    .. " --seq " .. T .. " --steps " .. nsteps .. " --warmup " .. nwarm
     .. (args.gemm and " --gemm " .. shell_quote(args.gemm) or "")
   local d, err = run_json(cmd)
   if not d then dm.cli.die("drlmem measurement failed:\n" .. tostring(err)) end
-  log_json("drlmem", d)
+  log_json(phase, d)
   return d
 end
 
@@ -403,8 +406,24 @@ local function ref_measure(V, B, s, nsteps, nwarm, phase)
   return r
 end
 
--- 1. calibration
+-- 1. calibration. drlmem is calibrated too, over 1 and --threads threads
+-- (on a loaded machine a second thread that finds no free core makes
+-- every product wait for it), so both sides run at their best.
 for _, c in ipairs(cases) do
+  c.dm_threads = {train = threads, eval = threads}
+  if threads > 1 and not args.no_dm_calibration then
+    c.dm_calib = {}
+    local best = {}
+    for _, n in ipairs{1, threads} do
+      local r = dm_measure(c.V, c.B, n, calib_steps, 1, "dm_calibration")
+      c.dm_calib[#c.dm_calib + 1] = {threads = n, train = r.train.tokens_per_s, eval = r.eval.tokens_per_s}
+      for _, mode in ipairs{"train", "eval"} do
+        if not best[mode] or r[mode].tokens_per_s > best[mode].tps then best[mode] = {tps = r[mode].tokens_per_s, n = n} end
+      end
+    end
+    c.dm_threads = {train = best.train.n, eval = best.eval.n}
+    note("V=%d B=%d drlmem calibrated: train %d, eval %d threads", c.V, c.B, c.dm_threads.train, c.dm_threads.eval)
+  end
   if ref_ok then
     if #settings == 1 then
       c.ref_train, c.ref_eval = settings[1], settings[1]
@@ -499,7 +518,11 @@ for _, c in ipairs(cases) do
   c.dm, c.ref = {}, {train = {}, eval = {}}
   c.ratio = {train = {}, eval = {}}
   for round = 1, rounds do
-    local d = dm_measure(c.V, c.B)
+    local dt = dm_measure(c.V, c.B, c.dm_threads.train, steps, warmup, "drlmem")
+    local de = dt
+    if c.dm_threads.eval ~= c.dm_threads.train then de = dm_measure(c.V, c.B, c.dm_threads.eval, steps, warmup, "drlmem") end
+    local d = {train = dt.train, eval = de.eval, blas = dt.blas,
+               peak_rss_mib = math.max(dt.peak_rss_mib or 0, de.peak_rss_mib or 0)}
     c.dm[#c.dm + 1] = d
     if ref_ok then
       local rt = ref_measure(c.V, c.B, c.ref_train, steps, warmup, "pytorch")
@@ -543,7 +566,7 @@ if ref_ok then
   ref_kernel = r.openblas and (r.openblas.corename or r.openblas.error) or "?"
   torch_version = r.torch
 end
-print(string.format("drlmem bench %s: T=%d E=D=%d M=%d H=%dx%d; drlmem matrix-product threads %d, "
+print(string.format("drlmem bench %s: T=%d E=D=%d M=%d H=%dx%d; drlmem matrix-product threads: the faster of 1 and %d per case, "
   .. "median of %d rounds x %d steps (%d warm-up)", os.date("!%Y-%m-%d %H:%M UTC"), T, E, M, H, L,
   threads, rounds, steps, warmup))
 print(string.format("BLAS kernels: drlmem %s (OpenBLAS %s)%s%s%s", dm_kernel, dm_blas.corename,
@@ -552,8 +575,8 @@ print(string.format("BLAS kernels: drlmem %s (OpenBLAS %s)%s%s%s", dm_kernel, dm
   args.blas_core and (" (OPENBLAS_CORETYPE=" .. args.blas_core .. ")") or ""))
 print("ratio = drlmem/PyTorch tokens/s (median over rounds; spread: per-round min-max); fraction = BLAS-alone time of the step's products (through each side's library) / step time")
 print("")
-print("| case | drlmem tok/s | PyTorch tok/s | PyTorch setting | ratio | spread | GFLOP/step | BLAS-alone ms drlmem / PyTorch | fraction drlmem / PyTorch | peak RSS MiB drlmem / PyTorch |")
-print("|---|---:|---:|---|---:|---|---:|---:|---:|---:|")
+print("| case | drlmem tok/s | PyTorch tok/s | PyTorch setting | ratio | spread | GFLOP/step | BLAS-alone ms drlmem / PyTorch | fraction drlmem / PyTorch | peak RSS MiB drlmem / PyTorch | drlmem threads |")
+print("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|")
 for _, c in ipairs(cases) do
   for _, mode in ipairs{"train", "eval"} do
     local d_tps = med_of(c.dm, function(r) return r[mode].tokens_per_s end)
@@ -571,10 +594,23 @@ for _, c in ipairs(cases) do
       if limit_ok then r_frac = fmt_frac(c.ref_limit_s[mode] / r_step) end
       r_rss = string.format("%.0f", med_of(rl, function(r) return r.peak_rss_mib end))
     end
-    print(string.format("| V=%d B=%d %s | %.0f | %s | %s | %s | %s | %.3g | %s | %s / %s | %.0f / %s |",
+    print(string.format("| V=%d B=%d %s | %.0f | %s | %s | %s | %s | %.3g | %s | %s / %s | %.0f / %s | %d |",
       c.V, c.B, mode, d_tps, ref_cells[1], ref_cells[2], ref_cells[3], ref_cells[4], c.flops[mode] / 1e9,
       limit_ok and string.format("%.1f / %.1f", c.limit_s[mode] * 1e3, c.ref_limit_s[mode] * 1e3) or "-",
-      limit_ok and fmt_frac(c.limit_s[mode] / d_step) or "-", r_frac, d_rss, r_rss))
+      limit_ok and fmt_frac(c.limit_s[mode] / d_step) or "-", r_frac, d_rss, r_rss, c.dm_threads[mode]))
+  end
+end
+local any_dm_calib = false
+for _, c in ipairs(cases) do any_dm_calib = any_dm_calib or c.dm_calib ~= nil end
+if any_dm_calib then
+  print("")
+  print(string.format("drlmem calibration (tokens/s, %d steps after 1 warm-up, one run per thread count):", calib_steps))
+  for _, c in ipairs(cases) do
+    if c.dm_calib then
+      local parts = {}
+      for _, x in ipairs(c.dm_calib) do parts[#parts + 1] = string.format("%d thread%s %.0f/%.0f", x.threads, x.threads == 1 and "" or "s", x.train, x.eval) end
+      print(string.format("  V=%d B=%d train/eval: %s", c.V, c.B, table.concat(parts, ", ")))
+    end
   end
 end
 local any_calib = false

@@ -235,8 +235,11 @@ static void ce_rows(void *p, size_t r0, size_t r1)
     dm_free(g);
 }
 
-/* Rows per thread below which a second thread costs more than it saves. */
-#define CE_MIN_ROWS 32
+/* Floats per thread below which a second thread costs more than it
+ * saves (a parallel region's start and end; on a loaded machine, a wait
+ * for a thread that has no core): V = 10000 splits from 32 rows a thread,
+ * V = 64 (100K floats a batch) stays on the caller. */
+#define CE_MIN_FLOATS 262144
 
 static int ce_run(float *loss, size_t cnt, float *grad, const float *logits, const float *pre,
                   const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
@@ -248,7 +251,7 @@ static int ce_run(float *loss, size_t cnt, float *grad, const float *logits, con
                 .scale = cnt ? (double)dloss / (double)cnt : NAN, .fused = fused};
     atomic_init(&j.oom, 0);
     if (!j.nll) return dm_fail(err, "cross_entropy: out of memory (%zu rows)", N);
-    dm_parallel_rows(N, CE_MIN_ROWS, ce_rows, &j);
+    dm_parallel_rows(N, V >= CE_MIN_FLOATS ? 1 : CE_MIN_FLOATS / V, ce_rows, &j);
     double total = 0.0;
     for (size_t n = 0; n < N; n++) total += j.nll[n];
     free(j.nll);
