@@ -28,10 +28,13 @@
 --    malloc: PyTorch allocates its large activations afresh every step and
 --    pays page faults for them). The fastest setting per case (train and
 --    eval apart) is the one drlmem is compared with, and the table names it.
+--    drlmem is calibrated the same way over 1 and --threads threads
+--    (--no-dm-calibration: --threads only), and runs its faster count.
 -- 2. The limit: each distinct matrix-product shape of the cases
---    (scripts/bench_products.lua) is timed alone through the same OpenBLAS
---    (build/blas_compare), its fastest repetition at 1 or --threads
---    threads. The sum over a step's
+--    (scripts/bench_products.lua) is timed alone (build/blas_compare)
+--    through the library each side runs its products on (drlmem: oneDNN
+--    or OpenBLAS, dm.blas_info().gemm; the reference: OpenBLAS), its
+--    fastest repetition at 1 or --threads threads. The sum over a step's
 --    products is the time a step would take if nothing but its sgemms cost
 --    anything; "fraction" is that time over the step's measured time, the
 --    share of the BLAS's reach an implementation achieves.
@@ -55,7 +58,8 @@ local args = dm.cli.parse {
     p:option("--rounds", "Alternating rounds per case.", "3")
     p:option("--steps", "Timed steps per measurement.", "5")
     p:option("--warmup", "Untimed steps first.", "2")
-    p:option("--threads", "OpenBLAS threads for drlmem and for the BLAS-alone timing.", "2")
+    p:option("--threads", "Matrix-product threads for drlmem and for the BLAS-alone timing.", "2")
+    p:option("--gemm", "drlmem's matrix-product library: openblas, dnnl or auto (default: DRLMEM_GEMM, else auto).")
     p:option("--blas-core", "OPENBLAS_CORETYPE for both sides (e.g. SkylakeX); default: as the environment sets it.")
     p:option("--reference", "Path of reference.py.", "../shared/reference/reference.py")
     p:option("--python", "Interpreter that runs the reference.", "/usr/bin/python3")
@@ -72,6 +76,7 @@ local args = dm.cli.parse {
     p:option("--count-modes", "Steps --counts counts, comma-separated (train, eval).", "train,eval")
     p:flag("--no-reference", "Skip the PyTorch reference.")
     p:flag("--no-limit", "Skip the BLAS-alone timing of the products.")
+    p:flag("--no-dm-calibration", "Run drlmem at --threads threads only (default: the faster of 1 and --threads per case and mode).")
   end,
 }
 
@@ -149,6 +154,7 @@ end
 
 -- The model, optimizer, batches and the two step functions of one case.
 local function build_case(V, B)
+  if args.gemm then dm.set_gemm(args.gemm) end
   dm.manual_seed(0)
   local net = dm.Controller{vocab_size = V, embedding_dim = E, memory_size = M,
                             hidden_size = H, num_layers = L, dropout = 0.3,
@@ -294,13 +300,13 @@ if args.counts then
   for _, c in ipairs(cases) do
     local row = {V = c.V, B = c.B}
     for _, mode in ipairs(modes) do
-      local cmd = "OPENBLAS_NUM_THREADS=1 " .. core_env .. shell_quote(args.valgrind)
+      local cmd = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 " .. core_env .. shell_quote(args.valgrind)
         .. " --tool=callgrind --collect-atstart=no --toggle-collect=lua_resume --callgrind-out-file="
         .. shell_quote(out_file) .. " " .. shell_quote(exe_path()) .. " " .. shell_quote(arg[0])
         .. " --one-count " .. mode .. " --vocab " .. c.V .. " --batch " .. c.B .. " --seq " .. T
       local r, err = run_json(cmd)
       if not r then os.remove(out_file); dm.cli.die("callgrind run failed:\n" .. tostring(err)) end
-      kernel = r.blas.corename
+      kernel = r.blas.gemm .. " " .. r.blas.kernel
       local f = io.open(out_file)
       local text = f and f:read("a") or ""
       if f then f:close() end
@@ -315,7 +321,7 @@ if args.counts then
   os.remove(out_file)
   if jf then jf:close() end
   print(string.format("drlmem instruction counts %s (callgrind Ir of one warm step; T=%d E=D=%d M=%d H=%dx%d; "
-    .. "OpenBLAS 1 thread, kernel %s under valgrind)", os.date("!%Y-%m-%d %H:%M UTC"), T, E, M, H, L, kernel))
+    .. "1 thread, %s under valgrind)", os.date("!%Y-%m-%d %H:%M UTC"), T, E, M, H, L, kernel))
   print("")
   print("| case | train instructions | eval instructions |")
   print("|---|---:|---:|")
@@ -377,13 +383,14 @@ end
 local ref_ok, why = have_reference()
 if not ref_ok then note("PyTorch reference skipped: %s", why) end
 
-local function dm_measure(V, B)
-  local cmd = "OPENBLAS_NUM_THREADS=" .. threads .. " " .. core_env .. shell_quote(exe_path()) .. " "
-    .. shell_quote(arg[0]) .. " --one --vocab " .. V .. " --batch " .. B .. " --seq " .. T
-    .. " --steps " .. steps .. " --warmup " .. warmup
+local function dm_measure(V, B, n, nsteps, nwarm, phase)
+  local cmd = "OPENBLAS_NUM_THREADS=" .. n .. " OMP_NUM_THREADS=" .. n .. " " .. core_env
+    .. shell_quote(exe_path()) .. " " .. shell_quote(arg[0]) .. " --one --vocab " .. V .. " --batch " .. B
+    .. " --seq " .. T .. " --steps " .. nsteps .. " --warmup " .. nwarm
+    .. (args.gemm and " --gemm " .. shell_quote(args.gemm) or "")
   local d, err = run_json(cmd)
   if not d then dm.cli.die("drlmem measurement failed:\n" .. tostring(err)) end
-  log_json("drlmem", d)
+  log_json(phase, d)
   return d
 end
 
@@ -399,8 +406,24 @@ local function ref_measure(V, B, s, nsteps, nwarm, phase)
   return r
 end
 
--- 1. calibration
+-- 1. calibration. drlmem is calibrated too, over 1 and --threads threads
+-- (on a loaded machine a second thread that finds no free core makes
+-- every product wait for it), so both sides run at their best.
 for _, c in ipairs(cases) do
+  c.dm_threads = {train = threads, eval = threads}
+  if threads > 1 and not args.no_dm_calibration then
+    c.dm_calib = {}
+    local best = {}
+    for _, n in ipairs{1, threads} do
+      local r = dm_measure(c.V, c.B, n, calib_steps, 1, "dm_calibration")
+      c.dm_calib[#c.dm_calib + 1] = {threads = n, train = r.train.tokens_per_s, eval = r.eval.tokens_per_s}
+      for _, mode in ipairs{"train", "eval"} do
+        if not best[mode] or r[mode].tokens_per_s > best[mode].tps then best[mode] = {tps = r[mode].tokens_per_s, n = n} end
+      end
+    end
+    c.dm_threads = {train = best.train.n, eval = best.eval.n}
+    note("V=%d B=%d drlmem calibrated: train %d, eval %d threads", c.V, c.B, c.dm_threads.train, c.dm_threads.eval)
+  end
   if ref_ok then
     if #settings == 1 then
       c.ref_train, c.ref_eval = settings[1], settings[1]
@@ -431,8 +454,13 @@ local function default_blas_compare()
   return dir .. "/build/blas_compare"
 end
 local limit_ok = not args.no_limit
-local shape_time = {}
-local blas_alone_kernel
+-- The library drlmem's products run on here (its --one runs resolve it
+-- the same way), and the reference's (PyTorch over OpenBLAS).
+if args.gemm then dm.set_gemm(args.gemm) end
+local dm_lib = dm.blas_info().gemm == "oneDNN" and "dnnl" or "openblas"
+local libs = dm_lib == "openblas" and {"openblas"} or {dm_lib, "openblas"}
+local shape_time = {dnnl = {}, openblas = {}}
+local blas_alone_kernel = {}
 if limit_ok then
   local bc = args.blas_compare or default_blas_compare()
   if not file_exists(bc) then
@@ -450,31 +478,37 @@ if limit_ok then
     -- on two threads than on one, most of all on a loaded machine, where
     -- the second thread waits for a core).
     local counts = threads > 1 and {1, threads} or {1}
-    for _, n in ipairs(counts) do
-      local cmd = {core_env .. shell_quote(bc) .. " --lib openblas --threads " .. n .. " --min-time 0.1"}
-      for _, key in ipairs(products.distinct(lists)) do cmd[#cmd + 1] = "--shape " .. key end
-      local f = io.popen(table.concat(cmd, " ") .. " 2>&1")
-      local out = f:read("a")
-      if not f:close() then dm.cli.die("blas_compare failed:\n" .. out) end
-      for line in out:gmatch("[^\n]+") do
-        local r = dm.json.decode(line)
-        local key = string.format("%dx%dx%d:%s%s", r.m, r.n, r.k, r.ta, r.tb)
-        shape_time[key] = math.min(shape_time[key] or math.huge, r.min_s)
-        blas_alone_kernel = r.kernel
-        log_json("blas_alone", r)
+    for _, lib in ipairs(libs) do
+      for _, n in ipairs(counts) do
+        local cmd = {core_env .. shell_quote(bc) .. " --lib " .. lib .. " --threads " .. n .. " --min-time 0.1"}
+        for _, key in ipairs(products.distinct(lists)) do cmd[#cmd + 1] = "--shape " .. key end
+        local f = io.popen(table.concat(cmd, " ") .. " 2>&1")
+        local out = f:read("a")
+        if not f:close() then dm.cli.die("blas_compare failed:\n" .. out) end
+        for line in out:gmatch("[^\n]+") do
+          local r = dm.json.decode(line)
+          local key = string.format("%dx%dx%d:%s%s", r.m, r.n, r.k, r.ta, r.tb)
+          shape_time[lib][key] = math.min(shape_time[lib][key] or math.huge, r.min_s)
+          blas_alone_kernel[lib] = r.kernel
+          log_json("blas_alone", r)
+        end
       end
     end
   end
 end
 for _, c in ipairs(cases) do
-  c.flops, c.limit_s = {}, {}
+  -- limit_s: through drlmem's library; ref_limit_s: through OpenBLAS
+  c.flops, c.limit_s, c.ref_limit_s = {}, {}, {}
   for _, mode in ipairs{"train", "eval"} do
     local list = products.step{V = c.V, B = c.B, T = T, mode = mode}
     c.flops[mode] = products.flops(list)
     if limit_ok then
-      local t = 0
-      for _, p in ipairs(list) do t = t + p.count * assert(shape_time[products.shape_key(p)]) end
-      c.limit_s[mode] = t
+      local t, tr = 0, 0
+      for _, p in ipairs(list) do
+        t = t + p.count * assert(shape_time[dm_lib][products.shape_key(p)])
+        tr = tr + p.count * assert(shape_time.openblas[products.shape_key(p)])
+      end
+      c.limit_s[mode], c.ref_limit_s[mode] = t, tr
     end
   end
 end
@@ -484,7 +518,11 @@ for _, c in ipairs(cases) do
   c.dm, c.ref = {}, {train = {}, eval = {}}
   c.ratio = {train = {}, eval = {}}
   for round = 1, rounds do
-    local d = dm_measure(c.V, c.B)
+    local dt = dm_measure(c.V, c.B, c.dm_threads.train, steps, warmup, "drlmem")
+    local de = dt
+    if c.dm_threads.eval ~= c.dm_threads.train then de = dm_measure(c.V, c.B, c.dm_threads.eval, steps, warmup, "drlmem") end
+    local d = {train = dt.train, eval = de.eval, blas = dt.blas,
+               peak_rss_mib = math.max(dt.peak_rss_mib or 0, de.peak_rss_mib or 0)}
     c.dm[#c.dm + 1] = d
     if ref_ok then
       local rt = ref_measure(c.V, c.B, c.ref_train, steps, warmup, "pytorch")
@@ -507,30 +545,38 @@ local function med_of(list, f)
   return median(xs)
 end
 
+-- Two decimals; a fraction under 0.01 (tiny test shapes, where the
+-- products are nothing) in e-notation rather than as 0.00.
+local function fmt_frac(x) return string.format(x >= 0.01 and "%.2f" or "%.1e", x) end
+
 local function range_of(xs)
   local lo, hi = math.huge, -math.huge
   for _, x in ipairs(xs) do lo, hi = math.min(lo, x), math.max(hi, x) end
   return lo, hi
 end
 
-local dm_kernel = cases[1].dm[1].blas.corename
+local dm_blas = cases[1].dm[1].blas
+local dm_kernel = (dm_blas.gemm or "OpenBLAS") .. " " .. (dm_blas.kernel or dm_blas.corename)
+local lib_names = {dnnl = "oneDNN", openblas = "OpenBLAS"}
+local alone = {}
+for _, lib in ipairs(libs) do alone[#alone + 1] = lib_names[lib] .. " " .. tostring(blas_alone_kernel[lib]) end
 local ref_kernel, torch_version
 if ref_ok then
   local r = cases[1].ref.train[1]
   ref_kernel = r.openblas and (r.openblas.corename or r.openblas.error) or "?"
   torch_version = r.torch
 end
-print(string.format("drlmem bench %s: T=%d E=D=%d M=%d H=%dx%d; drlmem OpenBLAS threads %d, "
+print(string.format("drlmem bench %s: T=%d E=D=%d M=%d H=%dx%d; drlmem matrix-product threads: the faster of 1 and %d per case, "
   .. "median of %d rounds x %d steps (%d warm-up)", os.date("!%Y-%m-%d %H:%M UTC"), T, E, M, H, L,
   threads, rounds, steps, warmup))
-print(string.format("BLAS kernels: drlmem OpenBLAS %s%s%s%s", dm_kernel,
+print(string.format("BLAS kernels: drlmem %s (OpenBLAS %s)%s%s%s", dm_kernel, dm_blas.corename,
   ref_ok and (", PyTorch " .. tostring(torch_version) .. " OpenBLAS " .. ref_kernel) or "",
-  limit_ok and (", BLAS-alone OpenBLAS " .. tostring(blas_alone_kernel) .. " (best of 1 and " .. threads .. " threads)") or "",
+  limit_ok and (", BLAS-alone " .. table.concat(alone, " and ") .. " (best of 1 and " .. threads .. " threads)") or "",
   args.blas_core and (" (OPENBLAS_CORETYPE=" .. args.blas_core .. ")") or ""))
-print("ratio = drlmem/PyTorch tokens/s (median over rounds; spread: per-round min-max); fraction = BLAS-alone time of the step's products / step time")
+print("ratio = drlmem/PyTorch tokens/s (median over rounds; spread: per-round min-max); fraction = BLAS-alone time of the step's products (through each side's library) / step time")
 print("")
-print("| case | drlmem tok/s | PyTorch tok/s | PyTorch setting | ratio | spread | GFLOP/step | BLAS-alone ms | fraction drlmem / PyTorch | peak RSS MiB drlmem / PyTorch |")
-print("|---|---:|---:|---|---:|---|---:|---:|---:|---:|")
+print("| case | drlmem tok/s | PyTorch tok/s | PyTorch setting | ratio | spread | GFLOP/step | BLAS-alone ms drlmem / PyTorch | fraction drlmem / PyTorch | peak RSS MiB drlmem / PyTorch | drlmem threads |")
+print("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|")
 for _, c in ipairs(cases) do
   for _, mode in ipairs{"train", "eval"} do
     local d_tps = med_of(c.dm, function(r) return r[mode].tokens_per_s end)
@@ -545,13 +591,26 @@ for _, c in ipairs(cases) do
       local lo, hi = range_of(c.ratio[mode])
       ref_cells = {string.format("%.0f", r_tps), mode == "train" and c.ref_train.name or c.ref_eval.name,
                    string.format("%.2f", median(c.ratio[mode])), string.format("%.2f-%.2f", lo, hi)}
-      if limit_ok then r_frac = string.format("%.2f", c.limit_s[mode] / r_step) end
+      if limit_ok then r_frac = fmt_frac(c.ref_limit_s[mode] / r_step) end
       r_rss = string.format("%.0f", med_of(rl, function(r) return r.peak_rss_mib end))
     end
-    print(string.format("| V=%d B=%d %s | %.0f | %s | %s | %s | %s | %.3g | %s | %s / %s | %.0f / %s |",
+    print(string.format("| V=%d B=%d %s | %.0f | %s | %s | %s | %s | %.3g | %s | %s / %s | %.0f / %s | %d |",
       c.V, c.B, mode, d_tps, ref_cells[1], ref_cells[2], ref_cells[3], ref_cells[4], c.flops[mode] / 1e9,
-      limit_ok and string.format("%.1f", c.limit_s[mode] * 1e3) or "-",
-      limit_ok and string.format("%.2f", c.limit_s[mode] / d_step) or "-", r_frac, d_rss, r_rss))
+      limit_ok and string.format("%.1f / %.1f", c.limit_s[mode] * 1e3, c.ref_limit_s[mode] * 1e3) or "-",
+      limit_ok and fmt_frac(c.limit_s[mode] / d_step) or "-", r_frac, d_rss, r_rss, c.dm_threads[mode]))
+  end
+end
+local any_dm_calib = false
+for _, c in ipairs(cases) do any_dm_calib = any_dm_calib or c.dm_calib ~= nil end
+if any_dm_calib then
+  print("")
+  print(string.format("drlmem calibration (tokens/s, %d steps after 1 warm-up, one run per thread count):", calib_steps))
+  for _, c in ipairs(cases) do
+    if c.dm_calib then
+      local parts = {}
+      for _, x in ipairs(c.dm_calib) do parts[#parts + 1] = string.format("%d thread%s %.0f/%.0f", x.threads, x.threads == 1 and "" or "s", x.train, x.eval) end
+      print(string.format("  V=%d B=%d train/eval: %s", c.V, c.B, table.concat(parts, ", ")))
+    end
   end
 end
 local any_calib = false

@@ -167,7 +167,7 @@ F("max_data_bytes", "int", 1 << 30, "[1,inf)", "largest data file read, in bytes
 F("split", "enum", "random", "random|position",
   "without val_data/test_data: cut data_path by a seeded permutation (random) or in file order (position: "
   .. "the first train_size_ratio of the samples, then val, then test)")
-F("threads", "int", 0, "[0,1024]", "OpenBLAS threads (0 = OpenBLAS default; dm.set_num_threads takes 1..1024)")
+F("threads", "int", 0, "[0,1024]", "matrix-product threads, oneDNN or OpenBLAS (0 = the library default; dm.set_num_threads takes 1..1024)")
 F("max_memory", "number", 0.0, "[0,inf)", "GiB a run may take by the estimate of drlmem.budget (0 = the machine's available memory)")
 -- The RL write policy's training settings (README "RL write policy"); its
 -- model keys come from dm.controller_fields above.

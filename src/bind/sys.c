@@ -13,6 +13,7 @@
 #include "bind/bind.h"
 
 #include "core/fileio.h"
+#include "core/gemm.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -73,35 +74,53 @@ static int sys_term_width(lua_State *L)
     return 1;
 }
 
-/* dm.set_num_threads(n): OpenBLAS threads for every matrix product. */
+/* dm.set_num_threads(n): threads for every matrix product (OpenBLAS's pool
+ * and oneDNN's OpenMP pool alike). */
 static int sys_set_num_threads(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 1 || n > 1024) return dm_bind_errorf(L, "set_num_threads: expected 1..1024 threads, got %lld", (long long)n);
-    openblas_set_num_threads((int)n);
+    dm_gemm_set_threads((int)n);
     return 0;
 }
 
-/* dm.get_num_threads() -> OpenBLAS's current thread count. */
+/* dm.get_num_threads() -> the thread count of the library doing the products. */
 static int sys_get_num_threads(lua_State *L)
 {
-    lua_pushinteger(L, openblas_get_num_threads());
+    lua_pushinteger(L, dm_gemm_get_threads());
     return 1;
 }
 
-/* dm.blas_info() -> {corename = "Haswell", config = "OpenBLAS 0.3.21 ...",
- * num_threads = n}: the kernel set OpenBLAS picked at load time (from the
- * CPU or OPENBLAS_CORETYPE) and its build line. */
+/* dm.blas_info() -> {gemm = "oneDNN" | "OpenBLAS", kernel = "avx512_core",
+ * corename = "Haswell", config = "OpenBLAS 0.3.21 ...", num_threads = n}:
+ * the library the matrix products run on and the kernels it chose, and the
+ * kernel set and build line of the OpenBLAS the core links (from the CPU or
+ * OPENBLAS_CORETYPE at load time). */
 static int sys_blas_info(lua_State *L)
 {
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, dm_gemm_name());
+    lua_setfield(L, -2, "gemm");
+    lua_pushstring(L, dm_gemm_kernel());
+    lua_setfield(L, -2, "kernel");
     lua_pushstring(L, openblas_get_corename());
     lua_setfield(L, -2, "corename");
     lua_pushstring(L, openblas_get_config());
     lua_setfield(L, -2, "config");
-    lua_pushinteger(L, openblas_get_num_threads());
+    lua_pushinteger(L, dm_gemm_get_threads());
     lua_setfield(L, -2, "num_threads");
     return 1;
+}
+
+/* dm.set_gemm("openblas" | "dnnl" | "auto"): the library of the matrix
+ * products from now on (the default is DRLMEM_GEMM, else auto: oneDNN where
+ * it loads). */
+static int sys_set_gemm(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    dm_error err;
+    if (dm_gemm_use(name, &err) != 0) return dm_bind_errorf(L, "set_gemm: %s", err.msg);
+    return 0;
 }
 
 /* dm.write_file(path, text): text replaces path atomically (temporary,
@@ -203,6 +222,7 @@ void dm_open_sys(lua_State *L)
         {"pid_alive", sys_pid_alive},
         {"getpid", sys_getpid},
         {"blas_info", sys_blas_info},
+        {"set_gemm", sys_set_gemm},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);

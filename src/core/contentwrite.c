@@ -24,7 +24,7 @@
  * the parameter arena, so checkpoints and --resume carry it as they carry
  * blend's); the part has no parameters, no activations and no per-step
  * decision. */
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
 #include <string.h>
 
@@ -80,8 +80,7 @@ static int content_write(const dm_part *p, float *keys, float *values, size_t M,
     for (int k = 0; k < 2; k++) {
         normalized_rows(rows, k == 0 ? new_keys : new_values, R, D);
         /* target = W^T rows: (M,R) x (R,D) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)D, (int)R, 1.0f, weights,
-                    (int)M, rows, (int)D, 0.0f, target, (int)D);
+        dm_sgemm('T', 'N', M, D, R, 1.0f, weights, M, rows, D, 0.0f, target, D);
         pull_slots(k == 0 ? keys : values, mass, target, M, D, R, s);
     }
     dm_free(buf);

@@ -284,7 +284,8 @@ static int compose(dm_controller *c, dm_error *err)
     dm_part_cfg tproj = {.in = H, .out = E, .no_bias = 1};
     dm_part_cfg fco = {.in = tie ? E : H, .out = V, .tied = tie ? "embedding.weight" : NULL,
                        .act = g->output_activation == DM_OUTPUT_GELU ? DM_PART_ACT_GELU
-                                                                     : DM_PART_ACT_NONE};
+                                                                     : DM_PART_ACT_NONE,
+                       .loss_grad = 1};
     dm_part_cfg wq = {.in = D, .out = D, .act = DM_PART_ACT_GELU, .init = DM_PART_INIT_DEFAULT,
                       .frozen = 1};
     dm_part_cfg wv = {.in = V, .out = D, .act = DM_PART_ACT_GELU, .init = DM_PART_INIT_DEFAULT,
@@ -389,7 +390,13 @@ static int layout_acts(dm_controller *c, size_t B, size_t T, dm_arena *acts, dm_
     }
     int64_t bd[2] = {nb, D}, nv[2] = {n, V};
     if ((c->act_qt = dm_arena_add(acts, "write.query_mean", 2, bd, err)) < 0 ||
-        (c->act_vt = dm_arena_add(acts, "write.value_mean", 2, bd, err)) < 0 ||
+        (c->act_vt = dm_arena_add(acts, "write.value_mean", 2, bd, err)) < 0)
+        return -1;
+    /* The loss gradient: over the output layer's pre-activations when it
+     * has the GELU, else a buffer of its own (the logits stay for the
+     * memory write). */
+    c->act_dlogits = -1;
+    if (c->parts[c->chain[c->nchain - 1]].cfg.act != DM_PART_ACT_GELU &&
         (c->act_dlogits = dm_arena_add(acts, "loss.d_logits", 2, nv, err)) < 0)
         return -1;
     return 0;
@@ -608,6 +615,7 @@ int dm_controller_forward(dm_controller *c, const int32_t *tokens, size_t B, siz
     c->last_T = T;
     c->fwd_training = c->training;
     c->has_forward = 1;
+    c->pre_spent = 0;
     return 0;
 }
 
@@ -629,6 +637,36 @@ const int32_t *dm_controller_argmax(const dm_controller *c)
     return c->has_forward ? (const int32_t *)dm_part_act(&c->parts[c->memory], &c->acts, 1) : NULL;
 }
 
+/* The output layer's pre-activations (GELU on the logits), or NULL. */
+static float *output_pre(const dm_controller *c)
+{
+    return dm_linear_part_pre(&c->parts[c->chain[c->nchain - 1]], &c->acts);
+}
+
+/* The chain backward from dout: the logits' gradient, or with from_pre the
+ * gradient of the output layer's pre-activations (the fused loss's). */
+static int backward_chain(dm_controller *c, const float *dout, int from_pre, dm_error *err)
+{
+    dm_part_run r = make_run(c, c->last_B, c->last_T);
+    const size_t N = c->last_B * c->last_T;
+    for (int s = c->nchain - 1; s >= 0; s--) {
+        dm_part *p = &c->parts[c->chain[s]];
+        float *din = NULL;
+        const float *in = NULL;
+        if (s > 0) {
+            din = A(c, c->chain_dout[s - 1]);
+            in = A(c, c->chain_out[s - 1]);
+            memset(din, 0, N * c->parts[c->chain[s - 1]].cfg.out * sizeof(float));
+        }
+        if (from_pre && s == c->nchain - 1)
+            dm_linear_part_backward_pre(p, &r, dout, din, in);
+        else if (p->ops->backward(p, &r, dout, din, in, A(c, c->chain_out[s]), err) != 0)
+            return -1;
+        dout = din;
+    }
+    return 0;
+}
+
 int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, size_t T,
                            dm_error *err)
 {
@@ -639,22 +677,11 @@ int dm_controller_backward(dm_controller *c, const float *dlogits, size_t B, siz
                        "Controller.backward: dlogits is for a %zux%zu batch, the last forward was "
                        "%zux%zu",
                        B, T, c->last_B, c->last_T);
-    dm_part_run r = make_run(c, B, T);
-    const size_t N = B * T;
-    const float *dout = dlogits;
-    for (int s = c->nchain - 1; s >= 0; s--) {
-        dm_part *p = &c->parts[c->chain[s]];
-        float *din = NULL;
-        const float *in = NULL;
-        if (s > 0) {
-            din = A(c, c->chain_dout[s - 1]);
-            in = A(c, c->chain_out[s - 1]);
-            memset(din, 0, N * c->parts[c->chain[s - 1]].cfg.out * sizeof(float));
-        }
-        if (p->ops->backward(p, &r, dout, din, in, A(c, c->chain_out[s]), err) != 0) return -1;
-        dout = din;
-    }
-    return 0;
+    if (c->pre_spent)
+        return dm_fail(err, "Controller.backward: net:loss's gradient has replaced this forward's "
+                            "output pre-activations; run net:forward again to backpropagate given "
+                            "dlogits (or call net:backward() for the loss's gradient)");
+    return backward_chain(c, dlogits, 0, err);
 }
 
 void dm_controller_zero_grad(dm_controller *c) { dm_arena_zero(&c->grads); }
@@ -672,17 +699,30 @@ void dm_controller_forget_forward(dm_controller *c) { c->has_forward = c->has_lo
 int dm_controller_loss(dm_controller *c, const int32_t *targets, int32_t ignore_index, float scale,
                        int want_grad, double *loss, size_t *count, dm_error *err)
 {
-    c->has_loss = 0;
     if (!c->has_forward)
         return dm_fail(err, "Controller.loss: no forward (the loss is of the last forward's logits)");
     const size_t N = c->last_B * c->last_T, V = c->V;
-    float *d = want_grad ? A(c, c->act_dlogits) : NULL, l = 0.0f;
-    if (d) memset(d, 0, N * V * sizeof *d);
-    if (dm_cross_entropy(&l, count, d, dm_controller_logits(c), targets, N, V, ignore_index, scale,
-                         err) != 0)
+    float l = 0.0f;
+    c->has_loss = 0;
+    if (!want_grad) {
+        if (dm_cross_entropy(&l, count, NULL, dm_controller_logits(c), targets, N, V, ignore_index,
+                             scale, err) != 0)
+            return -1;
+        *loss = l;
+        return 0;
+    }
+    if (c->pre_spent)
+        return dm_fail(err, "Controller.loss: a loss gradient of this forward is taken already (it "
+                            "replaced the output pre-activations); run net:forward again, or pass "
+                            "{grad = false} for the loss alone");
+    float *pre = output_pre(c);
+    /* With the GELU, the gradient goes over pre; without, into its buffer. */
+    if (dm_cross_entropy_pre(&l, count, pre ? pre : A(c, c->act_dlogits), dm_controller_logits(c),
+                             pre, targets, N, V, ignore_index, scale, err) != 0)
         return -1;
     *loss = l;
-    c->has_loss = want_grad;
+    c->has_loss = 1;
+    c->pre_spent = pre != NULL;
     return 0;
 }
 
@@ -691,7 +731,8 @@ int dm_controller_backward_loss(dm_controller *c, dm_error *err)
     if (!c->has_forward || !c->has_loss)
         return dm_fail(err, "Controller.backward: no loss since the last forward (call "
                             "net:loss(targets) first, or pass dlogits)");
-    return dm_controller_backward(c, A(c, c->act_dlogits), c->last_B, c->last_T, err);
+    float *pre = output_pre(c);
+    return backward_chain(c, pre ? pre : A(c, c->act_dlogits), 1, err);
 }
 
 /* ---- the write policy ------------------------------------------------------------ */

@@ -214,6 +214,7 @@ typedef struct dm_controller {
     size_t last_B, last_T;
     int has_forward;           /* a forward's activations are in acts */
     int has_loss;              /* dm_controller_loss filled the loss gradient */
+    int pre_spent;             /* ... over the output layer's pre-activations (GELU) */
     /* Activation blocks replaced by a regrowth while Lua views of them may
      * live (dm_controller_pin_acts); freed with the controller. */
     float **retired;
@@ -294,7 +295,10 @@ const int32_t *dm_controller_argmax(const dm_controller *c);
  * dm_controller_zero_grad first for a fresh gradient). dlogits is the loss
  * gradient w.r.t. the logits. Errors: no forward yet, B or T different
  * from the last forward's. It can run more than once per forward (each run
- * adds again), and uses the parameters as they are now. */
+ * adds again), and uses the parameters as they are now. With the GELU on
+ * the logits it needs the output layer's pre-activations, which a
+ * dm_controller_loss with its gradient replaces: it then fails, naming
+ * that (run the forward again). */
 int dm_controller_backward(dm_controller *c, const float *dlogits /* (B,T,V) */, size_t B,
                            size_t T, dm_error *err);
 void dm_controller_zero_grad(dm_controller *c);
@@ -413,7 +417,13 @@ float *dm_controller_usage(const dm_controller *c);
  * in the activation arena for dm_controller_backward_loss: no (B,T,V)
  * copy leaves the core. want_grad = 0 (evaluation) skips the gradient's
  * pass over B*T*V. *loss is NaN and *count 0 when every target is ignored
- * (the gradient is then zero). Errors: no forward, a target out of range. */
+ * (the gradient is then zero). Errors: no forward, a target out of range.
+ * The loss and its gradient are one pass over the rows
+ * (dm_cross_entropy_pre): with the GELU on the logits the gradient of
+ * the output layer's pre-activations replaces them (no (B,T,V) buffer of
+ * its own), so a second loss with its gradient on the same forward fails
+ * (one without, want_grad = 0, reads only the logits and works).
+ * dm_controller_backward_loss uses it, as often as called. */
 int dm_controller_loss(dm_controller *c, const int32_t *targets /* (B,T) */, int32_t ignore_index,
                        float scale, int want_grad, double *loss, size_t *count, dm_error *err);
 /* dm_controller_backward with the gradient the last dm_controller_loss

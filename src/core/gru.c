@@ -17,7 +17,7 @@
  * on the input of every layer above the first, shared with the LSTM. */
 #include "core/gru.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -129,8 +129,7 @@ void dm_gru_forward_opts(float *out, float *cache, const float *in, const dm_gru
         /* Input projections of every timestep at once; gates holds them until
          * each step overwrites its rows with the activated r, z, n. */
         for (size_t r = 0; r < BT; r++) memcpy(gates + r * G, p->b_ih[l], G * sizeof *gates);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
-                    (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
+        dm_sgemm('N', 'T', BT, G, In_l, 1.0f, x, In_l, p->w_ih[l], In_l, 1.0f, gates, G);
         /* packed W_hh^T (H,3H), or NULL to use sgemm */
         const size_t pk = dm_vgemm_packed_numel(H, G);
         float *wpk = l + 1 < d->L ? (pk <= BT * 7 * H ? cache_gates(cache, d, l + 1) : NULL)
@@ -145,8 +144,7 @@ void dm_gru_forward_opts(float *out, float *cache, const float *in, const dm_gru
             if (hp && wpk)
                 dm_vgemm_packed(hg + t * G, T * G, hp, ldp, wpk, B, G, H);
             else if (hp)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
-                            hp, (int)ldp, p->w_hh[l], (int)H, 1.0f, hg + t * G, (int)(T * G));
+                dm_sgemm('N', 'T', B, G, H, 1.0f, hp, ldp, p->w_hh[l], H, 1.0f, hg + t * G, (T * G));
             for (size_t b = 0; b < B; b++) {
                 size_t row = b * T + t;
                 dm_vgru_gates(gates + row * G, hg + row * G,
@@ -192,30 +190,25 @@ void dm_gru_backward_opts(float *din, const dm_gru_grads *g, const float *dout, 
                 g->b_ih[l][k] += dxg[r * G + k];
                 g->b_hh[l][k] += dhg[r * G + k];
             }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dxg,
-                    (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
+        dm_sgemm('T', 'N', G, In_l, BT, 1.0f, dxg, G, x, In_l, 1.0f, g->w_ih[l], In_l);
         /* A given h0 pairs with the t = 0 rows of dhg (its own gradient is
          * not wanted: a carried state is a constant). */
         if (h0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)B, 1.0f, dhg,
-                        (int)(T * G), h0, (int)H, 1.0f, g->w_hh[l], (int)H);
+            dm_sgemm('T', 'N', G, H, B, 1.0f, dhg, (T * G), h0, H, 1.0f, g->w_hh[l], H);
         /* dW_hh pairs row i of dhg with row i-1 of h. With the t = 0 rows of
          * dhg zeroed (h0's pairs are added above), the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. */
         for (size_t b = 0; b < B; b++) memset(dhg + b * T * G, 0, G * sizeof *dhg);
         if (BT > 1)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1),
-                        1.0f, dhg + G, (int)G, h, (int)H, 1.0f, g->w_hh[l], (int)H);
+            dm_sgemm('T', 'N', G, H, (BT - 1), 1.0f, dhg + G, G, h, H, 1.0f, g->w_hh[l], H);
         if (l > 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f,
-                        dxg, (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
+            dm_sgemm('N', 'N', BT, H, G, 1.0f, dxg, G, p->w_ih[l], H, 0.0f, dy_below, H);
             if (o && o->layer_mask) {
                 const float *m = o->layer_mask + (l - 1) * BT * H;
                 for (size_t i = 0; i < BT * H; i++) dy_below[i] *= m[i];
             }
         } else if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
-                        dxg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
+            dm_sgemm('N', 'N', BT, In_l, G, 1.0f, dxg, G, p->w_ih[l], In_l, 1.0f, din, In_l);
     }
 }
 
@@ -274,7 +267,7 @@ static int gru_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena 
     if (dm_gru_dims_check(&d, err) != 0) return -1;
     const int64_t G = 3 * (int64_t)d.H, H = (int64_t)d.H;
     static const char *const fmt[GRU_TENSORS] = {"weight_ih_l%zu", "weight_hh_l%zu",
-                                                 "bias_ih_l%zu", "bias_hh_l%zu"};
+                     "bias_ih_l%zu", "bias_hh_l%zu"};
     for (size_t l = 0; params && l < d.L; l++) {
         const int64_t in = l == 0 ? (int64_t)d.In : H;
         const int64_t cols[GRU_TENSORS] = {in, H, 0, 0};

@@ -129,7 +129,7 @@ static int linear_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_are
         return -1;
     if (p->cfg.act == DM_PART_ACT_GELU &&
         (dm_part_add(p, acts, 0, "pre", 2, n, out, 0, err) < 0 ||
-         dm_part_add(p, acts, 0, "d_pre", 2, n, out, 0, err) < 0))
+         (!p->cfg.loss_grad && dm_part_add(p, acts, 0, "d_pre", 2, n, out, 0, err) < 0)))
         return -1;
     return 0;
 }
@@ -162,20 +162,35 @@ static int linear_forward(dm_part *p, const dm_part_run *r, const float *in, flo
     return 0;
 }
 
+void dm_linear_part_backward_pre(dm_part *p, const dm_part_run *r, const float *dpre,
+                                 float *din, const float *in)
+{
+    dm_linear_backward(din, lin_weight_grad(p, r->grads),
+                       p->cfg.no_bias ? NULL : dm_part_grad(p, r->grads, lin_bias_index(p)), dpre,
+                       in, lin_weight(p, r->params), rows(r), p->cfg.in, p->cfg.out);
+}
+
+float *dm_linear_part_pre(const dm_part *p, const dm_arena *acts)
+{
+    return p->cfg.act == DM_PART_ACT_GELU ? dm_part_act(p, acts, LIN_PRE) : NULL;
+}
+
 static int linear_backward(dm_part *p, const dm_part_run *r, const float *dout, float *din,
                            const float *in, const float *out, dm_error *err)
 {
-    const size_t n = rows(r), C = p->cfg.in, OC = p->cfg.out;
-    const float *dpre = dout;
-    if (p->cfg.act == DM_PART_ACT_GELU) {
-        /* Overwritten rather than zeroed and added into: one pass. */
-        float *d = dm_part_act(p, r->acts, LIN_DPRE);
-        dm_vgelu_backward(d, dout, dm_part_act(p, r->acts, LIN_PRE), n * OC, 0);
-        dpre = d;
+    const size_t n = rows(r), OC = p->cfg.out;
+    if (p->cfg.act != DM_PART_ACT_GELU) {
+        dm_linear_part_backward_pre(p, r, dout, din, in);
+        return 0;
     }
-    dm_linear_backward(din, lin_weight_grad(p, r->grads),
-                       p->cfg.no_bias ? NULL : dm_part_grad(p, r->grads, lin_bias_index(p)), dpre,
-                       in, lin_weight(p, r->params), n, C, OC);
+    /* Overwritten rather than zeroed and added into: one pass. The output
+     * layer keeps no d_pre between steps (its loss gradient is formed over
+     * pre); a gradient handed from outside gets a buffer for this call. */
+    float *d = p->cfg.loss_grad ? dm_alloc(n * OC * sizeof *d) : dm_part_act(p, r->acts, LIN_DPRE);
+    if (!d) return dm_fail(err, "%s: out of memory for the gradient (%zu floats)", p->name, n * OC);
+    dm_vgelu_backward(d, dout, dm_part_act(p, r->acts, LIN_PRE), n * OC, 0);
+    dm_linear_part_backward_pre(p, r, d, din, in);
+    if (p->cfg.loss_grad) dm_free(d);
     return 0;
 }
 

@@ -5,7 +5,7 @@
  * math runs in double-free float, in PyTorch's order of operations. */
 #include "core/lstm.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,14 +76,12 @@ void dm_lstm_forward_opts(float *out, float *cache, const float *in, const dm_ls
          * + W_hh h_{t-1}; activated in place. */
         for (size_t r = 0; r < BT; r++)
             for (size_t k = 0; k < G; k++) gates[r * G + k] = p->b_ih[l][k] + p->b_hh[l][k];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)G, (int)In_l, 1.0f, x,
-                    (int)In_l, p->w_ih[l], (int)In_l, 1.0f, gates, (int)G);
+        dm_sgemm('N', 'T', BT, G, In_l, 1.0f, x, In_l, p->w_ih[l], In_l, 1.0f, gates, G);
         for (size_t t = 0; t < T; t++) {
             const float *hp = t > 0 ? h + (t - 1) * H : h0;
             if (hp)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)G, (int)H, 1.0f,
-                            hp, (int)(t > 0 ? T * H : H), p->w_hh[l], (int)H, 1.0f, gates + t * G,
-                            (int)(T * G));
+                dm_sgemm('N', 'T', B, G, H, 1.0f, hp, (t > 0 ? T * H : H), p->w_hh[l], H, 1.0f,
+                         gates + t * G, (T * G));
             for (size_t b = 0; b < B; b++) {
                 const size_t row = b * T + t;
                 float *gi = gates + row * G, *gf = gi + H, *gg = gf + H, *go = gg + H;
@@ -138,26 +136,22 @@ void dm_lstm_backward_opts(float *din, const dm_lstm_grads *g, const float *dout
             }
             /* dh for step t-1: the step's gate gradients through W_hh. */
             if (t > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)H, (int)G, 1.0f,
-                            dg + t * G, (int)(T * G), p->w_hh[l], (int)H, 0.0f, dh, (int)H);
+                dm_sgemm('N', 'N', B, H, G, 1.0f, dg + t * G, (T * G), p->w_hh[l], H, 0.0f, dh, H);
         }
         for (size_t r = 0; r < BT; r++)
             for (size_t k = 0; k < G; k++) {
                 g->b_ih[l][k] += dg[r * G + k];
                 g->b_hh[l][k] += dg[r * G + k];
             }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)In_l, (int)BT, 1.0f, dg,
-                    (int)G, x, (int)In_l, 1.0f, g->w_ih[l], (int)In_l);
+        dm_sgemm('T', 'N', G, In_l, BT, 1.0f, dg, G, x, In_l, 1.0f, g->w_ih[l], In_l);
         if (l > 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)H, (int)G, 1.0f, dg,
-                        (int)G, p->w_ih[l], (int)H, 0.0f, dy_below, (int)H);
+            dm_sgemm('N', 'N', BT, H, G, 1.0f, dg, G, p->w_ih[l], H, 0.0f, dy_below, H);
             if (o && o->layer_mask) {
                 const float *m = o->layer_mask + (l - 1) * BT * H;
                 for (size_t i = 0; i < BT * H; i++) dy_below[i] *= m[i];
             }
         } else if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)In_l, (int)G, 1.0f,
-                        dg, (int)G, p->w_ih[l], (int)In_l, 1.0f, din, (int)In_l);
+            dm_sgemm('N', 'N', BT, In_l, G, 1.0f, dg, G, p->w_ih[l], In_l, 1.0f, din, In_l);
         /* dW_hh pairs row i of dg with row i-1 of h; with the t = 0 rows of
          * dg zeroed (h0 is constant) the pairs that straddle two sequences
          * add nothing, so one sgemm over BT-1 rows covers every step. This
@@ -165,12 +159,10 @@ void dm_lstm_backward_opts(float *din, const dm_lstm_grads *g, const float *dout
          * with those rows first (it gets no gradient: a carried state is a
          * constant). */
         if (h0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)B, 1.0f, dg,
-                        (int)(T * G), h0, (int)H, 1.0f, g->w_hh[l], (int)H);
+            dm_sgemm('T', 'N', G, H, B, 1.0f, dg, (T * G), h0, H, 1.0f, g->w_hh[l], H);
         for (size_t b = 0; b < B; b++) memset(dg + b * T * G, 0, G * sizeof *dg);
         if (BT > 1)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)H, (int)(BT - 1), 1.0f,
-                        dg + G, (int)G, h, (int)H, 1.0f, g->w_hh[l], (int)H);
+            dm_sgemm('T', 'N', G, H, (BT - 1), 1.0f, dg + G, G, h, H, 1.0f, g->w_hh[l], H);
     }
 }
 
@@ -193,7 +185,7 @@ static int lstm_sizes(dm_part *p, size_t B, size_t T, dm_arena *params, dm_arena
     if (dm_lstm_dims_check(&d, err) != 0) return -1;
     const int64_t G = 4 * (int64_t)d.H, H = (int64_t)d.H;
     static const char *const fmt[LSTM_TENSORS] = {"weight_ih_l%zu", "weight_hh_l%zu",
-                                                  "bias_ih_l%zu", "bias_hh_l%zu"};
+                     "bias_ih_l%zu", "bias_hh_l%zu"};
     for (size_t l = 0; params && l < d.L; l++) {
         const int64_t cols[LSTM_TENSORS] = {l == 0 ? (int64_t)d.In : H, H, 0, 0};
         for (int k = 0; k < LSTM_TENSORS; k++) {

@@ -4,7 +4,7 @@
  * and needs no BLAS. */
 #include "core/memory.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -22,8 +22,7 @@ void dm_memory_scores(float *scores, const float *query, const float *keys, size
         memset(scores, 0, N * M * sizeof(float));
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)M, (int)D, 1.0f, query,
-                (int)D, keys, (int)D, 0.0f, scores, (int)M);
+    dm_sgemm('N', 'T', N, M, D, 1.0f, query, D, keys, D, 0.0f, scores, M);
 }
 
 /* Softmax of one row in place, max-subtracted. The max skips NaN so that a
@@ -63,8 +62,7 @@ void dm_memory_read_forward(float *out, float *weights, int32_t *argmax, const f
         int32_t a = softmax_row(weights + i * M, M);
         if (argmax) argmax[i] = a;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)D, (int)M, 1.0f, weights,
-                (int)M, values, (int)D, 0.0f, out, (int)D);
+    dm_sgemm('N', 'N', N, D, M, 1.0f, weights, M, values, D, 0.0f, out, D);
 }
 
 void dm_memory_usage_update(float *usage, const int32_t *argmax, size_t N, size_t M,
@@ -86,11 +84,9 @@ void dm_memory_read_backward(float *dquery, float *dkeys, float *dvalues, const 
     if (N == 0 || M == 0 || D == 0) return;
     const int n = (int)N, m = (int)M, d = (int)D;
     /* dvalues += W^T dout */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, d, n, 1.0f, weights, m, dout, d, 1.0f,
-                dvalues, d);
+    dm_sgemm('T', 'N', m, d, n, 1.0f, weights, m, dout, d, 1.0f, dvalues, d);
     /* dW = dout values^T, then dS = W * (dW - <dW, W>) row by row. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, d, 1.0f, dout, d, values, d, 0.0f,
-                scratch, m);
+    dm_sgemm('N', 'T', n, m, d, 1.0f, dout, d, values, d, 0.0f, scratch, m);
     for (size_t i = 0; i < N; i++) {
         float *ds = scratch + i * M;
         const float *w = weights + i * M;
@@ -100,10 +96,8 @@ void dm_memory_read_backward(float *dquery, float *dkeys, float *dvalues, const 
         for (size_t j = 0; j < M; j++) ds[j] = w[j] * (ds[j] - fdot);
     }
     if (dquery)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, m, 1.0f, scratch, m, keys, d,
-                    1.0f, dquery, d);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, d, n, 1.0f, scratch, m, query, d, 1.0f,
-                dkeys, d);
+        dm_sgemm('N', 'N', n, d, m, 1.0f, scratch, m, keys, d, 1.0f, dquery, d);
+    dm_sgemm('T', 'N', m, d, n, 1.0f, scratch, m, query, d, 1.0f, dkeys, d);
 }
 
 /* x / max(||x||, 1e-12), F.normalize's rule; the norm in double. */

@@ -1,11 +1,13 @@
 /* nn.c: the stateless layers (Linear, GELU, Embedding, Dropout,
  * log-softmax, cross-entropy) and the initialisers; contracts in nn.h.
- * Matrix products go through cblas_sgemm with the transposes handed to BLAS;
+ * Matrix products go through dm_sgemm (gemm.h) with the transposes handed to it;
  * every backward adds into its gradients. */
 #include "core/nn.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/vmath.h"
@@ -23,8 +25,7 @@ void dm_linear_forward(float *out, const float *in, const float *weight, const f
         memset(out, 0, N * OC * sizeof *out);
     }
     if (C == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, in,
-                (int)C, weight, (int)C, 1.0f, out, (int)OC);
+    dm_sgemm('N', 'T', N, OC, C, 1.0f, in, C, weight, C, 1.0f, out, OC);
 }
 
 void dm_linear_backward(float *din, float *dweight, float *dbias, const float *dout,
@@ -32,11 +33,9 @@ void dm_linear_backward(float *din, float *dweight, float *dbias, const float *d
 {
     if (N == 0 || OC == 0) return;
     if (din && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f,
-                    dout, (int)OC, weight, (int)C, 1.0f, din, (int)C);
+        dm_sgemm('N', 'N', N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, din, C);
     if (dweight && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout,
-                    (int)OC, in, (int)C, 1.0f, dweight, (int)C);
+        dm_sgemm('T', 'N', OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dweight, C);
     if (dbias) {
         for (size_t n = 0; n < N; n++) {
             const float *row = dout + n * OC;
@@ -48,7 +47,28 @@ void dm_linear_backward(float *din, float *dweight, float *dbias, const float *d
 /* ---- GELU ---- */
 
 /* The loops live in vmath.c, where erf and exp vectorise. */
-void dm_gelu_forward(float *out, const float *in, size_t n) { dm_vgelu_forward(out, in, n); }
+typedef struct gelu_job {
+    float *out;
+    const float *in;
+    size_t n;
+} gelu_job;
+
+/* Blocks of GELU_BLOCK floats; the last one may be short. */
+#define GELU_BLOCK 4096
+static void gelu_blocks(void *p, size_t b0, size_t b1)
+{
+    const gelu_job *j = p;
+    size_t i0 = b0 * GELU_BLOCK, i1 = b1 * GELU_BLOCK < j->n ? b1 * GELU_BLOCK : j->n;
+    dm_vgelu_forward(j->out + i0, j->in + i0, i1 - i0);
+}
+
+/* Elementwise, so the threads of a large call (the logits' GELU) change
+ * no bit; a small one runs on the caller. */
+void dm_gelu_forward(float *out, const float *in, size_t n)
+{
+    gelu_job j = {out, in, n};
+    dm_parallel_rows((n + GELU_BLOCK - 1) / GELU_BLOCK, 64, gelu_blocks, &j);
+}
 
 void dm_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 {
@@ -145,11 +165,11 @@ void dm_log_softmax_forward(float *out, const float *in, size_t N, size_t V)
     }
 }
 
-int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *logits,
-                     const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
-                     dm_error *err)
+/* Counts the targets that take part, or fails naming the first bad one.
+ * Everything is validated before anything is written. */
+static int count_targets(size_t *count, const int32_t *targets, size_t N, size_t V,
+                         int32_t ignore_index, dm_error *err)
 {
-    /* Validate everything first so that a failure writes nothing. */
     size_t cnt = 0;
     for (size_t n = 0; n < N; n++) {
         int32_t t = targets[n];
@@ -162,31 +182,124 @@ int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *lo
         cnt++;
     }
     *count = cnt;
+    return 0;
+}
+
+/* One counted row: its NLL, and when g is not NULL its gradient added into
+ * g: softmax * scale everywhere, then the target's -1 in double on the
+ * target's own (unrounded) term. */
+static double row_nll(float *g, const float *x, int32_t t, size_t V, double scale)
+{
+    double lse = row_logsumexp(x, V);
+    if (g) {
+        float gt = g[t];
+        dm_vsoftmax_grad_row(g, x, lse, scale, V, 1);
+        float dt = (float)((double)x[t] - lse), pt;
+        dm_vexp(&pt, &dt, 1);
+        g[t] = gt + (float)(scale * ((double)pt - 1.0));
+    }
+    return lse - (double)x[t];
+}
+
+/* The rows of one cross-entropy call, shared by the threads of
+ * dm_parallel_rows: each range of rows writes its own NLLs and gradient
+ * rows; the NLLs are summed afterwards in row order, so the loss is the
+ * same for any thread count. */
+typedef struct ce_job {
+    double *nll;            /* (N) each counted row's NLL, 0 elsewhere */
+    float *grad;            /* dm_cross_entropy: dlogits added into; fused: dpre, or NULL */
+    const float *logits;    /* (N,V) */
+    const float *pre;       /* fused with the GELU: (N,V), else NULL */
+    const int32_t *targets; /* (N) */
+    size_t V;
+    int32_t ignore_index;
+    double scale;
+    int fused;              /* overwrite grad (dm_cross_entropy_pre) rather than add */
+    atomic_int oom;
+} ce_job;
+
+static void ce_rows(void *p, size_t r0, size_t r1)
+{
+    ce_job *j = p;
+    const size_t V = j->V;
+    /* fused with the GELU: g, the row's dlogits; d, its pre-activation
+     * gradient before it replaces the row of grad (which may be pre) */
+    float *g = NULL, *d = NULL;
+    if (j->fused && j->pre) {
+        g = dm_alloc(2 * V * sizeof *g);
+        if (!g) {
+            atomic_store(&j->oom, 1);
+            return;
+        }
+        d = g + V;
+    }
+    for (size_t n = r0; n < r1; n++) {
+        int32_t t = j->targets[n];
+        int counted = !(j->ignore_index >= 0 && t == j->ignore_index) && j->scale == j->scale;
+        float *row = j->grad ? j->grad + n * V : NULL;
+        if (j->fused) {
+            row = g ? g : row;
+            memset(row, 0, V * sizeof *row);
+        }
+        j->nll[n] = counted ? row_nll(row, j->logits + n * V, t, V, j->scale) : 0.0;
+        if (g) {
+            dm_vgelu_backward(d, g, j->pre + n * V, V, 0);
+            memcpy(j->grad + n * V, d, V * sizeof *d);
+        }
+    }
+    dm_free(g);
+}
+
+/* Floats per thread below which a second thread costs more than it
+ * saves (a parallel region's start and end; on a loaded machine, a wait
+ * for a thread that has no core): V = 10000 splits from 32 rows a thread,
+ * V = 64 (100K floats a batch) stays on the caller. */
+#define CE_MIN_FLOATS 262144
+
+static int ce_run(float *loss, size_t cnt, float *grad, const float *logits, const float *pre,
+                  const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
+                  int fused, dm_error *err)
+{
+    ce_job j = {.nll = malloc((N ? N : 1) * sizeof(double)), .grad = grad, .logits = logits,
+                .pre = pre, .targets = targets, .V = V, .ignore_index = ignore_index,
+                /* NaN marks "count nothing" (every target ignored) */
+                .scale = cnt ? (double)dloss / (double)cnt : NAN, .fused = fused};
+    atomic_init(&j.oom, 0);
+    if (!j.nll) return dm_fail(err, "cross_entropy: out of memory (%zu rows)", N);
+    dm_parallel_rows(N, V >= CE_MIN_FLOATS ? 1 : CE_MIN_FLOATS / V, ce_rows, &j);
+    double total = 0.0;
+    for (size_t n = 0; n < N; n++) total += j.nll[n];
+    free(j.nll);
+    if (atomic_load(&j.oom))
+        return dm_fail(err, "cross_entropy: out of memory (%zu floats a row)", 2 * V);
+    *loss = cnt ? (float)(total / (double)cnt) : NAN;
+    return 0;
+}
+
+int dm_cross_entropy(float *loss, size_t *count, float *dlogits, const float *logits,
+                     const int32_t *targets, size_t N, size_t V, int32_t ignore_index, float dloss,
+                     dm_error *err)
+{
+    size_t cnt;
+    if (count_targets(&cnt, targets, N, V, ignore_index, err) != 0) return -1;
+    *count = cnt;
     if (cnt == 0) {
         *loss = NAN;
         return 0;
     }
-    double total = 0.0;
-    double scale = (double)dloss / (double)cnt;
-    for (size_t n = 0; n < N; n++) {
-        int32_t t = targets[n];
-        if (ignore_index >= 0 && t == ignore_index) continue;
-        const float *x = logits + n * V;
-        double lse = row_logsumexp(x, V);
-        total += lse - (double)x[t];
-        if (dlogits) {
-            /* softmax * scale everywhere, then the target's -1 in double
-             * on the target's own (unrounded) term. */
-            float *g = dlogits + n * V;
-            float gt = g[t];
-            dm_vsoftmax_grad_row(g, x, lse, scale, V, 1);
-            float dt = (float)((double)x[t] - lse), pt;
-            dm_vexp(&pt, &dt, 1);
-            g[t] = gt + (float)(scale * ((double)pt - 1.0));
-        }
-    }
-    *loss = (float)(total / (double)cnt);
-    return 0;
+    return ce_run(loss, cnt, dlogits, logits, NULL, targets, N, V, ignore_index, dloss, 0, err);
+}
+
+int dm_cross_entropy_pre(float *loss, size_t *count, float *dpre, const float *logits,
+                         const float *pre, const int32_t *targets, size_t N, size_t V,
+                         int32_t ignore_index, float dloss, dm_error *err)
+{
+    size_t cnt;
+    if (count_targets(&cnt, targets, N, V, ignore_index, err) != 0) return -1;
+    *count = cnt;
+    /* All ignored: every row of dlogits is 0 (dm_cross_entropy leaves a
+     * zeroed buffer as it is), dpre 0 * GELU'(pre). */
+    return ce_run(loss, cnt, dpre, logits, pre, targets, N, V, ignore_index, dloss, 1, err);
 }
 
 /* ---- initialisers ---- */

@@ -91,6 +91,24 @@ int dm_cross_entropy(float *loss, size_t *count, float *dlogits /* (N,V) acc, or
                      const float *logits /* (N,V) */, const int32_t *targets /* (N) */,
                      size_t N, size_t V, int32_t ignore_index, float dloss, dm_error *err);
 
+/* The output layer's loss and backward in one pass over the rows (each
+ * row of V floats stays in cache while it is used): the mean cross-entropy
+ * of logits, exactly as dm_cross_entropy computes it, and the gradient
+ * with respect to the output layer's pre-activations, OVERWRITTEN into dpre:
+ * with pre (logits = GELU(pre)), dpre = dlogits * GELU'(pre); with pre
+ * NULL (logits are the pre-activations), dpre = dlogits; dlogits as
+ * dm_cross_entropy adds it into a zeroed buffer (ignored rows 0). The bits
+ * are those of dm_cross_entropy into a zeroed buffer followed by
+ * dm_vgelu_backward(dpre, dlogits, pre, N*V, 0); the fused form skips the
+ * two (N,V) buffers and three passes over them. dpre may equal pre (the
+ * gradient replaces the pre-activations row by row) but no other overlap.
+ * Fails (-1) as dm_cross_entropy does, writing nothing, or when the two
+ * row buffers (2V floats) cannot be allocated. */
+int dm_cross_entropy_pre(float *loss, size_t *count, float *dpre /* (N,V) */,
+                         const float *logits /* (N,V) */, const float *pre /* (N,V) or NULL */,
+                         const int32_t *targets /* (N) */, size_t N, size_t V,
+                         int32_t ignore_index, float dloss, dm_error *err);
+
 /* ---- parameter initialisers (draws from rng in index order) ---- */
 
 /* x[i] = U(-bound, bound) = (2u - 1) * bound, u = dm_rng_uniform. */

@@ -58,6 +58,10 @@ typedef struct dm_part_cfg {
                            (out,in) shaped, not one of its own; NULL: its own */
     int frozen;         /* no parameter of the part is trained */
     int no_bias;        /* linear: weight only */
+    int loss_grad;      /* linear with GELU (the output layer): no d_pre buffer; the fused
+                           loss forms the pre-activation gradient over pre
+                           (dm_linear_part_pre), and backward from a given dout takes
+                           a transient one */
     const void *extra;  /* kind-specific (a write policy's dm_reinforce_config) */
 } dm_part_cfg;
 
@@ -157,6 +161,15 @@ float *dm_part_act(const dm_part *p, const dm_arena *acts, int k);
  * memory. */
 int dm_memory_part_write(const dm_part *p, dm_arena *params, const float *qt /* (R,D) */,
                          const float *vt /* (R,D) */, size_t R, float s, dm_error *err);
+
+/* The linear part's pre-activations (its GELU's input, (B,T,out)), or NULL
+ * when it has no activation. */
+float *dm_linear_part_pre(const dm_part *p, const dm_arena *acts);
+/* The linear part's backward from the gradient of its pre-activations
+ * (dpre (B,T,out), as dm_cross_entropy_pre forms it): adds into the weight
+ * and bias gradients and into din (B,T,in) unless NULL. */
+void dm_linear_part_backward_pre(dm_part *p, const dm_part_run *r, const float *dpre,
+                                 float *din, const float *in);
 
 /* The registered kinds (parts.def): one line each. */
 #define DM_PART(name, ops) extern const dm_part_ops ops;

@@ -10,7 +10,7 @@
  * double so that means and norms of large tensors do not drift. */
 #include "core/tensor.h"
 
-#include <cblas.h>
+#include "core/gemm.h"
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -444,16 +444,16 @@ int dm_tensor_allclose(const dm_tensor *a, const dm_tensor *b, double rtol, doub
  * a stored (c,r) matrix (Trans, element (i,j) at j*ld + i), which is what a
  * transposed view of a contiguous matrix is. -1: neither (copy first).
  * Strides of size-1 dimensions are meaningless and ignored. */
-static int blas_layout(int64_t r, int64_t c, int64_t s0, int64_t s1, CBLAS_TRANSPOSE *tr, int64_t *ld)
+static int blas_layout(int64_t r, int64_t c, int64_t s0, int64_t s1, char *tr, int64_t *ld)
 {
     int64_t c1 = c > 1 ? c : 1, r1 = r > 1 ? r : 1;
     if ((c <= 1 || s1 == 1) && (r <= 1 || s0 >= c1)) {
-        *tr = CblasNoTrans;
+        *tr = 'N';
         *ld = r <= 1 ? c1 : s0;
         return 0;
     }
     if ((r <= 1 || s0 == 1) && (c <= 1 || s1 >= r1)) {
-        *tr = CblasTrans;
+        *tr = 'T';
         *ld = c <= 1 ? r1 : s1;
         return 0;
     }
@@ -462,7 +462,7 @@ static int blas_layout(int64_t r, int64_t c, int64_t s0, int64_t s1, CBLAS_TRANS
 
 /* A BLAS-readable version of t (a view when its last two dimensions
  * already are, else a contiguous copy), with the layout of those two. */
-static int blas_operand(dm_tensor *dst, const dm_tensor *t, CBLAS_TRANSPOSE *tr, int64_t *ld, dm_error *err)
+static int blas_operand(dm_tensor *dst, const dm_tensor *t, char *tr, int64_t *ld, dm_error *err)
 {
     int n = t->ndim;
     if (blas_layout(t->shape[n - 2], t->shape[n - 1], t->stride[n - 2], t->stride[n - 1], tr, ld) == 0) {
@@ -502,7 +502,7 @@ int dm_tensor_matmul(dm_tensor *out, const dm_tensor *a, const dm_tensor *b, dm_
     }
     if (M == 0 || N == 0 || K == 0 || B == 0) return 0; /* zeros already */
     dm_tensor ta = {0}, tb = {0};
-    CBLAS_TRANSPOSE tra, trb;
+    char tra, trb;
     int64_t lda, ldb;
     if (blas_operand(&ta, a, &tra, &lda, err) || blas_operand(&tb, b, &trb, &ldb, err)) {
         dm_tensor_release(&ta);
@@ -524,22 +524,21 @@ int dm_tensor_matmul(dm_tensor *out, const dm_tensor *a, const dm_tensor *b, dm_
         dm_tensor_release(&tb);
         ta = ca;
         tb = cb;
-        tra = trb = CblasNoTrans;
+        tra = trb = 'N';
         lda = K;
         ldb = N;
     }
     const float *pa = dm_tensor_f32(&ta), *pb = dm_tensor_f32(&tb);
     float *po = dm_tensor_f32(out);
-    if (a->ndim == 3 && b->ndim == 2 && tra == CblasNoTrans && lda == K &&
+    if (a->ndim == 3 && b->ndim == 2 && tra == 'N' && lda == K &&
         (B == 1 || ta.stride[0] == M * K)) {
         /* (B,M,K) stored as one (B*M,K) matrix: a single product. */
-        cblas_sgemm(CblasRowMajor, tra, trb, (int)(B * M), (int)N, (int)K, 1.0f, pa, (int)lda, pb,
-                    (int)ldb, 0.0f, po, (int)N);
+        dm_sgemm(tra, trb, (B * M), N, K, 1.0f, pa, lda, pb, ldb, 0.0f, po, N);
     } else {
         int64_t sa0 = a->ndim == 3 ? ta.stride[0] : 0, sb0 = b->ndim == 3 ? tb.stride[0] : 0;
         for (int64_t i = 0; i < B; i++)
-            cblas_sgemm(CblasRowMajor, tra, trb, (int)M, (int)N, (int)K, 1.0f, pa + i * sa0, (int)lda,
-                        pb + i * sb0, (int)ldb, 0.0f, po + i * M * N, (int)N);
+            dm_sgemm(tra, trb, M, N, K, 1.0f, pa + i * sa0, lda, pb + i * sb0, ldb, 0.0f,
+                     po + i * M * N, N);
     }
     dm_tensor_release(&ta);
     dm_tensor_release(&tb);

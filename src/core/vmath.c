@@ -9,7 +9,7 @@
  * (otherwise the selects on float compares count as possibly trapping and
  * stay branches). Neither changes a single result: no reassociation, no
  * contraction, only which FP exception flags could be raised. Each array
- * kernel is cloned for AVX2 and for the build's baseline; the dynamic
+ * kernel is cloned for AVX-512 (avx512f), AVX2 and the build's baseline; the dynamic
  * loader picks the clone once per process. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math")
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DM_VCLONES __attribute__((target_clones("avx2", "default")))
+#define DM_VCLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DM_VCLONES
 #endif

@@ -19,9 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gemm.h"
 #include "core/gru.h"
 #include "core/nn.h"
 #include "core/rng.h"
+#include "core/vmath.h"
 
 #include "fdcheck.h"
 
@@ -315,6 +317,128 @@ static void test_cross_entropy(void **state)
     free(c.logits);
 }
 
+/* The fused output loss of the GELU'd logits against the unfused path
+ * (GELU forward, cross-entropy into a zeroed buffer, GELU backward): the
+ * same loss and count and the same gradient bits, on odd sizes, with an
+ * ignored target, in place over pre, without the GELU (pre NULL), and with
+ * every target ignored; then finite differences of the loss through the
+ * GELU with respect to pre. */
+typedef struct {
+    size_t N, V;
+    float *pre, *logits;
+    int32_t *targets;
+    int32_t ignore;
+} fused_ctx;
+
+static double fused_loss(void *p)
+{
+    fused_ctx *c = p;
+    float loss;
+    size_t cnt;
+    dm_gelu_forward(c->logits, c->pre, c->N * c->V);
+    assert_int_equal(dm_cross_entropy(&loss, &cnt, NULL, c->logits, c->targets, c->N, c->V,
+                                      c->ignore, 1.0f, NULL),
+                     0);
+    return loss;
+}
+
+static void test_cross_entropy_fused(void **state)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 11);
+    const size_t N = 7, V = 37, n = N * V;
+    int32_t targets[7] = {3, 0, 36, 5, 0, 17, 1};
+    float *pre = randv(n, 3, &r), *logits = zeros(n), *dl = zeros(n), *want = zeros(n);
+    float *got = zeros(n), *inplace = zeros(n);
+    dm_error err;
+    for (int ig = -1; ig <= 0; ig++) {
+        dm_gelu_forward(logits, pre, n);
+        float l0, l1, l2;
+        size_t c0, c1, c2;
+        memset(dl, 0, n * sizeof *dl);
+        assert_int_equal(dm_cross_entropy(&l0, &c0, dl, logits, targets, N, V, ig, 0.7f, &err), 0);
+        dm_vgelu_backward(want, dl, pre, n, 0);
+        assert_int_equal(dm_cross_entropy_pre(&l1, &c1, got, logits, pre, targets, N, V, ig, 0.7f,
+                                              &err),
+                         0);
+        assert_memory_equal(&l1, &l0, sizeof l0);
+        assert_int_equal(c1, c0);
+        assert_memory_equal(got, want, n * sizeof *got);
+        /* in place: the gradient replaces pre row by row */
+        memcpy(inplace, pre, n * sizeof *pre);
+        assert_int_equal(dm_cross_entropy_pre(&l2, &c2, inplace, logits, inplace, targets, N, V,
+                                              ig, 0.7f, &err),
+                         0);
+        assert_memory_equal(inplace, want, n * sizeof *inplace);
+        /* no GELU: dpre is dlogits itself, overwritten (not added) */
+        for (size_t i = 0; i < n; i++) got[i] = 99.0f;
+        assert_int_equal(dm_cross_entropy_pre(&l2, &c2, got, logits, NULL, targets, N, V, ig, 0.7f,
+                                              &err),
+                         0);
+        assert_memory_equal(got, dl, n * sizeof *got);
+        assert_memory_equal(&l2, &l0, sizeof l0);
+    }
+    /* every target ignored: NaN, count 0, a zero gradient */
+    int32_t pads[7] = {0, 0, 0, 0, 0, 0, 0};
+    float l;
+    size_t c;
+    for (size_t i = 0; i < n; i++) got[i] = 99.0f;
+    assert_int_equal(dm_cross_entropy_pre(&l, &c, got, logits, pre, pads, N, V, 0, 1.0f, &err), 0);
+    assert_true(isnan(l));
+    assert_int_equal(c, 0);
+    for (size_t i = 0; i < n; i++) assert_true(got[i] == 0.0f);
+    /* a bad target writes nothing */
+    int32_t bad[7] = {3, 0, 37, 5, 0, 17, 1};
+    for (size_t i = 0; i < n; i++) got[i] = 99.0f;
+    assert_int_equal(dm_cross_entropy_pre(&l, &c, got, logits, pre, bad, N, V, -1, 1.0f, &err), -1);
+    assert_non_null(strstr(err.msg, "target 37 at position 2"));
+    for (size_t i = 0; i < n; i++) assert_true(got[i] == 99.0f);
+    /* finite differences through the GELU */
+    fused_ctx fc = {N, V, pre, logits, targets, 0};
+    dm_gelu_forward(logits, pre, n);
+    assert_int_equal(dm_cross_entropy_pre(&l, &c, got, logits, pre, targets, N, V, 0, 1.0f, &err),
+                     0);
+    check_grad("cross_entropy_pre dpre", pre, n, got, fused_loss, &fc, 1e-2f);
+    free(pre), free(logits), free(dl), free(want), free(got), free(inplace);
+}
+
+/* The output path's row loops split over the products' pool (oneDNN's
+ * threads) give the bits of one thread: the fused loss and gradient, the
+ * plain cross-entropy's, and a GELU over more than one block per thread. */
+static void test_output_threads(void **state)
+{
+    dm_error err;
+    if (dm_gemm_use("dnnl", &err) != 0) {
+        print_message("oneDNN does not load here: its pool is not used, nothing to split\n");
+        skip();
+    }
+    dm_rng r;
+    dm_rng_seed(&r, 13);
+    const size_t N = 203, V = 2601, n = N * V; /* 129 GELU blocks: two per thread at least */
+    int32_t *targets = calloc(N, sizeof *targets);
+    for (size_t i = 0; i < N; i++) targets[i] = (int32_t)(dm_rng_uniform(&r) * (float)V) % (int32_t)V;
+    float *pre = randv(n, 3, &r), *logits[2], *dpre[2], *dl[2], loss[2][2];
+    size_t cnt;
+    for (int k = 0; k < 2; k++) {
+        dm_gemm_set_threads(k == 0 ? 1 : 2);
+        logits[k] = zeros(n), dpre[k] = zeros(n), dl[k] = zeros(n);
+        dm_gelu_forward(logits[k], pre, n);
+        assert_int_equal(dm_cross_entropy_pre(&loss[k][0], &cnt, dpre[k], logits[k], pre, targets,
+                                              N, V, 0, 1.0f, &err),
+                         0);
+        assert_int_equal(dm_cross_entropy(&loss[k][1], &cnt, dl[k], logits[k], targets, N, V, 0,
+                                          1.0f, &err),
+                         0);
+    }
+    assert_memory_equal(logits[0], logits[1], n * sizeof(float));
+    assert_memory_equal(dpre[0], dpre[1], n * sizeof(float));
+    assert_memory_equal(dl[0], dl[1], n * sizeof(float));
+    assert_memory_equal(loss[0], loss[1], sizeof loss[0]);
+    for (int k = 0; k < 2; k++) free(logits[k]), free(dpre[k]), free(dl[k]);
+    free(pre);
+    free(targets);
+}
+
 static void test_cross_entropy_extremes(void **state)
 {
     /* Logits of 1e4 overflow a naive exp; the result must stay finite. */
@@ -555,6 +679,8 @@ int main(void)
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_extremes),
+        cmocka_unit_test(test_cross_entropy_fused),
+        cmocka_unit_test(test_output_threads),
         cmocka_unit_test(test_gru_one_step),
         cmocka_unit_test(test_gru_gradients),
         cmocka_unit_test(test_gru_bad_dims),

@@ -425,6 +425,54 @@ describe("Controller: sizes without allocating, and the loss where the logits li
   end)
 end)
 
+describe("Controller: the fused output loss", function()
+  local base = {vocab_size = 23, embedding_dim = 8, memory_size = 6, hidden_size = 12, num_layers = 1}
+  local x = dm.tensor({{1, 2, 3, 4, 9}, {5, 6, 7, 0, 0}, {22, 21, 3, 8, 1}}):int()
+  local y = dm.tensor({{2, 3, 4, 0, 11}, {6, 7, 0, 0, 0}, {1, 2, 22, 8, 5}}):int()
+
+  for _, act in ipairs{"gelu", "none"} do
+    it("gives the gradients of cross_entropy + backward(dlogits) bit for bit, output_activation " .. act, function()
+      local cfg = {output_activation = act}
+      for k, v in pairs(base) do cfg[k] = v end
+      dm.manual_seed(5)
+      local a = dm.Controller(cfg)
+      dm.manual_seed(5)
+      local b = dm.Controller(cfg)
+      a:eval(); b:eval()
+      local la, da = dm.nn.cross_entropy(a:forward(x), y, {ignore_index = 0, scale = 0.25})
+      a:backward(da)
+      a:backward(da)
+      b:forward(x)
+      local lb = b:loss(y, {ignore_index = 0, scale = 0.25})
+      assert.are.equal(la, lb)
+      -- net:backward() may run twice on one loss, adding twice, as backward(dlogits) does
+      b:backward()
+      b:backward()
+      local pa, pb = a:parameters(), b:parameters()
+      for i = 1, #pa do
+        if pa[i].grad then assert.are.same(flat(pa[i].grad), flat(pb[i].grad), pa[i].name) end
+      end
+      -- the logits are intact for the memory write and net:logits()
+      assert.are.same(flat(a:logits()), flat(b:logits()))
+      -- the loss alone reads only the logits
+      assert.are.equal(la, (b:loss(y, {ignore_index = 0, scale = 0.25, grad = false})))
+      if act == "gelu" then
+        -- the loss gradient has replaced the output pre-activations
+        b:forward(x)
+        b:loss(y, {ignore_index = 0})
+        has(errmsg(b.loss, b, y, {ignore_index = 0}), "a loss gradient of this forward is taken already")
+        has(errmsg(b.backward, b, da), "run net:forward again to backpropagate given dlogits")
+        assert.is_nil(errmsg(b.backward, b, da):find("\n"))
+      end
+      -- a fresh forward takes either again
+      b:forward(x)
+      b:backward(da)
+      b:loss(y, {ignore_index = 0})
+      b:backward()
+    end)
+  end
+end)
+
 describe("Controller: the epoch loop computes the loss where the logits live", function()
   local train, loop, helpers = require "drlmem.train", require "drlmem.loop", require "helpers"
   it("gives the weights and losses of the Lua criterion, bit for bit, with accumulation and pads", function()
