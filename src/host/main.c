@@ -17,6 +17,7 @@
  * drlmem's own scripts, so `drlmem train` works from any folder. */
 #include <errno.h>
 #include <glob.h>
+#include <pthread.h>
 #include <limits.h>
 #include <locale.h>
 #include <signal.h>
@@ -100,6 +101,13 @@ static int msghandler(lua_State *L)
  * fails after SIGTERM or SIGHUP ends the process with status 128 + signal,
  * also in the REPL. */
 static volatile sig_atomic_t g_stop_signal = 0; /* the first stop signal of this chunk */
+/* The thread that runs Lua. A process-directed signal may land on any
+ * thread that does not block it: the BLAS and OpenMP pools' workers too.
+ * lua_sethook is safe only from a handler that interrupted the Lua thread
+ * itself (it marks the thread's call frames, which the Lua thread frees and
+ * allocates as it runs), so a stop signal caught elsewhere is passed on to
+ * the Lua thread, which then handles it as if it had been its own. */
+static pthread_t g_lua_thread;
 static volatile sig_atomic_t g_stop_count = 0;  /* stop signals during this chunk */
 
 static void hook_stop(lua_State *L, lua_Debug *ar)
@@ -139,6 +147,10 @@ static void signal_message(const char *msg)
 /* A stop signal while a chunk runs (see above). */
 static void on_stop_chunk(int sig)
 {
+    if (!pthread_equal(pthread_self(), g_lua_thread)) {
+        pthread_kill(g_lua_thread, sig); /* async-signal-safe, as is pthread_self */
+        return;
+    }
     int n = (int)g_stop_count + 1;
     g_stop_count = n;
     if (n == 1) {
@@ -165,7 +177,11 @@ static void on_stop_chunk(int sig)
  * the reader sees this flag. */
 static void on_sigint_prompt(int sig)
 {
-    (void)sig;
+    /* the Lua thread's read must return EINTR */
+    if (!pthread_equal(pthread_self(), g_lua_thread)) {
+        pthread_kill(g_lua_thread, sig);
+        return;
+    }
     g_prompt_sigint = 1;
 }
 
@@ -923,6 +939,7 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     g_L = L;
+    g_lua_thread = pthread_self();
     lua_gc(L, LUA_GCSTOP); /* no collections while the libraries open */
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);

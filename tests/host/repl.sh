@@ -15,7 +15,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export HOME=$tmp/home  # keep the user's ~/.drlmem_history out of it
 mkdir -p "$HOME"
 n=0
-echo "1..35"
+echo "1..36"
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 has() { case "$1" in *"$2"*) return 0 ;; esac; return 1; }
 clean() { ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$tmp/err"; }
@@ -147,6 +147,41 @@ echo 'print("sur" .. "vived")' >&3
 exec 3>&-
 wait "$pid"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
 t "SIGINT at the prompt does not end the REPL" '[ $rc -eq 0 ] && has "$out" "survived"'
+
+# A process-directed signal may land on any thread that does not block it,
+# a BLAS worker too; the REPL must react as if it had landed on its own
+# thread: here its read at the prompt returns and the prompt is drawn again.
+# tgkill sends SIGINT to one worker thread (OpenBLAS starts one at load with
+# 2 threads).
+TGKILL=$B/tests/host-tgkill
+if [ ! -x "$TGKILL" ] || [ "$0" -nt "$TGKILL" ]; then
+  mkdir -p "$B/tests"
+  printf '%s\n' '#define _GNU_SOURCE' '#include <stdlib.h>' '#include <sys/syscall.h>' '#include <unistd.h>' \
+    'int main(int c, char **v) { (void)c; return syscall(SYS_tgkill, atoi(v[1]), atoi(v[2]), atoi(v[3])) ? 1 : 0; }' \
+    >"$tmp/tgkill.c"
+  cc -std=c11 -o "$TGKILL.tmp$$" "$tmp/tgkill.c" && mv "$TGKILL.tmp$$" "$TGKILL"
+fi
+rm -f "$tmp/fifo2"; mkfifo "$tmp/fifo2"
+OPENBLAS_NUM_THREADS=2 "$E" -i <"$tmp/fifo2" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+( sleep 20; kill -9 "$pid" 2>/dev/null ) & watchdog=$!
+exec 3>"$tmp/fifo2"
+for _ in $(seq 200); do grep -q "> " "$tmp/out" 2>/dev/null && break; sleep 0.05; done
+worker=$(ls "/proc/$pid/task" 2>/dev/null | grep -vx "$pid" | head -1)
+if [ -n "$worker" ]; then
+  "$TGKILL" "$pid" "$worker" 2
+  for _ in $(seq 40); do [ "$(grep -o "> " "$tmp/out" | wc -l)" -ge 2 ] && break; sleep 0.05; done
+  prompts=$(grep -o "> " "$tmp/out" | wc -l)
+fi
+echo 'print("sur" .. "vived")' >&3
+exec 3>&-
+wait "$pid"; rc=$?; kill "$watchdog" 2>/dev/null; out=$(cat "$tmp/out")
+if [ -n "$worker" ]; then
+  t "SIGINT caught by a worker thread at the prompt: the prompt is drawn again, the REPL goes on" \
+    '[ $rc -eq 0 ] && [ "$prompts" -ge 2 ] && has "$out" "survived"'
+else
+  skip "SIGINT caught by a worker thread at the prompt" "the REPL has no second thread here"
+fi
 
 # --- through a pseudo-terminal ---------------------------------------------
 PTY=$B/tests/host-pty
