@@ -115,6 +115,42 @@ if args.trace then
       st.slot and tostring(st.slot) or "-", best and string.format("slot %d %.3f", best, st.attention[best]) or "-"))
   end
   print(string.format("  %d writes in %d steps", writes, #steps))
+  -- On recall (`k1 v1 ... kn vn ? kq vq`), whether the read at the question's
+  -- key (the step whose output answers) lands on the slot written at the
+  -- queried pair's value, over every sample of the probe data.
+  if cfg.task == "recall" then
+    local hits, mass, counted, unwritten = 0, 0, 0, 0
+    for xb, _, nrows in split:batches(cfg.batch_size) do
+      net:forward(xb)
+      local xt = xb:totable()
+      for b = 1, nrows do
+        local row, q = xt[b], nil
+        for t, id in ipairs(row) do if vocab.itos[id] == "?" then q = t end end
+        if q and row[q + 1] then
+          local key, vt = row[q + 1], nil
+          for t = 1, q - 2 do if row[t] == key then vt = t + 1 end end
+          if vt then
+            local st = net:write_trace(b).steps
+            local slot = st[vt].slot
+            counted = counted + 1
+            if not slot then
+              unwritten = unwritten + 1
+            else
+              local a, best = st[q + 1].attention, 1
+              for k = 2, #a do if a[k] > a[best] then best = k end end
+              if best == slot then hits = hits + 1 end
+              mass = mass + a[slot]
+            end
+          end
+        end
+      end
+    end
+    if counted > 0 then
+      print(string.format("recall, %d samples of %s: the queried value was written in %d; the answer step's read "
+        .. "put most weight on its slot in %d (%.4f), mean weight there %.4f", counted, source, counted - unwritten,
+        hits, hits / counted, mass / counted))
+    end
+  end
   local svg_path = args.svg or dm.log.join(dm.log.dirname(args.checkpoint), string.format("trace-%d.svg", args.trace))
   if svg_path ~= "-" then
     local n = math.max(1, #steps)

@@ -3,11 +3,12 @@
 # episodic checkpoint (write_policy reinforce, uniform writes every 2nd
 # step, so the writes are known: steps 3, 5, 7, 9 of a 10-step sample),
 # printed as a table and drawn as a well-formed SVG with one mark per write
-# and the sample's tokens on the time axis; and its one-line refusals: a
+# and the sample's tokens on the time axis; on recall, the count of answer
+# reads that land on the queried value's slot; and its one-line refusals: a
 # checkpoint without the episodic memory, a sample number past the data.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
-echo "1..6"
+echo "1..7"
 train() {
   local d=$1; shift
   "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/recall.txt" \
@@ -25,6 +26,9 @@ t "trains a tiny episodic checkpoint" '[ $rc -eq 0 ] && [ -f "$tmp/ep/models/mem
 written=$(awk '$1 ~ /^[0-9]+$/ && $2 != "writes" && $5 != "-" { printf "%s:%s ", $1, $5 }' "$tmp/out")
 t "--trace prints the steps, with writes at steps 3, 5, 7, 9 into slots 1-4" \
   '[ $rc -eq 0 ] && clean && grep -q "4 writes in 10 steps" "$tmp/out" && [ "$written" = "3:1 5:2 7:3 9:4 " ]'
+# Every value of a 3-pair sample sits at an odd step (3, 5, 7): all written.
+t "on recall it counts the answer reads that land on the queried value's slot" \
+  'grep -q "^recall, 120 samples of .*: the queried value was written in 120; the answer step.s read put most weight on its slot in [0-9]* (" "$tmp/out"'
 
 # The sample's tokens, as the time axis must show them (line 2, after <sos>).
 want_tokens=$(sed -n 2p "$tmp/recall.txt")
