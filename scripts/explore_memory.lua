@@ -154,7 +154,10 @@ if args.trace then
   local svg_path = args.svg or dm.log.join(dm.log.dirname(args.checkpoint), string.format("trace-%d.svg", args.trace))
   if svg_path ~= "-" then
     local n = math.max(1, #steps)
-    local cell = 28
+    -- a column wide enough for the longest token: every step keeps its label
+    local longest = 1
+    for _, st in ipairs(steps) do longest = math.max(longest, utf8.len(word(st.token)) or #word(st.token)) end
+    local cell = math.max(28, 6 * longest)
     local W = math.max(500, 90 + 16 + n * cell)
     local HM = 34 + 40 + K * math.max(12, math.min(24, 400 // K))
     local svg = plot.SVG(W, HM + 260)
@@ -165,7 +168,7 @@ if args.trace then
     end
     for t, st in ipairs(steps) do col_labels[t] = word(st.token) end
     local grid = plot.heatmap(svg, { id = "attention", x = 0, y = 0, w = W, h = HM, rows = rows,
-      row_labels = row_labels, col_labels = col_labels, vmax = 1,
+      row_labels = row_labels, col_labels = col_labels, vmax = 1, max_labels = math.huge,
       title = string.format("Episodic read over slots, sample %d (red: the step's write)", args.trace),
       xlabel = "step (input token)" })
     svg:group("writes")

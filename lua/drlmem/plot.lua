@@ -290,7 +290,8 @@ function plot.bar_chart(svg, spec)
 end
 
 --- A heat map in the box (x, y, w, h): rows = {{v...}, ...} in [0, vmax];
--- row_labels, col_labels (optional), title, id. Darker is larger. Returns
+-- row_labels, col_labels (optional; shown up to max_labels rows / columns,
+-- default 60 and 40), title, id. Darker is larger. Returns
 -- the cell grid {x, y, cw, ch} (top-left corner, cell width and height),
 -- so that a caller can mark cells on top of it.
 function plot.heatmap(svg, spec)
@@ -315,11 +316,11 @@ function plot.heatmap(svg, spec)
       svg:rect(px + (j - 1) * cw, py + (i - 1) * ch, cw, ch,
         { fill = string.format("#%02x%02x%02x", shade, shade, 255) })
     end
-    if spec.row_labels and nr <= 60 then
+    if spec.row_labels and nr <= (spec.max_labels or 60) then
       svg:text(px - 4, py + (i - 0.5) * ch + 4, spec.row_labels[i] or "", { size = 10, anchor = "end" })
     end
   end
-  if spec.col_labels and nc <= 40 then
+  if spec.col_labels and nc <= (spec.max_labels or 40) then
     for j = 1, nc do
       svg:text(px + (j - 0.5) * cw, py + ph + 14, spec.col_labels[j] or "", { size = 9, anchor = "middle" })
     end
