@@ -14,6 +14,16 @@
 --   3. for --sentence: the attention over slots of every token (softmax of
 --      query . keys), as the strongest slots per token and as a heat map of
 --      tokens x the slots that matter most for this sentence.
+--
+-- With --trace N, for a checkpoint with the episodic memory (write_policy
+-- reinforce), it shows instead sample N of the data (1-based) as the
+-- memory saw it (net:write_trace): per step the token, the write
+-- probability, the write, the slot written and the strongest slot read,
+-- and as a picture of time x episodic slot, the read's attention shaded,
+-- each write marked by a red frame on the slot it filled (readable from the
+-- next step on), the tokens along the time axis and the write probability
+-- below. This is the trace for seeing whether a policy writes the steps a
+-- later read needs, and whether that read finds them.
 local dm = require "drlmem"
 local inference, plot = dm.inference, dm.plot
 
@@ -28,12 +38,16 @@ local args = dm.cli.parse {
       "Mary went to the kitchen. Where is Mary?")
     p:option("--top", "Number of slots to detail.", "8"):convert(math.tointeger)
     p:option("--tokens", "Tokens shown per slot.", "6"):convert(math.tointeger)
-    p:option("--svg", "Picture to write (default: memory.svg beside the checkpoint; '-' for none).")
+    p:option("--svg", "Picture to write (default: memory.svg, or trace-N.svg with --trace, beside the "
+      .. "checkpoint; '-' for none).")
       :argname("<path>")
+    p:option("--trace", "Trace sample N of the data through the episodic memory instead (write_policy reinforce).")
+      :argname("<N>"):convert(math.tointeger)
   end,
 }
 if not args.checkpoint then dm.cli.die("--checkpoint is required (e.g. models/memory_model.safetensors)") end
 if args.top < 1 or args.tokens < 1 then dm.cli.die("--top and --tokens must be >= 1") end
+if args.trace ~= nil and args.trace < 1 then dm.cli.die("--trace must be a sample number >= 1") end
 
 local ok, ck = pcall(dm.checkpoint.load, args.checkpoint)
 if not ok then dm.cli.die(ck) end
@@ -42,6 +56,139 @@ if not cfg_ok then dm.cli.die(cfg) end
 local vocab, net = dm.data.Vocab(ck.vocab), ck.net
 local M = net:config().memory_size
 net:eval()
+
+-- The samples that probe the memory: --data, or the run's test split.
+local function load_probe()
+  local split, source
+  local dok, derr = pcall(function()
+    if args.data then
+      split, source = inference.file_split(args.data, vocab, cfg), args.data
+    else
+      local d = dm.data.load(cfg)
+      split, source = d.test, cfg.data_path .. " (test split)"
+      for i, t in ipairs(d.vocab:list()) do
+        if ck.vocab[i] ~= t then
+          error(string.format("%s gives another vocabulary than the checkpoint's; pass --data FILE", cfg.data_path), 0)
+        end
+      end
+    end
+  end)
+  if not dok then dm.cli.die(derr) end
+  return split, source
+end
+
+if args.trace then
+  if (cfg.write_policy or "blend") ~= "reinforce" then
+    dm.cli.die(string.format("--trace: %s has no episodic memory (write_policy is %s; the trace needs reinforce)",
+      args.checkpoint, tostring(cfg.write_policy or "blend")))
+  end
+  local split, source = load_probe()
+  if args.trace > split:size() then
+    dm.cli.die(string.format("--trace %d: %s has %d samples", args.trace, source, split:size()))
+  end
+  local x, k = nil, 0
+  for xb in split:batches(1) do
+    k = k + 1
+    if k == args.trace then x = xb break end
+  end
+  net:forward(x)
+  local tr = net:write_trace(1)
+  -- trailing pads are not part of the sample
+  local steps = {}
+  for _, st in ipairs(tr.steps) do
+    if st.token == vocab.pad then break end
+    steps[#steps + 1] = st
+  end
+  local K = tr.slots
+  local function word(id) return vocab.itos[id] or ("#" .. id) end
+  print(string.format("write trace of sample %d of %s: %d steps, %d episodic slots", args.trace, source, #steps, K))
+  print(string.format("  %4s  %-12s %7s %6s %5s  %s", "t", "token", "p_write", "write", "slot", "read (strongest slot)"))
+  local writes = 0
+  for _, st in ipairs(steps) do
+    local best, sum = nil, 0
+    for s = 1, K do
+      sum = sum + st.attention[s]
+      if st.attention[s] > 0 and (not best or st.attention[s] > st.attention[best]) then best = s end
+    end
+    if st.slot then writes = writes + 1 end
+    print(string.format("  %4d  %-12s %7.3f %6.3g %5s  %s", st.t, word(st.token), st.p_write, st.write,
+      st.slot and tostring(st.slot) or "-", best and string.format("slot %d %.3f", best, st.attention[best]) or "-"))
+  end
+  print(string.format("  %d writes in %d steps", writes, #steps))
+  -- On recall (`k1 v1 ... kn vn ? kq vq`), whether the read at the question's
+  -- key (the step whose output answers) lands on the slot written at the
+  -- queried pair's value, over every sample of the probe data.
+  if cfg.task == "recall" then
+    local hits, mass, counted, unwritten = 0, 0, 0, 0
+    for xb, _, nrows in split:batches(cfg.batch_size) do
+      net:forward(xb)
+      local xt = xb:totable()
+      for b = 1, nrows do
+        local row, q = xt[b], nil
+        for t, id in ipairs(row) do if vocab.itos[id] == "?" then q = t end end
+        if q and row[q + 1] then
+          local key, vt = row[q + 1], nil
+          for t = 1, q - 2 do if row[t] == key then vt = t + 1 end end
+          if vt then
+            local st = net:write_trace(b).steps
+            local slot = st[vt].slot
+            counted = counted + 1
+            if not slot then
+              unwritten = unwritten + 1
+            else
+              local a, best = st[q + 1].attention, 1
+              for k = 2, #a do if a[k] > a[best] then best = k end end
+              if best == slot then hits = hits + 1 end
+              mass = mass + a[slot]
+            end
+          end
+        end
+      end
+    end
+    if counted > 0 then
+      print(string.format("recall, %d samples of %s: the queried value was written in %d; the answer step's read "
+        .. "put most weight on its slot in %d (%.4f), mean weight there %.4f", counted, source, counted - unwritten,
+        hits, hits / counted, mass / counted))
+    end
+  end
+  local svg_path = args.svg or dm.log.join(dm.log.dirname(args.checkpoint), string.format("trace-%d.svg", args.trace))
+  if svg_path ~= "-" then
+    local n = math.max(1, #steps)
+    -- a column wide enough for the longest token: every step keeps its label
+    local longest = 1
+    for _, st in ipairs(steps) do longest = math.max(longest, utf8.len(word(st.token)) or #word(st.token)) end
+    local cell = math.max(28, 6 * longest)
+    local W = math.max(500, 90 + 16 + n * cell)
+    local HM = 34 + 40 + K * math.max(12, math.min(24, 400 // K))
+    local svg = plot.SVG(W, HM + 260)
+    local rows, row_labels, col_labels = {}, {}, {}
+    for s = 1, K do
+      rows[s], row_labels[s] = {}, "slot " .. s
+      for t, st in ipairs(steps) do rows[s][t] = st.attention[s] end
+    end
+    for t, st in ipairs(steps) do col_labels[t] = word(st.token) end
+    local grid = plot.heatmap(svg, { id = "attention", x = 0, y = 0, w = W, h = HM, rows = rows,
+      row_labels = row_labels, col_labels = col_labels, vmax = 1, max_labels = math.huge,
+      title = string.format("Episodic read over slots, sample %d (red: the step's write)", args.trace),
+      xlabel = "step (input token)" })
+    svg:group("writes")
+    for t, st in ipairs(steps) do
+      if st.slot then
+        svg:rect(grid.x + (t - 1) * grid.cw + 1, grid.y + (st.slot - 1) * grid.ch + 1, grid.cw - 2, grid.ch - 2,
+          { fill = "none", stroke = "#d62728", stroke_width = 2, class = "write" })
+      end
+    end
+    svg:close_group()
+    local pw, labels = {}, {}
+    for t, st in ipairs(steps) do pw[t], labels[t] = st.p_write, tostring(st.t) end
+    plot.bar_chart(svg, { id = "p_write", x = 0, y = HM, w = W, h = 260, values = pw, labels = labels,
+      title = "Write probability by step", xlabel = "step", ylabel = "p_write", color = plot.COLORS[2], vmax = 1 })
+    local saved, serr = pcall(svg.save, svg, svg_path)
+    if not saved then dm.cli.die(serr) end
+    print("\nwrote " .. svg_path)
+  end
+  os.exit(0)
+end
 
 -- 1. Usage as saved (read before any forward here adds to it).
 local usage = net:memory_usage():totable()
@@ -75,21 +222,7 @@ for b = 1, bands do
 end
 
 -- 2. Which tokens' queries hit which slots, over a data set.
-local split, source
-local dok, derr = pcall(function()
-  if args.data then
-    split, source = inference.file_split(args.data, vocab, cfg), args.data
-  else
-    local d = dm.data.load(cfg)
-    split, source = d.test, cfg.data_path .. " (test split)"
-    for i, t in ipairs(d.vocab:list()) do
-      if ck.vocab[i] ~= t then
-        error(string.format("%s gives another vocabulary than the checkpoint's; pass --data FILE", cfg.data_path), 0)
-      end
-    end
-  end
-end)
-if not dok then dm.cli.die(derr) end
+local split, source = load_probe()
 
 local hits, token_hits, positions = {}, {}, 0
 for s = 1, M do hits[s], token_hits[s] = 0, {} end

@@ -68,6 +68,7 @@ doc("Controller:last_attention", "net:last_attention() -> Tensor", "(B,T,M) the 
 doc("Controller:set_state", "net:set_state(h [, c])", "The cell's initial state (num_layers,B,H) of every following forward, a constant (truncated BPTT); nil clears it.")
 doc("Controller:final_state", "net:final_state() -> h [, c]", "The last forward's final cell state (num_layers,B,H); c for an LSTM.")
 doc("Controller:memory_usage", "net:memory_usage() -> Tensor", "How often each memory slot won a read.")
+doc("Controller:write_trace", "net:write_trace(i) -> {steps = {{t, token, p_write, write, slot, attention}, ...}, slots = K}", "Sequence i of the last forward through the episodic memory: per step the token, write probability and weight, slot written (nil: none) and the read over slots.")
 doc("dm.optim", "dm.optim", "The optimizers SGD, Adam, AdamW and the schedules CosineAnnealingLR, ReduceLROnPlateau, StepLR.")
 doc("dm.optim.SGD", "dm.optim.SGD(params, {lr, momentum, dampening, nesterov, weight_decay}) -> Optimizer", "Stochastic gradient descent, as torch.optim.SGD.")
 doc("dm.optim.Adam", "dm.optim.Adam(params, {lr, betas, eps, weight_decay}) -> Optimizer", "Adam, as torch.optim.Adam.")

@@ -255,7 +255,8 @@ function plot.line_chart(svg, spec)
 end
 
 --- Vertical bars in the box (x, y, w, h). spec: title, xlabel, ylabel,
--- values (list), labels (optional list, shown when few), color, id.
+-- values (list), labels (optional list, shown when few), color, id, vmax
+-- (the top of the axis; default the largest value).
 function plot.bar_chart(svg, spec)
   local x0, y0, w, h = spec.x or 0, spec.y or 0, spec.w or svg.w, spec.h or svg.h
   local ml, mr, mt, mb = 62, 16, 34, 46
@@ -264,9 +265,9 @@ function plot.bar_chart(svg, spec)
   svg:group(spec.id or "bars")
   if spec.title then svg:text(x0 + w / 2, y0 + 20, spec.title, { size = 14, anchor = "middle", weight = "bold" }) end
   svg:rect(px, py, pw, ph, { fill = "#fafafa", stroke = "#444", stroke_width = 1 })
-  local vmax = 0
-  for _, v in ipairs(values) do if finite(v) and v > vmax then vmax = v end end
-  if vmax == 0 then vmax = 1 end
+  local vmax = spec.vmax or 0
+  if not spec.vmax then for _, v in ipairs(values) do if finite(v) and v > vmax then vmax = v end end end
+  if vmax <= 0 then vmax = 1 end
   for _, t in ipairs(plot.ticks(0, vmax, 5)) do
     local yy = py + ph - t / vmax * ph
     svg:line(px, yy, px + pw, yy, { stroke = "#ddd" })
@@ -289,7 +290,10 @@ function plot.bar_chart(svg, spec)
 end
 
 --- A heat map in the box (x, y, w, h): rows = {{v...}, ...} in [0, vmax];
--- row_labels, col_labels (optional), title, id. Darker is larger.
+-- row_labels, col_labels (optional; shown up to max_labels rows / columns,
+-- default 60 and 40), title, id. Darker is larger. Returns
+-- the cell grid {x, y, cw, ch} (top-left corner, cell width and height),
+-- so that a caller can mark cells on top of it.
 function plot.heatmap(svg, spec)
   local x0, y0, w, h = spec.x or 0, spec.y or 0, spec.w or svg.w, spec.h or svg.h
   local ml, mr, mt, mb = 90, 16, 34, 40
@@ -312,11 +316,11 @@ function plot.heatmap(svg, spec)
       svg:rect(px + (j - 1) * cw, py + (i - 1) * ch, cw, ch,
         { fill = string.format("#%02x%02x%02x", shade, shade, 255) })
     end
-    if spec.row_labels and nr <= 60 then
+    if spec.row_labels and nr <= (spec.max_labels or 60) then
       svg:text(px - 4, py + (i - 0.5) * ch + 4, spec.row_labels[i] or "", { size = 10, anchor = "end" })
     end
   end
-  if spec.col_labels and nc <= 40 then
+  if spec.col_labels and nc <= (spec.max_labels or 40) then
     for j = 1, nc do
       svg:text(px + (j - 0.5) * cw, py + ph + 14, spec.col_labels[j] or "", { size = 9, anchor = "middle" })
     end
@@ -324,6 +328,7 @@ function plot.heatmap(svg, spec)
   svg:rect(px, py, pw, ph, { fill = "none", stroke = "#444", stroke_width = 1 })
   if spec.xlabel then svg:text(px + pw / 2, y0 + h - 6, spec.xlabel, { size = 12, anchor = "middle" }) end
   svg:close_group()
+  return { x = px, y = py, cw = cw, ch = ch }
 end
 
 ---------------------------------------------------------------------------

@@ -930,6 +930,56 @@ static int c_write_stats(lua_State *L)
     return 1;
 }
 
+/* net:write_trace(i) -> {slots = K, training = bool, steps = {{t=, token=,
+ * p_write=, write=, slot=, attention = {K numbers}}, ...}}: sequence i
+ * (1-based) of the last forward, step by step. t and slot are 1-based;
+ * slot is nil where the step did not write; attention is the step's read,
+ * taken before its own write. */
+static int c_write_trace(lua_State *L)
+{
+    const char *fn = "Controller.write_trace";
+    lctrl *u = check_ctrl(L, fn);
+    int ok = 0;
+    lua_Integer i = lua_tointegerx(L, 2, &ok);
+    if (!ok)
+        dm_bind_errorf(L, "%s: expected a sequence index (an integer >= 1), got %s", fn,
+                       luaL_typename(L, 2));
+    if (i < 1) dm_bind_errorf(L, "%s: sequence %lld out of range: indices start at 1", fn, (long long)i);
+    dm_write_trace tr;
+    dm_error err;
+    if (dm_controller_write_trace(&u->c, (size_t)(i - 1), &tr, &err) != 0) dm_bind_error(L, &err);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)tr.K);
+    lua_setfield(L, -2, "slots");
+    lua_pushboolean(L, tr.training);
+    lua_setfield(L, -2, "training");
+    lua_createtable(L, (int)tr.T, 0);
+    for (size_t t = 0; t < tr.T; t++) {
+        lua_createtable(L, 0, 6);
+        lua_pushinteger(L, (lua_Integer)t + 1);
+        lua_setfield(L, -2, "t");
+        lua_pushinteger(L, tr.tokens[t]);
+        lua_setfield(L, -2, "token");
+        lua_pushnumber(L, tr.p_write[t]);
+        lua_setfield(L, -2, "p_write");
+        lua_pushnumber(L, tr.write[t]);
+        lua_setfield(L, -2, "write");
+        if (tr.slot[t] >= 0) {
+            lua_pushinteger(L, (lua_Integer)tr.slot[t] + 1);
+            lua_setfield(L, -2, "slot");
+        }
+        lua_createtable(L, (int)tr.K, 0);
+        for (size_t k = 0; k < tr.K; k++) {
+            lua_pushnumber(L, tr.attention[t * tr.K + k]);
+            lua_rawseti(L, -2, (lua_Integer)k + 1);
+        }
+        lua_setfield(L, -2, "attention");
+        lua_rawseti(L, -2, (lua_Integer)t + 1);
+    }
+    lua_setfield(L, -2, "steps");
+    return 1;
+}
+
 /* net:write_state() -> {second_moment=, updates=}: the running advantage
  * scale (for resumable checkpoints), or nil for the blend policy.
  * net:set_write_state(t) puts it back. */
@@ -1088,6 +1138,7 @@ void dm_open_controller(lua_State *L)
         {"final_state", c_final_state},
         {"reinforce", c_reinforce},
         {"write_stats", c_write_stats},
+        {"write_trace", c_write_trace},
         {"set_write_options", c_set_write_options},
         {"write_state", c_write_state},
         {"set_write_state", c_set_write_state},

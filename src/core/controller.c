@@ -816,6 +816,33 @@ int dm_controller_write_stats(const dm_controller *c, double *slot_usage, double
     return 0;
 }
 
+int dm_controller_write_trace(const dm_controller *c, size_t b, dm_write_trace *tr, dm_error *err)
+{
+    const dm_writepolicy *w = policy_state(c);
+    if (!w)
+        return dm_fail(err, "Controller.write_trace: write_policy is %s; the trace is of the "
+                            "episodic memory (write_policy = reinforce)", c->cfg.write_policy);
+    if (!c->has_forward || !w->has_forward)
+        return dm_fail(err, "Controller.write_trace: no forward yet (the trace is of the last "
+                            "forward: run net:forward(tokens) first)");
+    if (b >= w->B)
+        return dm_fail(err, "Controller.write_trace: sequence %zu out of range: the last forward "
+                            "had %zu", b + 1, w->B);
+    /* The same dims the policy's forward laid its cache out with. */
+    dm_episodic_dims d = {w->B, w->T, w->H, w->Dk, w->K, w->cosine, w->key_prev,
+                          w->address_token, w->V};
+    const size_t T = w->T, K = w->K;
+    tr->T = T;
+    tr->K = K;
+    tr->training = w->training_forward;
+    tr->tokens = (const int32_t *)A(c, c->act_tokens) + b * T;
+    tr->p_write = w->p + b * T;
+    tr->write = w->wr + b * T;
+    tr->slot = dm_episodic_written_slots(w->cache, &d) + b * T;
+    tr->attention = dm_episodic_attention(w->cache, &d) + b * T * K;
+    return 0;
+}
+
 int dm_controller_write_state(const dm_controller *c, double *second_moment, int64_t *updates,
                               dm_error *err)
 {

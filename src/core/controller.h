@@ -442,6 +442,22 @@ int dm_controller_has_policy(const dm_controller *c);
 /* Of the last forward: mean slot usage and write rate over all positions.
  * -1 when there is no policy or no forward yet. */
 int dm_controller_write_stats(const dm_controller *c, double *slot_usage, double *write_rate);
+/* One sequence of the last forward as the episodic memory saw it: views
+ * into that forward's working memory, valid until the next forward. */
+typedef struct dm_write_trace {
+    size_t T, K;              /* steps, slots */
+    int training;             /* the forward sampled its writes (training mode) */
+    const int32_t *tokens;    /* (T) the step's input token */
+    const float *p_write;     /* (T) the policy's write probability */
+    const float *write;       /* (T) the write weight: 0 or 1, or p in soft mode */
+    const int32_t *slot;      /* (T) the slot the step wrote, -1 none */
+    const float *attention;   /* (T,K) the step's read over the slots, before its own
+                               * write; 0 for empty slots, all 0 before any write */
+} dm_write_trace;
+/* The trace of sequence b (0-based) of the last forward. Errors: no
+ * episodic memory (write_policy other than reinforce), no forward yet, b
+ * not below the last forward's batch size. */
+int dm_controller_write_trace(const dm_controller *c, size_t b, dm_write_trace *tr, dm_error *err);
 /* The running advantage scale (for resumable checkpoints), and putting it
  * back. -1 (with a message) when there is no policy or the values are bad. */
 int dm_controller_write_state(const dm_controller *c, double *second_moment, int64_t *updates,

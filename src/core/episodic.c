@@ -24,7 +24,7 @@
 
 /* Cache layout, in floats from the start. */
 typedef struct layout {
-    size_t q, k, v, e, g, w, mx, z, lu, qn, kn, total;
+    size_t q, k, v, e, g, w, mx, z, lu, qn, kn, ws, total;
 } layout;
 
 static layout cache_layout(const dm_episodic_dims *d)
@@ -42,7 +42,8 @@ static layout cache_layout(const dm_episodic_dims *d)
     L.lu = L.z + N;     /* (K) last-use step of each slot, forward workspace */
     L.qn = L.lu + d->K; /* (N) query norms, cosine only */
     L.kn = L.qn + (d->cosine ? N : 0); /* (N) key norms, cosine only */
-    L.total = L.kn + (d->cosine ? N : 0);
+    L.ws = L.kn + (d->cosine ? N : 0); /* (N) int32 cells: the slot step i wrote, -1 none */
+    L.total = L.ws + N;
     return L;
 }
 
@@ -93,6 +94,10 @@ const float *dm_episodic_gates(const float *cache, const dm_episodic_dims *d)
 const float *dm_episodic_attention(const float *cache, const dm_episodic_dims *d)
 {
     return cache + cache_layout(d).w;
+}
+const int32_t *dm_episodic_written_slots(const float *cache, const dm_episodic_dims *d)
+{
+    return (const int32_t *)(cache + cache_layout(d).ws);
 }
 
 static float dotf(const float *a, const float *b, size_t n)
@@ -175,6 +180,7 @@ void dm_episodic_forward(float *out, float *cache, int32_t *src, const float *h,
     float *q = cache + L.q, *keys = cache + L.k, *vals = cache + L.v, *e = cache + L.e,
           *g = cache + L.g, *w = cache + L.w, *mx = cache + L.mx, *z = cache + L.z,
           *lu = cache + L.lu;
+    int32_t *ws = (int32_t *)(cache + L.ws);
     const float scale = read_scale(p, d);
 
     if (d->address_token) {
@@ -252,7 +258,10 @@ void dm_episodic_forward(float *out, float *cache, int32_t *src, const float *h,
             z[i] = Z;
             for (size_t c = 0; c < H; c++) out[i * H + c] = h[i * H + c] + g[i] * ei[c];
 
-            /* Write after the read: an empty slot first, else the LRU one. */
+            /* Write after the read: an empty slot first, else the LRU one.
+             * The choice is recorded only for the write trace: the next
+             * step's src says it too, except after a sequence's last step. */
+            ws[i] = -1;
             if (wr[i] > 0.0f) {
                 long slot = -1;
                 for (size_t k = 0; k < K && slot < 0; k++)
@@ -264,6 +273,7 @@ void dm_episodic_forward(float *out, float *cache, int32_t *src, const float *h,
                 }
                 lu[slot] = (float)t;
                 pending = slot;
+                ws[i] = (int32_t)slot;
             }
         }
     }

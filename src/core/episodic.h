@@ -95,7 +95,8 @@ int dm_episodic_dims_check(const dm_episodic_dims *d, dm_error *err);
 /* Floats of the forward cache: q, keys (N,Dk) each, values, reads (N,H)
  * each, gate (N), attention (N,K), and per read the max score and the
  * normaliser (N) each; N = B*T. With cosine, q and keys hold the unit
- * vectors and two more (N) hold the norms they were divided by. */
+ * vectors and two more (N) hold the norms they were divided by. Last, N
+ * int32 cells of the slots written (dm_episodic_written_slots). */
 size_t dm_episodic_cache_numel(const dm_episodic_dims *d);
 /* int32 entries of src: (B,T,K), the step whose write filled slot k when
  * step t read (-1: empty). */
@@ -127,6 +128,9 @@ void dm_episodic_backward(float *dh /* (B,T,H) acc, or NULL */, float *dwr /* (B
 const float *dm_episodic_reads(const float *cache, const dm_episodic_dims *d);
 const float *dm_episodic_gates(const float *cache, const dm_episodic_dims *d);
 const float *dm_episodic_attention(const float *cache, const dm_episodic_dims *d);
+/* The slot each step's write went into (B,T), -1 where it did not write:
+ * what a write trace shows; backward does not read it. */
+const int32_t *dm_episodic_written_slots(const float *cache, const dm_episodic_dims *d);
 
 /* Mean over the batch of the fraction of the K slots that hold a write at
  * the end of the sequence (after the last step's write). */

@@ -928,6 +928,56 @@ static void test_output_none_and_finite_differences(void **s)
     assert_int_equal(g.bad, 0);
 }
 
+/* dm_controller_write_trace: refused without the episodic memory, before a
+ * forward and past the batch; after a forward, views of sequence b's rows:
+ * its tokens, a write at every step (write_actions always) into the empty
+ * slots first, then into a slot other than the one the step read most, and
+ * attention only over the slots written before the step. */
+static void test_write_trace(void **s)
+{
+    (void)s;
+    dm_controller_config cfg = dm_controller_config_default(9);
+    cfg.embedding_dim = 4, cfg.memory_size = 3, cfg.hidden_size = 5, cfg.num_layers = 1;
+    dm_controller c;
+    dm_error err;
+    dm_write_trace tr;
+    int32_t x[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* (2,4) */
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), 0);
+    assert_int_equal(dm_controller_forward(&c, x, 2, 4, &err), 0);
+    assert_int_equal(dm_controller_write_trace(&c, 0, &tr, &err), -1);
+    assert_non_null(strstr(err.msg, "write_policy is blend"));
+    dm_controller_free(&c);
+
+    strcpy(cfg.write_policy, "reinforce");
+    cfg.write_actions = DM_WRITE_ACTIONS_ALWAYS;
+    cfg.episodic_slots = 2;
+    assert_int_equal(dm_controller_create(&c, &cfg, NULL, &err), 0);
+    assert_int_equal(dm_controller_write_trace(&c, 0, &tr, &err), -1);
+    assert_non_null(strstr(err.msg, "no forward yet"));
+    assert_int_equal(dm_controller_forward(&c, x, 2, 4, &err), 0);
+    assert_int_equal(dm_controller_write_trace(&c, 2, &tr, &err), -1);
+    assert_non_null(strstr(err.msg, "sequence 3 out of range: the last forward had 2"));
+    assert_int_equal(dm_controller_write_trace(&c, 1, &tr, &err), 0);
+    assert_int_equal(tr.T, 4);
+    assert_int_equal(tr.K, 2);
+    for (size_t t = 0; t < 4; t++) {
+        assert_int_equal(tr.tokens[t], x[4 + t]);
+        assert_true(tr.write[t] == 1.0f);
+        assert_true(tr.p_write[t] > 0.0f && tr.p_write[t] < 1.0f);
+    }
+    assert_int_equal(tr.slot[0], 0);
+    assert_int_equal(tr.slot[1], 1);
+    for (size_t t = 2; t < 4; t++) {
+        const float *a = tr.attention + t * 2;
+        assert_float_equal(a[0] + a[1], 1.0, 1e-5);
+        int best = a[1] > a[0];
+        assert_int_not_equal(tr.slot[t], best); /* the slot just read is kept */
+    }
+    assert_true(tr.attention[0] == 0.0f && tr.attention[1] == 0.0f);    /* t = 0: nothing written */
+    assert_true(tr.attention[2] == 1.0f && tr.attention[3] == 0.0f);    /* t = 1: slot 0 only */
+    dm_controller_free(&c);
+}
+
 /* The parts registry and the size tables: kinds by role (aliases
  * included), and dm_controller_sizes' tables equal the arenas a created
  * controller allocates, for an LSTM model with the reinforce policy. */
@@ -997,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_dropout_rng),
         cmocka_unit_test(test_output_none_and_finite_differences),
+        cmocka_unit_test(test_write_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

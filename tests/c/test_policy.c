@@ -167,6 +167,8 @@ static void test_episodic_slot_rule(void **state)
     for (size_t i = 0; i < B * T; i++) c.wr[i] = dm_rng_uniform(&r) < 0.7f ? 1.0f : 0.0f;
     epi_loss(&c);
     const float *w = dm_episodic_attention(c.cache, &c.d);
+    /* The slot each write went into, as the write trace reports it. */
+    const int32_t *written = dm_episodic_written_slots(c.cache, &c.d);
     /* Replay the rule independently from the recorded attention. */
     for (size_t b = 0; b < B; b++) {
         int32_t slot[3] = {-1, -1, -1};
@@ -200,6 +202,9 @@ static void test_episodic_slot_rule(void **state)
                 }
                 slot[pick] = (int32_t)t;
                 last[pick] = (long)t;
+                assert_int_equal(written[i], pick); /* the last step's too, which no src shows */
+            } else {
+                assert_int_equal(written[i], -1);
             }
         }
         assert_true(evictions > 0); /* the LRU branch was exercised */
