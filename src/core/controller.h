@@ -59,7 +59,9 @@ typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_
  * same either way. write_actions chooses who decides the writes: the
  * learned policy, every step (`always`), or Bernoulli(random_write_rate)
  * draws (`random`); the last two are the ablation's controls and train no
- * policy. */
+ * policy. `gumbel` feeds the policy's logits through a straight-through
+ * Gumbel-sigmoid gate (temperature gumbel_tau) trained by the loss through
+ * the memory, the differentiable reference for REINFORCE. */
 typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_POLICY = 0,
     DM_WRITE_ACTIONS_ALWAYS = 1,

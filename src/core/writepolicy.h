@@ -22,6 +22,9 @@
  *                   policy learns through the differentiable write weights.
  *   backward(dout)  episodic backward into dh and the episodic parameters;
  *                   in soft mode also dL/dwr -> p -> (w_p, b_p).
+ * With actions 4 (the Gumbel gate, below) forward writes the gate's hard
+ * decisions, reinforce trains only the baseline, and backward sends
+ * dL/dwr through the gate's d g / d z into (w_p, b_p).
  * Positions whose target is ignored (pads) give no reward and no policy
  * gradient, but the policy may still write there (after the sequence's
  * last valid read, so it changes nothing that is scored). */
