@@ -1,4 +1,6 @@
-/* policy.c: the Bernoulli write policy and REINFORCE (policy.h).
+/* policy.c: the Bernoulli write policy and REINFORCE (policy.h), and the
+ * straight-through Gumbel-sigmoid gate that is their differentiable
+ * control.
  *
  * Everything here is per-step arithmetic on (B,T) vectors: the policy and
  * baseline are dot products with a detached state, so no BLAS call pays
