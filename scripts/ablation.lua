@@ -57,6 +57,11 @@
 --   rl       the REINFORCE policy, K = n, rewarded at the answers only
 --            (reward_positions answers: the reads its writes serve)
 --   random   Bernoulli at the rl arm's training write rate, K = n
+--   gumbel   the straight-through Gumbel-sigmoid gate on the policy's
+--            logits (write_actions gumbel, gumbel_tau 1), K = n: the
+--            differentiable control, trained by the loss through the
+--            memory instead of by REINFORCE
+-- --arms a,b,... runs only those arms (random needs rl beside it).
 local dm = require "drlmem"
 local log, now = dm.log, dm.progress.now
 
@@ -74,7 +79,9 @@ local args = dm.cli.parse {
     p:option("--recall-epochs", "Recall: epochs (default 8)."):convert(math.tointeger):default("8")
     p:flag("--quick", "A tiny smoke run (1 epoch, few samples) for tests.")
     p:flag("--memory-arms", "Only the learned-memory arms: nomem, seed and content.")
-    p:flag("--capacity", "The capacity-bound benchmark (recall, K = n slots): full, always, uniform, rl, random.")
+    p:flag("--capacity", "The capacity-bound benchmark (recall, K = n slots): full, always, uniform, rl, random, "
+      .. "gumbel.")
+    p:option("--arms", "Run only these arms (comma-separated names, e.g. gumbel).")
   end,
 }
 
@@ -171,12 +178,32 @@ if args.capacity then
       { "write_actions=uniform", "write_every=" .. every, "episodic_slots=" .. K }),
     arm("rl", string.format("REINFORCE policy, K = %d", K), { "episodic_slots=" .. K, "reward_positions=answers" }),
     arm("random", string.format("random at RL's rate, K = %d", K), { "write_actions=random", "episodic_slots=" .. K }),
+    arm("gumbel", string.format("straight-through Gumbel-sigmoid gate, K = %d", K),
+      { "write_actions=gumbel", "episodic_slots=" .. K }),
   }
   for i = #DATASETS, 1, -1 do
     if DATASETS[i].name ~= "recall" then table.remove(DATASETS, i) end
   end
 end
 -- ---------------------------------------------------------------------------
+
+if args.arms then
+  local want, known = {}, {}
+  for name in args.arms:gmatch("[^,%s]+") do want[name] = true end
+  for _, a in ipairs(ARMS) do known[a.name] = true end
+  local names = {}
+  for _, a in ipairs(ARMS) do names[#names + 1] = a.name end
+  for name in pairs(want) do
+    if not known[name] then
+      dm.cli.die(string.format("--arms: no arm %s here (arms: %s)", name, table.concat(names, ", ")))
+    end
+  end
+  if want.random and not want.rl then dm.cli.die("--arms: random writes at the rl arm's rate: give rl too") end
+  for i = #ARMS, 1, -1 do
+    if not want[ARMS[i].name] then table.remove(ARMS, i) end
+  end
+  if #ARMS == 0 then dm.cli.die("--arms: no arm given") end
+end
 
 local function make_data(ds)
   local path = log.join(out, ds.name .. ".txt")

@@ -48,6 +48,7 @@ dm_controller_config dm_controller_config_default(int64_t vocab_size)
     cfg.random_write_rate = 0.1;
     cfg.episodic_scale_init = 5.0;
     cfg.write_every = 2;
+    cfg.gumbel_tau = 1.0;
     return cfg;
 }
 
@@ -130,10 +131,15 @@ static const dm_config_field fields[] = {
       "reinforce: decay of the running advantage scale"),
     F("normalize_advantage", DM_FIELD_BOOL, rl.normalize, NULL, DM_FIELD_POLICY,
       "reinforce: divide advantages by their running standard deviation"),
-    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random|uniform",
+    F("write_actions", DM_FIELD_ENUM, write_actions, "policy|always|random|uniform|gumbel",
       DM_FIELD_POLICY,
       "reinforce: who decides writes: the policy, every step (always), "
-      "Bernoulli(random_write_rate) or every write_every-th step (uniform) (ablation controls)"),
+      "Bernoulli(random_write_rate), every write_every-th step (uniform) (ablation controls), or "
+      "the policy's logits through a straight-through Gumbel-sigmoid gate trained by the loss "
+      "(gumbel, the differentiable control)"),
+    F("gumbel_tau", DM_FIELD_DOUBLE, gumbel_tau, "(0,inf)", DM_FIELD_POLICY,
+      "reinforce, write_actions gumbel: the gate's temperature tau in "
+      "sigmoid((z + logistic noise) / tau)"),
     F("episodic_address", DM_FIELD_ENUM, episodic_address, "state|token", DM_FIELD_POLICY,
       "reinforce: queries and keys project the top cell state (state) or are learned rows of the "
       "step's token (token: the address free of the history the state mixes in)"),
@@ -226,10 +232,14 @@ int dm_controller_config_check(dm_controller_config *cfg, dm_error *err)
         if (!isfinite(cfg->policy_bias_init))
             return dm_fail(err, "Controller: policy_bias_init must be finite, got %g",
                            cfg->policy_bias_init);
-        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 3)
+        if ((int)cfg->write_actions < 0 || (int)cfg->write_actions > 4)
             return dm_fail(err,
-                           "Controller: write_actions must be policy, always, random or uniform, got %d",
+                           "Controller: write_actions must be policy, always, random, uniform or "
+                           "gumbel, got %d",
                            (int)cfg->write_actions);
+        if (!(cfg->gumbel_tau > 0.0 && isfinite(cfg->gumbel_tau)))
+            return dm_fail(err, "Controller: gumbel_tau must be > 0 and finite, got %g",
+                           cfg->gumbel_tau);
         if ((int)cfg->episodic_address < 0 || (int)cfg->episodic_address > 1)
             return dm_fail(err, "Controller: episodic_address must be state or token, got %d",
                            (int)cfg->episodic_address);
@@ -313,7 +323,8 @@ static int compose(dm_controller *c, dm_error *err)
                                g->episodic_similarity == DM_EPISODIC_COSINE,
                                g->episodic_key == DM_EPISODIC_KEY_PREVIOUS,
                                (float)g->episodic_scale_init, (size_t)g->write_every,
-                               g->episodic_address == DM_EPISODIC_ADDRESS_TOKEN, V};
+                               g->episodic_address == DM_EPISODIC_ADDRESS_TOKEN, V,
+                               (float)g->gumbel_tau};
     dm_part_cfg wp = {.in = H, .out = H, .slots = (size_t)g->episodic_slots, .extra = &pc_extra};
     if ((c->policy = add_part(c, dm_part_find(g->write_policy, DM_ROLE_POLICY), "", wp, err)) < 0)
         return -1;

@@ -59,14 +59,20 @@ typedef enum dm_output_act { DM_OUTPUT_GELU = 0, DM_OUTPUT_NONE = 1 } dm_output_
  * same either way. write_actions chooses who decides the writes: the
  * learned policy, every step (`always`), or Bernoulli(random_write_rate)
  * draws (`random`); the last two are the ablation's controls and train no
- * policy. */
+ * policy. `gumbel` feeds the policy's logits through a straight-through
+ * Gumbel-sigmoid gate (temperature gumbel_tau) trained by the loss through
+ * the memory, the differentiable reference for REINFORCE. */
 typedef enum dm_write_actions {
     DM_WRITE_ACTIONS_POLICY = 0,
     DM_WRITE_ACTIONS_ALWAYS = 1,
     DM_WRITE_ACTIONS_RANDOM = 2,
     /* every write_every-th step after the first (steps k, 2k, ...): the
      * non-learned uniform writing of Le et al. 2019 */
-    DM_WRITE_ACTIONS_UNIFORM = 3
+    DM_WRITE_ACTIONS_UNIFORM = 3,
+    /* the straight-through Gumbel-sigmoid gate on the policy's logits
+     * (policy.h), trained by the loss through the memory: the
+     * differentiable control for REINFORCE */
+    DM_WRITE_ACTIONS_GUMBEL = 4
 } dm_write_actions;
 
 typedef enum dm_episodic_similarity {
@@ -111,6 +117,7 @@ typedef struct dm_controller_config {
     dm_episodic_key episodic_key;
     double episodic_scale_init;   /* > 0 */
     int64_t write_every;          /* k >= 1, for write_actions = uniform */
+    double gumbel_tau;            /* > 0, the gate's temperature, for write_actions = gumbel */
     dm_episodic_address episodic_address;
     /* The ablation's "GRU without memory": 0 bypasses the learned memory
      * (the cell reads the query itself; no read, no usage counts,

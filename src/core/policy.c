@@ -1,4 +1,6 @@
-/* policy.c: the Bernoulli write policy and REINFORCE (policy.h).
+/* policy.c: the Bernoulli write policy and REINFORCE (policy.h), and the
+ * straight-through Gumbel-sigmoid gate that is their differentiable
+ * control.
  *
  * Everything here is per-step arithmetic on (B,T) vectors: the policy and
  * baseline are dot products with a detached state, so no BLAS call pays
@@ -52,6 +54,29 @@ void dm_policy_act(float *a, const float *p, const float *valid, size_t N, int s
         else
             a[i] = p[i] > 0.5f ? 1.0f : 0.0f;
     }
+}
+
+float dm_gumbel_noise(float u)
+{
+    /* u = 0 (a possible draw) would give -inf: the smallest positive float
+     * step of the generator's grid instead, so g stays finite. */
+    double uu = u > 0.0f ? (double)u : 0x1p-25;
+    return (float)(log(uu) - log1p(-uu));
+}
+
+void dm_gumbel_gate(float *g, float *a, const float *z, const float *noise, size_t N, float tau)
+{
+    for (size_t i = 0; i < N; i++) {
+        double x = ((double)z[i] + (noise ? (double)noise[i] : 0.0)) / (double)tau;
+        g[i] = (float)sigmoid(x);
+        a[i] = g[i] > 0.5f ? 1.0f : 0.0f;
+    }
+}
+
+void dm_gumbel_gate_backward(float *dz, const float *dwr, const float *g, size_t N, float tau)
+{
+    for (size_t i = 0; i < N; i++)
+        dz[i] += (float)((double)dwr[i] * (double)g[i] * (1.0 - (double)g[i]) / (double)tau);
 }
 
 double dm_policy_log_prob(float z, float a)

@@ -52,6 +52,21 @@ void dm_policy_linear_backward(float *dw /* (S) acc */, float *db /* (1) acc */,
 void dm_policy_act(float *a /* (N) */, const float *p /* (N) */, const float *valid /* (N) or NULL */,
                    size_t N, int sample, dm_rng *rng);
 
+/* The straight-through Gumbel-sigmoid write gate (write_actions gumbel):
+ * a differentiable control for the REINFORCE policy, trained by the task
+ * loss through the memory instead of by rewards. With logistic noise
+ * l_i = log u_i - log(1 - u_i), u_i ~ U(0,1):
+ *   g_i = sigmoid((z_i + l_i) / tau),  a_i = [g_i > 0.5]   (forward: hard)
+ *   dz_i += dwr_i * g_i (1 - g_i) / tau                    (backward: d g/d z)
+ * so the forward writes exactly what a hard decision writes while the
+ * gradient is that of the soft gate at the same noise. noise NULL: l = 0
+ * (the eval decision [z > 0]). */
+float dm_gumbel_noise(float u);
+void dm_gumbel_gate(float *g /* (N) */, float *a /* (N) */, const float *z /* (N) */,
+                    const float *noise /* (N) or NULL */, size_t N, float tau);
+void dm_gumbel_gate_backward(float *dz /* (N) acc */, const float *dwr /* (N) */,
+                             const float *g /* (N) */, size_t N, float tau);
+
 /* log pi(a | z) = a log sigmoid(z) + (1-a) log(1 - sigmoid(z)), computed
  * stably as -softplus(-z) / -softplus(z), for one step. */
 double dm_policy_log_prob(float z, float a);

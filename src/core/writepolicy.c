@@ -76,14 +76,15 @@ int dm_writepolicy_init(dm_writepolicy *w, size_t H, size_t Dk, size_t K,
     w->K = K;
     w->rl = *rl;
     w->mode = DM_WRITE_HARD;
+    w->gumbel_tau = 1.0f;
     return 0;
 }
 
 void dm_writepolicy_free(dm_writepolicy *w) { memset(w, 0, sizeof *w); }
 
 /* The per-row buffers after the episodic ones: z, p, a, wr, v, dwr, dz,
- * rew, valid (n each) and rscr (2n). */
-enum { WP_ROW_BUFFERS = 11 };
+ * rew, valid (n each), rscr (2n), g and noise (n each). */
+enum { WP_ROW_BUFFERS = 13 };
 
 size_t dm_writepolicy_work_numel(const dm_writepolicy *w, size_t B, size_t T)
 {
@@ -112,6 +113,8 @@ static int bind_work(dm_writepolicy *w, float *work, size_t B, size_t T, dm_erro
     w->rew = w->dz + n;
     w->valid = w->rew + n;
     w->rscr = w->valid + n; /* 2n */
+    w->g = w->rscr + 2 * n;
+    w->noise = w->g + n;
     return 0;
 }
 
@@ -142,6 +145,12 @@ int dm_writepolicy_forward(dm_writepolicy *w, float *out, const float *h, const 
             const size_t t = i % T;
             w->a[i] = t > 0 && t % k == 0 ? 1.0f : 0.0f;
         }
+    } else if (w->actions == 4) {
+        /* The noise is drawn (and kept for the backward) only when the
+         * decision samples; eval thresholds the noiseless gate. */
+        const int draw = training || w->sample_eval;
+        for (size_t i = 0; draw && i < n; i++) w->noise[i] = dm_gumbel_noise(dm_rng_uniform(r));
+        dm_gumbel_gate(w->g, w->a, w->z, draw ? w->noise : NULL, n, w->gumbel_tau);
     } else {
         dm_policy_act(w->a, w->p, NULL, n, training || w->sample_eval, r);
     }
@@ -237,12 +246,19 @@ int dm_writepolicy_backward(dm_writepolicy *w, float *dh, const float *dout, con
     if (w->cosine && !(ep.scale && eg.scale))
         return dm_fail(err, "writepolicy: the cosine read has no sharpness parameter");
     int soft = w->mode == DM_WRITE_SOFT && w->training_forward && w->actions == 0;
-    if (soft) memset(w->dwr, 0, n * sizeof(float));
-    dm_episodic_backward(dh, soft ? w->dwr : NULL, &eg, dout, w->cache, w->src, h, w->wr, &ep, &d,
+    /* The Gumbel gate's training forward wrote hard decisions; its
+     * straight-through gradient needs dL/dwr at them. */
+    int gumbel = w->actions == 4 && w->training_forward;
+    if (soft || gumbel) memset(w->dwr, 0, n * sizeof(float));
+    dm_episodic_backward(dh, soft || gumbel ? w->dwr : NULL, &eg, dout, w->cache, w->src, h, w->wr, &ep, &d,
                          w->scratch);
     if (soft) {
         /* wr = p = sigmoid(z): dz = dwr p (1-p); the state stays detached. */
         for (size_t i = 0; i < n; i++) w->dz[i] = w->dwr[i] * w->p[i] * (1.0f - w->p[i]);
+        dm_policy_linear_backward(grads->t[DM_WP_WP], grads->t[DM_WP_BP], w->dz, h, n, w->H);
+    } else if (gumbel) {
+        memset(w->dz, 0, n * sizeof(float));
+        dm_gumbel_gate_backward(w->dz, w->dwr, w->g, n, w->gumbel_tau);
         dm_policy_linear_backward(grads->t[DM_WP_WP], grads->t[DM_WP_BP], w->dz, h, n, w->H);
     }
     return 0;
@@ -271,6 +287,7 @@ static int wp_part_create(dm_part *p, dm_error *err)
     w->actions = pc->actions;
     w->random_rate = pc->random_rate;
     w->write_every = pc->write_every;
+    w->gumbel_tau = pc->gumbel_tau;
     w->address_token = pc->address_token;
     w->V = pc->V;
     w->cosine = pc->cosine;

@@ -22,6 +22,9 @@
  *                   policy learns through the differentiable write weights.
  *   backward(dout)  episodic backward into dh and the episodic parameters;
  *                   in soft mode also dL/dwr -> p -> (w_p, b_p).
+ * With actions 4 (the Gumbel gate, below) forward writes the gate's hard
+ * decisions, reinforce trains only the baseline, and backward sends
+ * dL/dwr through the gate's d g / d z into (w_p, b_p).
  * Positions whose target is ignored (pads) give no reward and no policy
  * gradient, but the policy may still write there (after the sequence's
  * last valid read, so it changes nothing that is scored). */
@@ -73,10 +76,17 @@ typedef struct dm_writepolicy {
      * 2 Bernoulli(random_rate) draws in training and eval; 3 the steps
      * t = k, 2k, ... of each sequence (k = write_every; no draw). With 1-3
      * the policy's logits are still computed (and logged) but REINFORCE
-     * adds no gradient. */
+     * adds no gradient. 4: the straight-through Gumbel-sigmoid gate of
+     * policy.h on the policy's logits (training: one dm_rng_uniform per
+     * position, row-major, for its noise; eval: [z > 0], no draw, unless
+     * sample_eval), trained by the loss through the memory (backward),
+     * never by REINFORCE. Its gradient reaches only the steps that wrote:
+     * a step that did not write holds no slot, so dL/dwr is 0 there and
+     * the noise alone makes new writes. */
     int actions;
     float random_rate;
     size_t write_every;
+    float gumbel_tau;           /* actions 4: the gate's temperature, > 0 */
     /* The episodic read's options (episodic.h's dims.cosine and
      * dims.key_prev); set before the first forward. */
     int cosine, key_prev;
@@ -103,6 +113,7 @@ typedef struct dm_writepolicy {
     int32_t *src;               /* (cap_n,K) */
     float *z, *p, *a, *wr, *v;  /* (cap_n) each: logits, probs, actions, write weights, baseline */
     float *dwr, *dz, *rew, *valid, *rscr; /* (cap_n) each, rscr (2 cap_n) */
+    float *g, *noise;           /* (cap_n) each: the Gumbel gate and its logistic noise */
     dm_reinforce_stats last;    /* of the last reinforce() */
     double slot_usage;          /* of the last forward */
     double write_rate_all;      /* mean wr over all positions of the last forward */
@@ -160,6 +171,7 @@ typedef struct dm_wp_part_cfg {
     size_t write_every;   /* dm_writepolicy.write_every */
     int address_token;    /* dm_writepolicy.address_token */
     size_t V;             /* the vocabulary (address_token's table rows) */
+    float gumbel_tau;     /* dm_writepolicy.gumbel_tau */
 } dm_wp_part_cfg;
 
 #endif

@@ -1051,6 +1051,160 @@ static void test_writepolicy_unit(void **state)
     wp_teardown(&c);
 }
 
+/* ---- the straight-through Gumbel-sigmoid gate ---- */
+
+typedef struct {
+    float *z, *noise, *g, *a, *c;
+    size_t n;
+    float tau;
+} gate_ctx;
+
+/* sum_i c_i g_i(z) at fixed noise: its z-gradient is the soft path's d g / d z
+ * weighted by c, what dm_gumbel_gate_backward must return. */
+static double gate_loss(void *p)
+{
+    gate_ctx *c = p;
+    dm_gumbel_gate(c->g, c->a, c->z, c->noise, c->n, c->tau);
+    return dotd(c->g, c->c, c->n);
+}
+
+static void test_gumbel_gate(void **state)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 21);
+    const size_t n = 9;
+    gate_ctx c = {randv(n, 2.0f, &r), zeros(n), zeros(n), zeros(n), randv(n, 1.0f, &r), n, 0.7f};
+    for (size_t i = 0; i < n; i++) c.noise[i] = dm_gumbel_noise(dm_rng_uniform(&r));
+    /* The noise is logistic: its quantile function at u. */
+    assert_float_equal(dm_gumbel_noise(0.5f), 0.0f, 1e-7);
+    assert_float_equal(dm_gumbel_noise(0.25f), log(0.25 / 0.75), 1e-6);
+    assert_true(isfinite(dm_gumbel_noise(0.0f)) && dm_gumbel_noise(0.0f) < -15.0f);
+    gate_loss(&c);
+    for (size_t i = 0; i < n; i++) {
+        assert_float_equal(c.g[i], sigmoidd((c.z[i] + c.noise[i]) / 0.7), 1e-6);
+        assert_true(c.a[i] == (c.g[i] > 0.5f ? 1.0f : 0.0f));
+    }
+    float *dz = zeros(n);
+    dm_gumbel_gate_backward(dz, c.c, c.g, n, c.tau);
+    check_grad("gumbel gate dz", c.z, n, dz, gate_loss, &c, 1e-3f);
+    /* Without noise the decision is [z > 0]; a lower tau only sharpens g. */
+    dm_gumbel_gate(c.g, c.a, c.z, NULL, n, 0.1f);
+    for (size_t i = 0; i < n; i++) assert_true(c.a[i] == (c.z[i] > 0.0f ? 1.0f : 0.0f));
+    free(c.z), free(c.noise), free(c.g), free(c.a), free(c.c), free(dz);
+}
+
+/* The loss dot(out, R) of the episodic memory alone as a function of the
+ * write weights of the steps that wrote (idx), the others held at 0. */
+typedef struct {
+    wp_ctx *w;
+    dm_episodic_dims d;
+    dm_episodic_params ep;
+    float *wr, *x, *out, *cache, *scratch;
+    int32_t *src;
+    size_t *idx, m;
+} st_ctx;
+
+static double st_loss(void *p)
+{
+    st_ctx *c = p;
+    for (size_t j = 0; j < c->m; j++) c->wr[c->idx[j]] = c->x[j];
+    dm_episodic_forward(c->out, c->cache, c->src, c->w->h, c->wr, &c->ep, &c->d);
+    return dotd(c->out, c->w->R, c->w->B * c->w->T * c->w->H);
+}
+
+/* write_actions gumbel: training draws one logistic noise per position
+ * from the run's generator and writes the hard decision [g > 0.5]; the
+ * backward gives the policy dL/dwr (at the hard writes, by finite
+ * differences of the memory alone) times d g / d z; eval thresholds z with
+ * no draw and trains nothing; REINFORCE leaves the policy alone. */
+static void test_writepolicy_gumbel(void **state)
+{
+    wp_ctx c;
+    const size_t B = 2, T = 6, H = 4, Dk = 3, K = 2, N = B * T, V = 5;
+    wp_setup(&c, B, T, H, Dk, K);
+    dm_error err;
+    c.w.actions = 4;
+    c.w.gumbel_tau = 0.5f;
+    c.P.t[DM_WP_BP][0] = 0.3f; /* about half the steps write */
+    c.P.t[DM_WP_BG][0] = 2.0f;
+    for (size_t k = 0; k < H * H; k++) c.P.t[DM_WP_WV][k] *= 4.0f;
+    for (size_t k = 0; k < Dk * H; k++) c.P.t[DM_WP_WQ][k] *= 4.0f, c.P.t[DM_WP_WK][k] *= 4.0f;
+
+    /* Eval: [z > 0], the generator untouched, no policy gradient. */
+    dm_rng before = c.rng;
+    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 0, &c.rng, c.work, &err), 0);
+    assert_memory_equal(&before, &c.rng, sizeof before);
+    for (size_t i = 0; i < N; i++) assert_true(c.w.a[i] == (c.w.z[i] > 0.0f ? 1.0f : 0.0f));
+    assert_int_equal(dm_writepolicy_backward(&c.w, NULL, c.R, c.h, &c.P, &c.G, &err), 0);
+    assert_true(c.G.t[DM_WP_BP][0] == 0.0f);
+    memset(c.G.t[DM_WP_WV], 0, H * H * sizeof(float));
+
+    /* Training: the noise is the generator's draws, one per position. */
+    dm_rng copy = c.rng;
+    assert_int_equal(dm_writepolicy_forward(&c.w, c.out, c.h, &c.P, B, T, 1, &c.rng, c.work, &err), 0);
+    size_t writes = 0;
+    for (size_t i = 0; i < N; i++) {
+        float l = dm_gumbel_noise(dm_rng_uniform(&copy));
+        assert_true(c.w.noise[i] == l);
+        assert_float_equal(c.w.g[i], sigmoidd(((double)c.w.z[i] + l) / 0.5), 1e-6);
+        assert_true(c.w.a[i] == (c.w.g[i] > 0.5f ? 1.0f : 0.0f));
+        assert_true(c.w.wr[i] == c.w.a[i]); /* hard forward */
+        writes += c.w.a[i] == 1.0f;
+    }
+    assert_memory_equal(&copy, &c.rng, sizeof copy);
+    assert_true(writes >= 2 && writes <= N - 2);
+    float g[12], wr[12];
+    memcpy(g, c.w.g, sizeof g);
+    memcpy(wr, c.w.wr, sizeof wr);
+    assert_int_equal(dm_writepolicy_backward(&c.w, NULL, c.R, c.h, &c.P, &c.G, &err), 0);
+    float dwr[12];
+    memcpy(dwr, c.w.dwr, sizeof dwr);
+
+    /* dL/dwr at the hard writes by finite differences of the memory. */
+    st_ctx s;
+    memset(&s, 0, sizeof s);
+    s.w = &c;
+    s.d = (dm_episodic_dims){B, T, H, Dk, K, 0, 0, 0, 0};
+    s.ep = (dm_episodic_params){c.P.t[DM_WP_WQ], c.P.t[DM_WP_WK], c.P.t[DM_WP_WV],
+                                c.P.t[DM_WP_WG], c.P.t[DM_WP_BG], NULL, NULL};
+    s.wr = zeros(N), s.x = zeros(N), s.out = zeros(N * H);
+    s.cache = zeros(dm_episodic_cache_numel(&s.d)), s.scratch = zeros(dm_episodic_scratch_numel(&s.d));
+    s.src = calloc(dm_episodic_src_numel(&s.d), sizeof(int32_t));
+    size_t idx[12];
+    float an[12];
+    s.idx = idx;
+    for (size_t i = 0; i < N; i++) {
+        if (wr[i] == 0.0f) {
+            assert_true(dwr[i] == 0.0f); /* no slot: no gradient */
+            continue;
+        }
+        idx[s.m] = i, s.x[s.m] = 1.0f, an[s.m] = dwr[i];
+        s.m++;
+    }
+    check_grad("gumbel straight-through dwr", s.x, s.m, an, st_loss, &s, 1e-3f);
+    /* The policy's gradient: dwr d g / d z through the detached state. */
+    double db = 0.0, dw[4] = {0};
+    for (size_t i = 0; i < N; i++) {
+        double dz = (double)dwr[i] * g[i] * (1.0 - g[i]) / 0.5;
+        db += dz;
+        for (size_t k = 0; k < H; k++) dw[k] += dz * c.h[i * H + k];
+    }
+    assert_true(fabs(db) > 1e-3);
+    assert_float_equal(c.G.t[DM_WP_BP][0], db, 1e-5 * (1.0 + fabs(db)));
+    for (size_t k = 0; k < H; k++) assert_float_equal(c.G.t[DM_WP_WP][k], dw[k], 1e-5 * (1.0 + fabs(dw[k])));
+
+    /* REINFORCE adds nothing to the policy (only its baseline learns). */
+    float bp = c.G.t[DM_WP_BP][0];
+    float *logits = randv(N * V, 2.0f, &c.rng);
+    int32_t tg[12];
+    for (size_t i = 0; i < N; i++) tg[i] = (int32_t)(1 + i % (V - 1));
+    assert_int_equal(dm_writepolicy_reinforce(&c.w, NULL, logits, tg, V, 0, c.h, &c.G, &err), 0);
+    assert_true(c.G.t[DM_WP_BP][0] == bp);
+    free(logits);
+    free(s.wr), free(s.x), free(s.out), free(s.cache), free(s.scratch), free(s.src);
+    wp_teardown(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1070,6 +1224,8 @@ int main(void)
         cmocka_unit_test(test_writepolicy_unit),
         cmocka_unit_test(test_writepolicy_uniform),
         cmocka_unit_test(test_writepolicy_reward_targets),
+        cmocka_unit_test(test_gumbel_gate),
+        cmocka_unit_test(test_writepolicy_gumbel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,7 @@
 # and uniform writes at every k-th step.
 # Prints TAP. Uses $DRLMEM_EXE (default ./build/drlmem).
 . "$(dirname "$0")/tap.inc"
-echo "1..15"
+echo "1..17"
 train() {
   local d=$1; shift
   "$E" "$root/scripts/train.lua" --config "$root/configs/tiny.yaml" --set "data_path=$tmp/recall.txt" \
@@ -115,11 +115,11 @@ LUA
 t "ablation: only the seed arm keeps the seed memory (the episodic arms run with use_memory=false)" '[ $rc -eq 0 ]'
 
 "$E" scripts/ablation.lua --quick --capacity --n 3 --seeds 1 --out "$tmp/cap" --set threads=1 >"$tmp/out" 2>&1; rc=$?
-t "ablation.lua --capacity --quick runs the five capacity arms on recall only" \
-  '[ $rc -eq 0 ] && [ "$(grep -c "^| write every step, K = 9 \|^| write every step, K = 3 (LRU) \|^| uniform, every k-th step (k = 3), K = 3 \|^| REINFORCE policy, K = 3 \|^| random at RL" "$tmp/out")" -eq 5 ] && ! grep -q "^Default data" "$tmp/out"'
+t "ablation.lua --capacity --quick runs the six capacity arms on recall only" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^| write every step, K = 9 \|^| write every step, K = 3 (LRU) \|^| uniform, every k-th step (k = 3), K = 3 \|^| REINFORCE policy, K = 3 \|^| random at RL\|^| straight-through Gumbel-sigmoid gate, K = 3 " "$tmp/out")" -eq 6 ] && ! grep -q "^Default data" "$tmp/out"'
 cat >"$tmp/cap.lua" <<'LUA'
 local want = { full = { 9, "always" }, always = { 3, "always" }, uniform = { 3, "uniform" }, rl = { 3, "policy" },
-  random = { 3, "random" } }
+  random = { 3, "random" }, gumbel = { 3, "gumbel" } }
 for arm, w in pairs(want) do
   local c = dm.checkpoint.load(string.format("%s/recall/%s/seed1/models/memory_model.safetensors", arg[1], arm)).net:config()
   if c.episodic_slots ~= w[1] or c.write_actions ~= w[2] or c.episodic_similarity ~= "cosine" or c.episodic_address ~= "token" or (arm == "uniform" and c.write_every ~= 3) then
@@ -131,3 +131,9 @@ end
 LUA
 "$E" "$tmp/cap.lua" "$tmp/cap" >"$tmp/out" 2>&1; rc=$?
 t "ablation --capacity: each arm's model has its slots, write actions and the cosine read" '[ $rc -eq 0 ]'
+"$E" scripts/ablation.lua --quick --capacity --n 3 --seeds 1 --arms gumbel --out "$tmp/capg" --set threads=1 >"$tmp/out" 2>&1; rc=$?
+t "ablation --capacity --arms gumbel runs that arm alone" \
+  '[ $rc -eq 0 ] && [ "$(grep -c "^| " "$tmp/out")" -eq 2 ] && grep -q "^| straight-through Gumbel-sigmoid gate, K = 3 " "$tmp/out" && [ ! -d "$tmp/capg/recall/rl" ]'
+"$E" scripts/ablation.lua --quick --capacity --n 3 --seeds 1 --arms random --out "$tmp/capr" >"$tmp/out" 2>&1; rc=$?
+t "ablation --arms: random without rl is refused in one line" \
+  '[ $rc -ne 0 ] && grep -q "give rl too" "$tmp/out" && ! grep -q traceback "$tmp/out"'

@@ -232,6 +232,72 @@ describe("training with write_policy = reinforce", function()
   end)
 end)
 
+describe("write_actions = gumbel (the straight-through Gumbel-sigmoid gate)", function()
+  it("reaches the controller and its checkpoint with gumbel_tau; a bad tau is refused naming the key", function()
+    assert.equal(1.0, dm.config.defaults().gumbel_tau)
+    local st = setup(tiny_cfg { write_actions = "gumbel", gumbel_tau = 0.25 })
+    local c = st.net:config()
+    assert.equal("gumbel", c.write_actions)
+    assert.equal(0.25, c.gumbel_tau)
+    local path = os.tmpname()
+    dm.checkpoint.save(path, st.net, {})
+    local ck = dm.checkpoint.load(path)
+    os.remove(path)
+    assert.equal("gumbel", ck.net:config().write_actions)
+    assert.equal(0.25, ck.net:config().gumbel_tau)
+    for _, bad in ipairs { "gumbel_tau=0", "gumbel_tau=-1" } do
+      local ok, err = pcall(dm.config.load, nil, { bad })
+      assert.is_false(ok, bad)
+      assert.truthy(tostring(err):find("key 'gumbel_tau'", 1, true), tostring(err))
+    end
+  end)
+
+  it("trains the policy through the loss, not REINFORCE, and resumes bit-identically mid-epoch", function()
+    local cfg = tiny_cfg { write_actions = "gumbel", gumbel_tau = 0.5 }
+    local a, data = setup(cfg)
+    local w0 = a.net:param("policy.weight"):clone()
+    -- one batch: the loss's gradient reaches the policy; REINFORCE adds nothing to it
+    local x, y
+    for bx, by in data.train:batches(4, 1) do x, y = bx, by; break end
+    a.net:train()
+    a.net:zero_grad()
+    local logits = a.net:forward(x)
+    local _, dlogits = dm.nn.cross_entropy(logits, y, { ignore_index = 0 })
+    a.net:backward(dlogits)
+    local grads = {}
+    for _, p in ipairs(a.net:parameters()) do grads[p.name] = p.grad end
+    local gw = grads["policy.weight"]:clone()
+    assert.is_true(gw:abs():sum() > 0)
+    a.net:reinforce(y, 0)
+    assert.same(gw:totable(), grads["policy.weight"]:totable())
+
+    a = setup(cfg, data)
+    assert.equal("done", run_epochs(a, data))
+    assert.is_true((a.net:param("policy.weight") - w0):abs():max() > 0)
+    local h = a.run.history[2]
+    assert.is_true(h.write_rate > 0 and h.write_rate < 1)
+    assert.is_true(h.test_write_rate >= 0 and h.test_write_rate <= 1)
+
+    local b = setup(cfg, data)
+    local main = coroutine.running()
+    local status = run_epochs(b, data, function(pos)
+      if pos.epoch == 2 and pos.batch == 4 then
+        debug.sethook(main, function()
+          debug.sethook(main)
+          error("interrupted!")
+        end, "", 1)
+      end
+    end)
+    assert.equal("interrupted", status)
+    dm.resume.save(tmpdir .. "/mid-gumbel.safetensors", b)
+    local c = setup(cfg, data)
+    c.run = dm.resume.load(tmpdir .. "/mid-gumbel.safetensors", c)
+    assert.equal("done", run_epochs(c, data))
+    assert_identical(snapshot(a), snapshot(c))
+    assert.same(untimed(a.run.history), untimed(c.run.history))
+  end)
+end)
+
 describe("use_memory = false (GRU without memory)", function()
   local base = { vocab_size = 9, embedding_dim = 5, memory_size = 4, hidden_size = 6, num_layers = 2, dropout = 0 }
   local function net_of(extra)
