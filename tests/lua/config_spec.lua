@@ -100,6 +100,19 @@ describe("dm.config", function()
     assert.same({ "sgd", "plateau", 0.25, 0 }, { cfg.optimizer, cfg.scheduler, cfg.gamma, cfg.plateau_patience })
   end)
 
+  it("configs/lm-char.yaml and lm-word.yaml load: the LM options they are built on, and a model of them builds", function()
+    local char = dm.config.load("configs/lm-char.yaml")
+    assert.same({ "char", "stream", true, false, 512, 0.25 },
+      { char.tokenizer, char.sample_mode, char.carry_state, char.use_memory, char.hidden_size, char.layer_dropout })
+    local word = dm.config.load("configs/lm-word.yaml")
+    assert.same({ "word", "position", true, true, 10000 },
+      { word.tokenizer, word.split, word.carry_state, word.tie_weights, word.max_vocab_size })
+    for _, cfg in ipairs { char, word } do
+      local net = dm.Controller(dm.train.model_config(cfg, 70))
+      assert.equal(70, net:config().vocab_size)
+    end
+  end)
+
   it("configs/tiny.yaml loads and is small", function()
     local cfg = dm.config.load("configs/tiny.yaml")
     assert.is_true(cfg.embedding_dim <= 32 and cfg.memory_size <= 32 and cfg.max_seq_length <= 32)
