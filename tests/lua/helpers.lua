@@ -74,4 +74,19 @@ function helpers.err_of(fn, ...)
   return tostring(msg)
 end
 
+-- Runs the training loop on st until batch `batch` of epoch `epoch`, where
+-- a hook on the running thread raises "interrupted!" as the host's SIGINT
+-- does; returns the loop's status ("interrupted").
+function helpers.run_until_interrupted(st, data, epoch, batch)
+  local main = coroutine.running()
+  return require("drlmem").loop.run(st, data, { on_step = function(pos)
+    if pos.epoch == epoch and pos.batch == batch then
+      debug.sethook(main, function()
+        debug.sethook(main)
+        error("interrupted!")
+      end, "", 1)
+    end
+  end })
+end
+
 return helpers

@@ -362,15 +362,7 @@ describe("resume", function()
     -- The host's SIGINT sets a hook on the main thread; do the same from
     -- inside the loop after the 3rd step of epoch 2.
     local b = setup(cfg, data)
-    local main = coroutine.running()
-    local status = run_epochs(b, data, function(pos)
-      if pos.epoch == 2 and pos.batch == 6 then
-        debug.sethook(main, function()
-          debug.sethook(main)
-          error("interrupted!")
-        end, "", 1)
-      end
-    end)
+    local status = helpers.run_until_interrupted(b, data, 2, 6)
     assert.equal("interrupted", status)
     assert.same({ 2, 6 }, { b.run.epoch, b.run.batch })
     resume.save(path("mid.safetensors"), b)

@@ -34,6 +34,7 @@ end
 
 local helpers = require "helpers"
 local setup, untimed = helpers.setup_run, helpers.untimed
+local run_until_interrupted = helpers.run_until_interrupted
 
 -- The loop scripts/train.lua runs (until st.cfg.epochs), with a hook after each step.
 local function run_epochs(st, data, on_step)
@@ -199,15 +200,7 @@ describe("training with write_policy = reinforce", function()
     assert.equal("done", run_epochs(a, data))
 
     local b = setup(cfg, data)
-    local main = coroutine.running()
-    local status = run_epochs(b, data, function(pos)
-      if pos.epoch == 2 and pos.batch == 4 then
-        debug.sethook(main, function()
-          debug.sethook(main)
-          error("interrupted!")
-        end, "", 1)
-      end
-    end)
+    local status = run_until_interrupted(b, data, 2, 4)
     assert.equal("interrupted", status)
     dm.resume.save(tmpdir .. "/mid.safetensors", b)
 
@@ -279,15 +272,7 @@ describe("write_actions = gumbel (the straight-through Gumbel-sigmoid gate)", fu
     assert.is_true(h.test_write_rate >= 0 and h.test_write_rate <= 1)
 
     local b = setup(cfg, data)
-    local main = coroutine.running()
-    local status = run_epochs(b, data, function(pos)
-      if pos.epoch == 2 and pos.batch == 4 then
-        debug.sethook(main, function()
-          debug.sethook(main)
-          error("interrupted!")
-        end, "", 1)
-      end
-    end)
+    local status = run_until_interrupted(b, data, 2, 4)
     assert.equal("interrupted", status)
     dm.resume.save(tmpdir .. "/mid-gumbel.safetensors", b)
     local c = setup(cfg, data)
